@@ -1,0 +1,83 @@
+"""Producing raw records: the exact bytes received, keyed by device id (else the origin), with the
+headers of DESIGN §2 (`driver`, `origin`, `received_at`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pipeline import topics
+from pipeline.models import format_ts
+
+log = logging.getLogger(__name__)
+
+
+def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[str, bytes]]:
+    return [
+        (topics.H_DRIVER, driver.encode()),
+        (topics.H_ORIGIN, origin.encode()),
+        (topics.H_RECEIVED_AT, format_ts(received_at).encode()),
+    ]
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (partitions decide how far workers scale out)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:  # another bridge or worker was quicker
+                pass
+    finally:
+        await admin.close()
+
+
+class RawProducer:
+    """An aiokafka producer for raw records; `send` returns the delivery future."""
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self._bootstrap = bootstrap
+        self._partitions = partitions
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
+        """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist."""
+        delay = 1.0
+        while True:
+            try:
+                await ensure_topics(self._bootstrap, [topics.raw_topic(d) for d in drivers], self._partitions)
+                producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
+                await producer.start()
+                self._producer = producer
+                return
+            except (KafkaError, OSError) as exc:
+                log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._bootstrap, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, retry_max)
+
+    async def send(self, driver: str, key: str, value: bytes, origin: str,
+                   received_at: datetime | None = None) -> asyncio.Future[object]:
+        assert self._producer is not None, "RawProducer.start() first"
+        return await self._producer.send(  # type: ignore[no-any-return]
+            topics.raw_topic(driver), value=value, key=key.encode(),
+            headers=raw_headers(driver, origin, received_at or datetime.now(UTC)),
+        )
+
+    async def flush(self) -> None:
+        if self._producer is not None:
+            await self._producer.flush()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,146 @@
+"""MQTT → Kafka bridge (paho-mqtt): subscribes the meters' topics with QoS 1 on a persistent session
+and produces every payload unchanged to `meter.raw.<driver>`.
+
+A message is acknowledged to the broker only after Kafka has confirmed the record, so nothing is lost
+between the two: while Kafka is unreachable the bridge drops its MQTT connection and the broker keeps
+the unacknowledged and newer messages for our session (clean_session=False, fixed client id) until we
+are back. paho reconnects to MQTT by itself with back-off (1 s … 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final
+
+import paho.mqtt.client as mqtt
+
+from bridges.kafka import RawProducer
+from pipeline.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    driver: str
+    device_level: int | None  # which level of the topic is the device id; None: key by the topic
+
+
+# Subscription → driver. IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs).
+ROUTES: Final = MappingProxyType({
+    "device/+/realtime": Route("iammeter", device_level=1),
+})
+
+
+def route_for(topic: str) -> tuple[Route, str] | None:
+    """The route of an incoming topic and the record key (device id, else the topic itself)."""
+    for pattern, route in ROUTES.items():
+        if mqtt.topic_matches_sub(pattern, topic):
+            levels = topic.split("/")
+            key = levels[route.device_level] if route.device_level is not None else topic
+            return route, key
+    return None
+
+
+class MqttBridge:
+    def __init__(self, settings: MqttSettings, producer: RawProducer) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kafka_failed = asyncio.Event()
+        self.forwarded = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                                  clean_session=False, manual_ack=True)
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self.client.username_pw_set(settings.username, password)
+        self.client.reconnect_delay_set(1, 60)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    # paho's network thread -----------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
+                    _p: object) -> None:
+        if reason.is_failure:
+            log.warning("MQTT connect to %s:%s refused: %s", self._settings.host, self._settings.port, reason)
+            return
+        log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
+        client.subscribe([(pattern, 1) for pattern in ROUTES])
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[mqtt.ReasonCode],
+                      _p: object) -> None:
+        log.info("MQTT subscribed to %s (%s)", ", ".join(ROUTES), ", ".join(map(str, reasons)))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
+                       _p: object) -> None:
+        log.warning("MQTT disconnected (%s); paho reconnects with back-off", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        message.timestamp = datetime.now(UTC).timestamp()  # receive time, wall clock
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+
+    # asyncio side --------------------------------------------------------------------------------
+    def _delivered(self, message: mqtt.MQTTMessage, future: asyncio.Future[object]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("Kafka did not take %s: %r", message.topic, None if future.cancelled()
+                      else future.exception())
+            self._kafka_failed.set()
+            return
+        self.forwarded += 1
+        self.client.ack(message.mid, message.qos)
+
+    async def _forward(self, message: mqtt.MQTTMessage) -> None:
+        found = route_for(message.topic)
+        if found is None:  # cannot happen with our subscriptions; never drop silently
+            log.error("no route for MQTT topic %s, message not acknowledged", message.topic)
+            return
+        route, key = found
+        received_at = datetime.fromtimestamp(message.timestamp, UTC)
+        future = await self._producer.send(route.driver, key, message.payload, message.topic, received_at)
+        future.add_done_callback(lambda f: self._delivered(message, f))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
+        self.client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                if self._kafka_failed.is_set():
+                    await self._recover_kafka()
+                try:
+                    message = await asyncio.wait_for(self._queue.get(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                await self._forward(message)
+            await self._producer.flush()
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            await self._producer.stop()
+
+    async def _recover_kafka(self) -> None:
+        """Kafka refused a record: leave MQTT (the broker keeps our messages), wait for Kafka, rejoin."""
+        log.warning("leaving MQTT until Kafka is back; the broker holds the messages")
+        self.client.disconnect()
+        self.client.loop_stop()
+        while not self._queue.empty():  # unacknowledged: the broker sends them again
+            self._queue.get_nowait()
+        await self._producer.stop()
+        await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
+        self._kafka_failed.clear()
+        self.client.reconnect()
+        self.client.loop_start()
+
+
+async def run_mqtt_bridge(mqtt_settings: MqttSettings, bootstrap: str, partitions: int,
+                          stop: asyncio.Event) -> None:
+    await MqttBridge(mqtt_settings, RawProducer(bootstrap, partitions)).run(stop)

@@ -1,0 +1,88 @@
+"""Simulated meters for the embedded run and the demo: IAMMETER devices publishing realistic
+monitorjson payloads on `device/<SN>/realtime` (a single-phase house with a kettle now and then, and
+a three-phase meter with PV that exports around noon, reactive `EA` block included)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+
+
+@dataclass
+class SimulatedIammeter:
+    sn: str
+    phases: int  # 1 or 3
+    pv_peak_w: float = 0.0
+    seed: int = 1
+    import_wh: list[float] = field(default_factory=list)
+    export_wh: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self.import_wh = [self._rng.uniform(100_000, 900_000) for _ in range(self.phases)]
+        self.export_wh = [self._rng.uniform(0, 50_000) if self.pv_peak_w else 0.0 for _ in range(self.phases)]
+        self._kettle_until = 0.0
+
+    def _phase_power(self, now: datetime, phase: int) -> float:
+        load = 120 + 80 * math.sin(now.timestamp() / 600 + phase) + self._rng.gauss(0, 15)
+        if phase == 0 and now.timestamp() < self._kettle_until:
+            load += 2000
+        elif phase == 0 and self._rng.random() < 0.01:
+            self._kettle_until = now.timestamp() + 90
+        hour = now.hour + now.minute / 60
+        sun = max(0.0, math.sin(math.pi * (hour - 6) / 14)) if 6 <= hour <= 20 else 0.0
+        return load - self.pv_peak_w * sun / self.phases
+
+    def payload(self, now: datetime, dt_s: float) -> bytes:
+        rows = []
+        for i in range(self.phases):
+            power = round(self._phase_power(now, i), 1)
+            voltage = round(230 + self._rng.gauss(0, 1.5), 1)
+            pf = round(min(1.0, 0.85 + self._rng.random() * 0.14), 2)
+            current = round(abs(power) / voltage / pf, 3)
+            if power >= 0:
+                self.import_wh[i] += power * dt_s / 3600
+            else:
+                self.export_wh[i] -= power * dt_s / 3600
+            rows.append([voltage, current, power, round(self.import_wh[i] / 1000, 3),
+                         round(self.export_wh[i] / 1000, 3), round(50 + self._rng.gauss(0, 0.02), 2), pf])
+        body: dict[str, object] = {"method": "uploadsn", "mac": f"B0F8{self.sn}", "version": "i.91.063T2",
+                                   "server": "em", "SN": self.sn}
+        if self.phases == 1:
+            body["Data"] = rows[0]
+        else:
+            body["Datas"] = rows
+            body["EA"] = {"Reactive": [[round(-abs(r[2]) * 0.3, 1), 0.0, round(self.import_wh[0] / 4000, 3)]
+                                       for r in rows]}
+        return json.dumps(body).encode()
+
+
+def default_meters() -> list[SimulatedIammeter]:
+    return [SimulatedIammeter("5A1E0001", phases=1, seed=1),
+            SimulatedIammeter("5A1E0003", phases=3, pv_peak_w=9000, seed=3)]
+
+
+def run_simulator(host: str, port: int, interval: float, stop_after: float | None = None) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-sim-iammeter")
+    client.reconnect_delay_set(1, 10)
+    client.connect_async(host, port)
+    client.loop_start()
+    meters = default_meters()
+    started = last = time.time()
+    try:
+        while stop_after is None or time.time() - started < stop_after:
+            now = time.time()
+            stamp = datetime.now().astimezone()
+            for meter in meters:
+                client.publish(f"device/{meter.sn}/realtime", meter.payload(stamp, now - last), qos=1)
+            last = now
+            time.sleep(interval)
+    finally:
+        client.loop_stop()
+        client.disconnect()

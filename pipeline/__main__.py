@@ -1,0 +1,142 @@
+"""`wattstream` — the one entry point. Builds `Settings()` and the app; nothing else does.
+
+    wattstream run                 the embedded default: brokers, simulated meters, bridge, worker, files
+    wattstream worker              the Faust worker (decode, sinks)
+    wattstream bridge mqtt         MQTT → Kafka
+    wattstream simulate iammeter   simulated meters publishing to MQTT
+    wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
+    wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+
+from pipeline.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from pipeline.drivers import DRIVERS
+    from pipeline.errors import IngestError
+
+    decoder = DRIVERS[args.driver]
+    failed = 0
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        payload = line.strip()
+        if not payload:
+            continue
+        try:
+            readings = decoder(payload, received_at=datetime.now(UTC), device_id=args.device)
+        except IngestError as exc:
+            failed += 1
+            print(f"line {number}: {exc.stage} error: {exc}", file=sys.stderr)
+            continue
+        for reading in readings:
+            sys.stdout.write(reading.to_json().decode() + "\n")
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _worker(settings: Settings) -> int:
+    from pipeline.app import create_app
+    from pipeline.worker import run_worker
+
+    run_worker(create_app(settings), settings.worker.log_level)
+    return 0
+
+
+def _run_until_signal(main: object) -> None:
+    """Run `main(stop)` until INT/TERM/HUP; USR1 toggles debug logging."""
+    from pipeline.worker import toggle_debug
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, toggle_debug)
+        await main(stop)  # type: ignore[operator]
+
+    asyncio.run(runner())
+
+
+def _bridge(settings: Settings) -> int:
+    from bridges.mqtt import run_mqtt_bridge
+
+    _run_until_signal(lambda stop: run_mqtt_bridge(settings.mqtt, settings.kafka.bootstrap,
+                                                   settings.kafka.partitions, stop))
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from bridges.simulate import run_simulator
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    try:
+        run_simulator(settings.mqtt.host, settings.mqtt.port, args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.embedded.run import run_embedded
+
+    return run_embedded(settings, interval=args.interval, duration=args.duration)
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.bench import run_bench
+
+    return run_bench(args.count, profile=args.profile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.drivers import DRIVERS
+
+    parser = argparse.ArgumentParser(prog="wattstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the embedded default (no Docker): everything in one command")
+    run.add_argument("--interval", type=float, default=2.0, help="seconds between simulated payloads")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sub.add_parser("worker", help="the Faust worker")
+    bridge = sub.add_parser("bridge", help="an edge bridge")
+    bridge.add_argument("kind", choices=["mqtt"])
+    simulate = sub.add_parser("simulate", help="simulated meters")
+    simulate.add_argument("driver", choices=["iammeter"])
+    simulate.add_argument("--interval", type=float, default=2.0)
+    decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
+    decode.add_argument("driver", choices=sorted(DRIVERS))
+    decode.add_argument("--device", help="device id for payloads that do not carry one")
+    bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
+    bench.add_argument("--count", type=int, default=50_000)
+    bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
+    args = parser.parse_args(argv)
+
+    if args.command == "decode":
+        return _decode(args)
+    settings = Settings()
+    logging.basicConfig(level=settings.worker.log_level.upper(), format=LOG_FORMAT)
+    logging.getLogger(__name__).debug("settings: %s", settings)  # SecretStr values print masked
+    if args.command == "worker":
+        return _worker(settings)
+    if args.command == "bridge":
+        return _bridge(settings)
+    if args.command == "simulate":
+        return _simulate(settings, args)
+    if args.command == "run":
+        return _run(settings, args)
+    return _bench(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

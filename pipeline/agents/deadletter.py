@@ -1,0 +1,37 @@
+"""Sending what could not be processed to `meter.deadletter`: the original key, bytes and headers,
+plus `stage`, `error` and `source_topic` headers. Nothing is dropped silently."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from faust.types import TopicT
+
+from pipeline import topics
+
+log = logging.getLogger(__name__)
+
+
+def header_map(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None) -> dict[str, bytes]:
+    if not headers:
+        return {}
+    return dict(headers.items() if isinstance(headers, Mapping) else headers)
+
+
+async def send_deadletter(
+    deadletter: TopicT[Any, Any], *, key: bytes | None, value: bytes | None,
+    headers: Mapping[str, bytes], source_topic: str, stage: str, error: str,
+) -> None:
+    log.warning("dead letter: stage=%s source=%s key=%r error=%s", stage, source_topic, key, error)
+    await deadletter.send(
+        key=key,
+        value=value if value is not None else b"",
+        headers={
+            **headers,
+            topics.H_STAGE: stage.encode(),
+            topics.H_ERROR: error.encode(),
+            topics.H_SOURCE_TOPIC: source_topic.encode(),
+        },
+    )

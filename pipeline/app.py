@@ -1,0 +1,57 @@
+"""`create_app(settings)`: the Faust app with its topics and agents wired (STYLE 6). Nothing here runs
+at import time; `pipeline.__main__` builds the settings and the app, tests build their own."""
+
+from __future__ import annotations
+
+import faust
+import mode
+
+from pipeline import topics
+from pipeline.agents.decode import register_decode
+from pipeline.agents.readings import register_readings
+from pipeline.drivers import DRIVERS
+from pipeline.settings import Settings
+from pipeline.sinks import Sink
+from pipeline.sinks.files import FileSink
+from pipeline.sinks.influx import InfluxSink
+
+
+def build_sink(settings: Settings) -> Sink:
+    """InfluxDB when `WATTSTREAM_INFLUX_URL` is set, else the daily files."""
+    return InfluxSink(settings.influx) if settings.influx.url else FileSink(settings.files)
+
+
+def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
+    app = faust.App(
+        settings.worker.app_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        store=store,
+        datadir=str(settings.worker.datadir),
+        topic_partitions=settings.kafka.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker.session_timeout,
+        broker_rebalance_timeout=settings.worker.rebalance_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout / 3),
+        web_enabled=False,
+        autodiscover=False,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
+
+    readings = topic(topics.READINGS)
+    deadletter = topic(topics.DEADLETTER)
+    for driver, decoder in DRIVERS.items():
+        register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, driver, decoder)
+
+    chosen = sink or build_sink(settings)
+    register_readings(app, readings, deadletter, chosen, settings.worker)
+
+    class SinkCloser(mode.Service):
+        async def on_stop(self) -> None:
+            await chosen.close()
+
+    app.service(SinkCloser)
+    return app

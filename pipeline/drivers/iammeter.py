@@ -1,0 +1,182 @@
+"""IAMMETER WEM3080 / WEM3162 / WEM3080T / WEM3046T / WEM3050T: the monitorjson payload.
+
+Spec: IAMMETER/appstore docs/monitorjson-api.md (one JSON for HTTP, MQTT `device/<SN>/realtime`, TCP);
+legacy lowercase `data`: lewei50/iammeter Tools/Local API-IAMMETER; see tests/frames/iammeter/README.md.
+
+Accepted shapes:
+- `Data`: one row (single phase) → `Reading.total`.
+- `Datas` (some firmware spell it `Data` too): 3 rows = phases A, B, C → `L1`..`L3`; a 4th row is the
+  net-metering (NEM) result and becomes `total` (power, net import/export, frequency, PF). Without it,
+  `total` is the algebraic sum of the phase powers and of the phase energies (the meter's own total
+  in normal mode), with phase A's frequency.
+- `data`: the legacy 5-number row (WEM3162 local API).
+- optional `EA.Reactive`: per phase [reactive power, inductive kvarh, capacitive kvarh]. The document
+  says kvar but its sample magnitudes (−119 beside 200 W loads) are var: we take the value as var.
+  Inductive energy maps to `reactive_energy_import_varh`, capacitive to `..._export_varh`.
+
+The meter has no clock: `ts` is the bridge's receive time. Energies arrive in kWh with up to three
+decimals and become exact integer Wh (decimal arithmetic, no float rounding).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from pipeline.errors import FrameError, shorten
+from pipeline.models import PHASES, Phase, Reading, Values
+
+DRIVER: Final = "iammeter"
+
+Convert = Callable[[Decimal], float | int]
+
+
+def _float(value: Decimal) -> float:
+    return float(value)
+
+
+def _kilo_to_int(value: Decimal) -> int:
+    """kWh → Wh, kvarh → varh, exact (half-even beyond the meter's three decimals)."""
+    return int((value * 1000).to_integral_value())
+
+
+# Row index → (Reading field, conversion). monitorjson-api.md: "[voltage, current, activePower,
+# importEnergy, exportEnergy, frequency, powerFactor]" in V, A, W, kWh, kWh, Hz, 1.
+ROW: Final[tuple[tuple[str, Convert], ...]] = (
+    ("voltage_v", _float),
+    ("current_a", _float),
+    ("power_w", _float),
+    ("energy_import_wh", _kilo_to_int),
+    ("energy_export_wh", _kilo_to_int),
+    ("frequency_hz", _float),
+    ("power_factor", _float),
+)
+# The NEM row's voltage is a reference and its current "not meaningful" (monitorjson-api.md).
+NET_ROW_SKIP: Final = frozenset({"voltage_v", "current_a"})
+# EA.Reactive row: [reactivePower, inductiveEnergy kvarh, capacitiveEnergy kvarh].
+REACTIVE_ROW: Final[tuple[tuple[str, Convert], ...]] = (
+    ("reactive_power_var", _float),
+    ("reactive_energy_import_varh", _kilo_to_int),
+    ("reactive_energy_export_varh", _kilo_to_int),
+)
+LEGACY_ROW_LEN: Final = 5  # lowercase `data`: V, A, W, import kWh, export kWh
+
+
+def _reject_constant(name: str) -> Decimal:
+    raise FrameError(f"iammeter payload has a non-finite number {name}")
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    try:
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"iammeter payload is not UTF-8 text: {shorten(payload)}") from exc
+    try:
+        obj = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise FrameError(f"iammeter payload is not JSON ({exc}): {shorten(payload)}") from exc
+    if not isinstance(obj, dict):
+        raise FrameError(f"iammeter payload is not a JSON object: {shorten(payload)}")
+    return obj
+
+
+def _number(value: object, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise FrameError(f"iammeter {where} is not a number: {shorten(value)}")
+    try:
+        return value if isinstance(value, Decimal) else Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - ints always convert
+        raise FrameError(f"iammeter {where} is not a number: {shorten(value)}") from exc
+
+
+def _row(
+    row: object, layout: Sequence[tuple[str, Convert]], where: str, min_len: int | None = None
+) -> dict[str, float | int]:
+    needed = len(layout) if min_len is None else min_len
+    if not isinstance(row, list) or not needed <= len(row) <= len(layout):
+        raise FrameError(f"iammeter {where} must be a list of {needed} numbers: {shorten(row)}")
+    return {
+        name: convert(_number(value, f"{where}[{i}]"))
+        for i, ((name, convert), value) in enumerate(zip(layout, row, strict=False))
+    }
+
+
+def _rows(payload: Mapping[str, Any], key: str) -> list[object]:
+    rows = payload[key]
+    if not isinstance(rows, list) or not rows:
+        raise FrameError(f"iammeter '{key}' must be a non-empty list: {shorten(rows)}")
+    return rows
+
+
+def _phase_total(phases: Mapping[Phase, dict[str, float | int]]) -> dict[str, float | int]:
+    """Normal-mode three-phase total: algebraic sums, exact in decimal."""
+    rows = list(phases.values())
+    total: dict[str, float | int] = {}
+    for name in ("power_w", "energy_import_wh", "energy_export_wh", "reactive_power_var",
+                 "reactive_energy_import_varh", "reactive_energy_export_varh"):
+        if all(name in row for row in rows):
+            summed = sum(Decimal(str(row[name])) for row in rows)
+            total[name] = int(summed) if isinstance(rows[0][name], int) else float(summed)
+    if "frequency_hz" in rows[0]:
+        total["frequency_hz"] = rows[0]["frequency_hz"]
+    return total
+
+
+def decode(payload: bytes, *, received_at: datetime, device_id: str | None = None) -> list[Reading]:
+    """One monitorjson payload → one `Reading`. `device_id` is used when the payload has no `SN`."""
+    obj = _parse(payload)
+    sn = obj.get("SN", device_id)
+    if not isinstance(sn, str) or not sn.strip():
+        raise FrameError(f"iammeter payload has no SN and no device id is known: {shorten(obj.get('SN'))}")
+
+    phases: dict[Phase, dict[str, float | int]] = {}
+    total: dict[str, float | int] = {}
+    reactive = _reactive_rows(obj)
+    if "Datas" in obj or ("Data" in obj and isinstance(obj["Data"], list) and obj["Data"]
+                          and isinstance(obj["Data"][0], list)):
+        key = "Datas" if "Datas" in obj else "Data"
+        rows = _rows(obj, key)
+        if len(rows) not in (3, 4):
+            raise FrameError(f"iammeter '{key}' must have 3 phase rows (+1 NEM row), got {len(rows)}")
+        for i, (phase, row) in enumerate(zip(PHASES, rows, strict=False)):
+            phases[phase] = _row(row, ROW, f"{key}[{i}]")
+            if i < len(reactive):
+                phases[phase] |= _row(reactive[i], REACTIVE_ROW, f"EA.Reactive[{i}]")
+        if len(rows) == 4:
+            net = _row(rows[3], ROW, f"{key}[3]")
+            total = {name: value for name, value in net.items() if name not in NET_ROW_SKIP}
+            if len(reactive) == 4:
+                total |= _row(reactive[3], REACTIVE_ROW, "EA.Reactive[3]")
+        else:
+            total = _phase_total(phases)
+    elif "Data" in obj:
+        total = _row(obj["Data"], ROW, "Data")
+        if reactive:
+            total |= _row(reactive[0], REACTIVE_ROW, "EA.Reactive[0]")
+    elif "data" in obj:
+        total = _row(obj["data"], ROW, "data", min_len=LEGACY_ROW_LEN)
+    else:
+        raise FrameError(f"iammeter payload has no 'Data', 'Datas' or 'data': keys {sorted(obj)[:10]}")
+
+    return [
+        Reading(
+            meter_id=f"{DRIVER}:{sn.strip()}",
+            driver=DRIVER,
+            ts=received_at,
+            received_at=received_at,
+            total=Values(**total),
+            phases={phase: Values(**values) for phase, values in phases.items()},
+        )
+    ]
+
+
+def _reactive_rows(obj: Mapping[str, Any]) -> list[object]:
+    ea = obj.get("EA")
+    if ea is None:
+        return []
+    if not isinstance(ea, dict) or "Reactive" not in ea:
+        raise FrameError(f"iammeter 'EA' must be an object with 'Reactive': {shorten(ea)}")
+    return _rows(ea, "Reactive")

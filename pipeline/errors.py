@@ -1,0 +1,39 @@
+"""One error root for everything that can go wrong with input (STYLE 8).
+
+Decoders raise only these; agents catch `IngestError` at the edge and send the input to the
+dead-letter topic with `stage` and the message. Messages carry the offending value, never a key.
+"""
+
+
+class IngestError(Exception):
+    """Input that cannot become a `Reading`. `stage` names where it failed."""
+
+    stage = "decode"
+
+
+class FrameError(IngestError):
+    """The bytes are not a well-formed frame/payload of the driver's format."""
+
+    stage = "frame"
+
+
+class ChecksumError(FrameError):
+    """A frame whose checksum does not match."""
+
+
+class DecryptError(IngestError):
+    """Encrypted content that cannot be decrypted (wrong key, corrupted bytes)."""
+
+    stage = "decrypt"
+
+
+class UnknownField(IngestError):
+    """A well-formed payload carrying a value the driver does not know how to map."""
+
+    stage = "decode"
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """The offending value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -1,0 +1,80 @@
+"""The models of DESIGN §3, one definition each. Their JSON is the public format on Kafka.
+
+SI units only; cumulative energies are exact integers (Wh, varh), never floats. Timestamps are
+UTC-aware; on the wire they are ISO 8601 with a `Z` and millisecond precision where the value has it.
+Unknown values are omitted from the JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, PlainSerializer
+
+Phase = Literal["L1", "L2", "L3"]
+PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def format_ts(value: datetime) -> str:
+    """ISO 8601 in UTC with `Z`; milliseconds only when the value has a fraction of a second."""
+    value = value.astimezone(UTC)
+    spec = "milliseconds" if value.microsecond else "seconds"
+    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+UtcDatetime = Annotated[
+    AwareDatetime, AfterValidator(_to_utc), PlainSerializer(format_ts, return_type=str)
+]
+
+
+class Values(BaseModel):
+    """The electrical quantities of one scope: the meter's total or one phase."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    voltage_v: float | None = None
+    current_a: float | None = None
+    power_w: float | None = None  # signed: + import/consumption, − export
+    power_factor: float | None = None
+    frequency_hz: float | None = None
+    reactive_power_var: float | None = None
+    apparent_power_va: float | None = None
+    energy_import_wh: int | None = None
+    energy_export_wh: int | None = None
+    reactive_energy_import_varh: int | None = None
+    reactive_energy_export_varh: int | None = None
+
+    def present(self) -> dict[str, float | int]:
+        """The known values, by field name."""
+        return {name: value for name, value in self if value is not None}
+
+
+class Reading(BaseModel):
+    """One normalised reading of one meter at one instant (event time `ts`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meter_id: str  # "<driver>:<device id>"
+    driver: str
+    ts: UtcDatetime  # the meter's clock where it has one, else the bridge's receive time
+    received_at: UtcDatetime
+    total: Values = Values()
+    phases: dict[Phase, Values] = {}
+    extra: dict[str, float] = {}  # other numeric sensors, unit in the name (temperature_c)
+
+    def to_json(self) -> bytes:
+        """The public wire format (`meter.readings`, `wattstream decode`)."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Reading:
+        return cls.model_validate_json(data)
+
+    def scopes(self) -> list[tuple[str, Values]]:
+        """(`total` | `L1`..`L3`, values) for every scope this reading has."""
+        return [("total", self.total), *self.phases.items()]

@@ -1,0 +1,65 @@
+"""File sink in the format of the classic Raspberry Pi logger (kjmat/keilog `FileRecorder`), the
+default when no InfluxDB is configured.
+
+A daily file `YYYYMMDD-<name>.txt` per event-time day, one line per value:
+`YYYY/MM/DD hh:mm:ss,UnitID,SensorID,Value,DataID` with UnitID = meter id, SensorID = the field name
+(prefixed `L1.`..`L3.` for phases), Value rounded to 4 decimals (energies as exact integers), and
+DataID = the driver. Times are event times in the configured zone (default: the machine's zone),
+where keilog used the time it dequeued a value. The 10-minute `sum` file comes with the windows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pipeline.models import Reading
+from pipeline.settings import FilesSettings
+from pipeline.sinks import SinkUnavailable
+
+
+def _value(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else str(round(value, 4))
+
+
+def reading_lines(reading: Reading, tz: tzinfo | None) -> Iterator[tuple[datetime, str]]:
+    """(local event time, line) for every value of a reading (pure)."""
+    local = reading.ts.astimezone(tz)
+    stamp = local.strftime("%Y/%m/%d %H:%M:%S")
+    for phase, values in reading.scopes():
+        prefix = "" if phase == "total" else f"{phase}."
+        for name, value in values.present().items():
+            yield local, f"{stamp},{reading.meter_id},{prefix}{name},{_value(value)},{reading.driver}"
+    for name, value in reading.extra.items():
+        yield local, f"{stamp},{reading.meter_id},{name},{_value(value)},{reading.driver}"
+
+
+class FileSink:
+    name = "files"
+
+    def __init__(self, settings: FilesSettings) -> None:
+        self._dir = settings.dir
+        self._name = settings.name
+        self._tz = ZoneInfo(settings.tz) if settings.tz else None
+
+    def path_for(self, day: datetime) -> Path:
+        return self._dir / f"{day:%Y%m%d}-{self._name}.txt"
+
+    async def write(self, batch: Sequence[Reading]) -> None:
+        by_file: dict[Path, list[str]] = defaultdict(list)
+        for reading in batch:
+            for local, line in reading_lines(reading, self._tz):
+                by_file[self.path_for(local)].append(line)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            for path, lines in by_file.items():
+                with path.open("a", encoding="utf-8") as out:
+                    out.write("\n".join(lines) + "\n")
+        except OSError as exc:  # a full or read-only disk: hold the stream until it is fixed
+            raise SinkUnavailable(f"cannot write {self._dir}: {exc}") from exc
+
+    async def close(self) -> None:
+        pass
