@@ -48,6 +48,7 @@ def _worker(settings: Settings) -> int:
     from pipeline.app import create_app
     from pipeline.worker import run_worker
 
+    settings.worker_datadir.mkdir(parents=True, exist_ok=True)
     run_worker(create_app(settings), settings.worker.log_level)
     return 0
 

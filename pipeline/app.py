@@ -26,7 +26,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
         store=store,
-        datadir=str(settings.worker.datadir),
+        datadir=str(settings.worker_datadir),
         topic_partitions=settings.kafka.partitions,
         key_serializer="raw",
         value_serializer="raw",

@@ -39,7 +39,7 @@ class Values(BaseModel):
 
     voltage_v: float | None = None
     current_a: float | None = None
-    power_w: float | None = None  # signed: + import/consumption, − export
+    power_w: float | None = None  # signed: + import/consumption, - export
     power_factor: float | None = None
     frequency_hz: float | None = None
     reactive_power_var: float | None = None

@@ -52,7 +52,7 @@ class FilesSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = "wattstream"  # the Kafka consumer group
-    datadir: Path = Path("wattstream-data/worker")  # Faust's local state
+    datadir: Path | None = None  # Faust's local state; unset: <files dir>/worker
     batch_size: int = Field(default=1000, ge=1)  # sink batch: at most this many readings...
     batch_seconds: float = Field(default=0.5, gt=0)  # ...or this long
     retry_max_seconds: float = Field(default=30.0, gt=0)  # sink back-off ceiling while holding the stream
@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     files: FilesSettings = FilesSettings()
     worker: WorkerSettings = WorkerSettings()
     meters_file: Path | None = None
+
+    @property
+    def worker_datadir(self) -> Path:
+        return self.worker.datadir or self.files.dir / "worker"
 
     def meters(self) -> tuple[Meter, ...]:
         """The meters file's `[[meter]]` entries (none when no file is configured)."""

@@ -11,7 +11,7 @@ Accepted shapes:
   in normal mode), with phase A's frequency.
 - `data`: the legacy 5-number row (WEM3162 local API).
 - optional `EA.Reactive`: per phase [reactive power, inductive kvarh, capacitive kvarh]. The document
-  says kvar but its sample magnitudes (−119 beside 200 W loads) are var: we take the value as var.
+  says kvar but its sample magnitudes (-119 beside 200 W loads) are var: we take the value as var.
   Inductive energy maps to `reactive_energy_import_varh`, capacitive to `..._export_varh`.
 
 The meter has no clock: `ts` is the bridge's receive time. Energies arrive in kWh with up to three
@@ -167,8 +167,8 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
             driver=DRIVER,
             ts=received_at,
             received_at=received_at,
-            total=Values(**total),
-            phases={phase: Values(**values) for phase, values in phases.items()},
+            total=Values.model_validate(total),
+            phases={phase: Values.model_validate(values) for phase, values in phases.items()},
         )
     ]
 

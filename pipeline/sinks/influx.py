@@ -7,7 +7,6 @@ point; timestamp = event time. The same reading always maps to the same points (
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -77,7 +76,7 @@ class InfluxSink:
             if exc.status in (400, 422) or (exc.status == 413 and len(batch) == 1):
                 raise SinkRejected(f"InfluxDB refused the write ({exc.status}): {exc.body!r:.200}") from exc
             raise SinkUnavailable(f"InfluxDB answered {exc.status} {exc.reason}") from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise SinkUnavailable(f"InfluxDB unreachable: {exc!r}") from exc
 
     async def close(self) -> None:

@@ -1,0 +1,61 @@
+"""`wattstream run`: the embedded default brings up everything, shows readings live, writes the daily
+file, toggles debug logs on USR1 and stops cleanly on a signal."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def wait_output(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            seen.append(line)
+            if needle in line:
+                return
+        elif proc.poll() is not None:
+            break
+        else:
+            time.sleep(0.1)
+    raise AssertionError(f"no {needle!r} within {timeout}s; output:\n{''.join(seen)}")
+
+
+def test_run_shows_readings_writes_the_daily_file_and_stops_on_signal(tmp_path: Path) -> None:
+    env = {**os.environ, "WATTSTREAM_FILES_DIR": str(tmp_path / "data"), "WATTSTREAM_FILES_TZ": "UTC"}
+    env.pop("WATTSTREAM_INFLUX_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--interval", "0.5"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    try:
+        wait_output(proc, "iammeter:5A1E0003", 90, seen)  # the three-phase simulated meter, live
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert proc.stdout is not None
+        output = "".join(seen) + proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert "Kafka (Tansu) on" in output and "stopped" in output
+    assert "dead letters 0" in output
+
+    [daily] = (tmp_path / "data").glob("2*-wattstream.txt")
+    lines = daily.read_text().splitlines()
+    meters = {line.split(",")[1] for line in lines}
+    assert meters == {"iammeter:5A1E0001", "iammeter:5A1E0003"}
+    assert any(",L3.power_w," in line for line in lines)
+    date, clock = lines[0].split(",")[0].split(" ")
+    assert daily.name.startswith(date.replace("/", "")) and len(clock) == 8
+
+    worker_log = (tmp_path / "data" / "logs" / "worker.log").read_text()
+    assert "log level now DEBUG" in worker_log

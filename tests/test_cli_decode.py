@@ -1,0 +1,40 @@
+"""`wattstream decode iammeter`: one payload per line in, one Reading JSON per line out."""
+
+import json
+import subprocess
+import sys
+
+from tests.frames import vectors
+
+V = vectors("iammeter")
+
+
+def decode(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "decode", "iammeter", *args], input=stdin,
+                          capture_output=True, timeout=60, check=False)
+
+
+def one_line(vector_id: str) -> bytes:
+    return json.dumps(json.loads(V[vector_id]["input"])).encode()
+
+
+def test_decodes_every_line_and_reports_bad_ones() -> None:
+    stdin = b"\n".join([one_line("iammeter-doc-single-phase"), b"not json", b"",
+                        one_line("iammeter-doc-three-phase")]) + b"\n"
+    result = decode(stdin)
+    assert result.returncode == 1
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["meter_id"] for r in out] == ["iammeter:DA2BED94", "iammeter:5DB50BF4"]
+    assert out[0]["total"] == {"voltage_v": 226.85, "current_a": 1.31, "power_w": 152.0, "power_factor": 0.51,
+                               "frequency_hz": 49.97, "energy_import_wh": 22920380, "energy_export_wh": 0}
+    assert out[1]["phases"]["L2"]["energy_import_wh"] == 423527
+    assert out[0]["ts"].endswith("Z")
+    assert result.stderr.decode().strip() == (
+        "line 2: frame error: iammeter payload is not JSON "
+        "(Expecting value: line 1 column 1 (char 0)): b'not json'")
+
+
+def test_all_good_exits_zero_and_device_option_names_legacy_meters() -> None:
+    result = decode(V["iammeter-legacy-wem3162-monitorjson"]["input"].encode() + b"\n", "--device", "kitchen")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["meter_id"] == "iammeter:kitchen"

@@ -1,0 +1,43 @@
+"""Settings from the environment and the meters file; secrets stay masked."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings, load_meters
+
+
+def test_environment_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATTSTREAM_INFLUX_URL", "http://influx:8086")
+    monkeypatch.setenv("WATTSTREAM_INFLUX_TOKEN", "s3cr3t-token")
+    monkeypatch.setenv("WATTSTREAM_KAFKA_BOOTSTRAP", "kafka:9092")
+    monkeypatch.setenv("WATTSTREAM_WORKER_BATCH_SIZE", "250")
+    monkeypatch.setenv("WATTSTREAM_MQTT_PASSWORD", "mqtt-pass")
+    settings = Settings(_env_file=None)
+    assert settings.influx.url == "http://influx:8086"
+    assert settings.kafka.bootstrap == "kafka:9092"
+    assert settings.worker.batch_size == 250
+    assert settings.influx.token is not None and settings.influx.token.get_secret_value() == "s3cr3t-token"
+    shown = f"{settings!r} {settings}"
+    assert "s3cr3t-token" not in shown and "mqtt-pass" not in shown
+
+
+def test_defaults_write_files_when_no_influx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATTSTREAM_INFLUX_URL", raising=False)
+    assert Settings(_env_file=None).influx.url is None
+
+
+def test_meters_file(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "DA2BED94"\nrole = "grid"\n\n'
+                    '[[meter]]\ndriver = "evn"\ndevice = "SAGY"\nkey = "00112233445566778899AABBCCDDEEFF"\n')
+    grid, evn = load_meters(path)
+    assert grid.meter_id == "iammeter:DA2BED94" and grid.role == "grid" and grid.site == "home"
+    assert evn.key is not None and "0011" not in repr(evn)
+
+
+def test_meters_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "iammeter"\nrole = "boss"\n')
+    with pytest.raises(ValueError, match=r"meters\.toml"):
+        load_meters(path)
