@@ -97,7 +97,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.bench import run_bench
 
-    return run_bench(args.count, profile=args.profile)
+    return run_bench(args.count, rate=args.rate, profile=args.profile)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--device", help="device id for payloads that do not carry one")
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
+    bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
+                       "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
     args = parser.parse_args(argv)
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from pipeline.errors import FrameError, shorten
-from pipeline.models import PHASES, Phase, Reading, Values
+from pipeline.models import PHASES, Phase, Reading
 
 DRIVER: Final = "iammeter"
 
@@ -62,6 +62,8 @@ REACTIVE_ROW: Final[tuple[tuple[str, Convert], ...]] = (
     ("reactive_energy_import_varh", _kilo_to_int),
     ("reactive_energy_export_varh", _kilo_to_int),
 )
+SUMMED: Final = ("power_w", "energy_import_wh", "energy_export_wh", "reactive_power_var",
+                  "reactive_energy_import_varh", "reactive_energy_export_varh")
 LEGACY_ROW_LEN: Final = 5  # lowercase `data`: V, A, W, import kWh, export kWh
 
 
@@ -83,25 +85,21 @@ def _parse(payload: bytes) -> dict[str, Any]:
     return obj
 
 
-def _number(value: object, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise FrameError(f"iammeter {where} is not a number: {shorten(value)}")
-    try:
-        return value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation as exc:  # pragma: no cover - ints always convert
-        raise FrameError(f"iammeter {where} is not a number: {shorten(value)}") from exc
-
-
 def _row(
     row: object, layout: Sequence[tuple[str, Convert]], where: str, min_len: int | None = None
 ) -> dict[str, float | int]:
     needed = len(layout) if min_len is None else min_len
     if not isinstance(row, list) or not needed <= len(row) <= len(layout):
         raise FrameError(f"iammeter {where} must be a list of {needed} numbers: {shorten(row)}")
-    return {
-        name: convert(_number(value, f"{where}[{i}]"))
-        for i, ((name, convert), value) in enumerate(zip(layout, row, strict=False))
-    }
+    values: dict[str, float | int] = {}
+    for i, ((name, convert), value) in enumerate(zip(layout, row, strict=False)):
+        if isinstance(value, Decimal):
+            values[name] = convert(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            values[name] = convert(Decimal(value))
+        else:
+            raise FrameError(f"iammeter {where}[{i}] is not a number: {shorten(value)}")
+    return values
 
 
 def _rows(payload: Mapping[str, Any], key: str) -> list[object]:
@@ -112,14 +110,15 @@ def _rows(payload: Mapping[str, Any], key: str) -> list[object]:
 
 
 def _phase_total(phases: Mapping[Phase, dict[str, float | int]]) -> dict[str, float | int]:
-    """Normal-mode three-phase total: algebraic sums, exact in decimal."""
+    """Normal-mode three-phase total: algebraic sums (exact: integers, or floats rounded to the
+    meter's resolution so that 197.0 + 197.0 + 199.0 stays 593.0)."""
     rows = list(phases.values())
     total: dict[str, float | int] = {}
-    for name in ("power_w", "energy_import_wh", "energy_export_wh", "reactive_power_var",
-                 "reactive_energy_import_varh", "reactive_energy_export_varh"):
-        if all(name in row for row in rows):
-            summed = sum(Decimal(str(row[name])) for row in rows)
-            total[name] = int(summed) if isinstance(rows[0][name], int) else float(summed)
+    for name in SUMMED:
+        values = [row[name] for row in rows if name in row]
+        if len(values) == len(rows):
+            summed = sum(values)
+            total[name] = summed if isinstance(summed, int) else round(summed, 6)
     if "frequency_hz" in rows[0]:
         total["frequency_hz"] = rows[0]["frequency_hz"]
     return total
@@ -162,14 +161,14 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
         raise FrameError(f"iammeter payload has no 'Data', 'Datas' or 'data': keys {sorted(obj)[:10]}")
 
     return [
-        Reading(
-            meter_id=f"{DRIVER}:{sn.strip()}",
-            driver=DRIVER,
-            ts=received_at,
-            received_at=received_at,
-            total=Values.model_validate(total),
-            phases={phase: Values.model_validate(values) for phase, values in phases.items()},
-        )
+        Reading.model_validate({
+            "meter_id": f"{DRIVER}:{sn.strip()}",
+            "driver": DRIVER,
+            "ts": received_at,
+            "received_at": received_at,
+            "total": total,
+            "phases": phases,
+        })
     ]
 
 
