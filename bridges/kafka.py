@@ -45,9 +45,10 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
 class RawProducer:
     """An aiokafka producer for raw records; `send` returns the delivery future."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, partitions: int, request_timeout_ms: int = 15_000) -> None:
         self._bootstrap = bootstrap
         self._partitions = partitions
+        self._request_timeout_ms = request_timeout_ms  # how long a record may wait for Kafka before we give up
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
@@ -56,7 +57,8 @@ class RawProducer:
         while True:
             try:
                 await ensure_topics(self._bootstrap, [topics.raw_topic(d) for d in drivers], self._partitions)
-                producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
+                producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5,
+                                            request_timeout_ms=self._request_timeout_ms)
                 await producer.start()
                 self._producer = producer
                 return

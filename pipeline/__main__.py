@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     logging.basicConfig(level=settings.worker.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger(__name__).debug("settings: %s", settings)  # SecretStr values print masked
+    if settings.worker.log_level != "debug":  # aiokafka logs every retry while Kafka is away
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if args.command == "worker":
         return _worker(settings)
     if args.command == "bridge":

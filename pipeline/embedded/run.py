@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -115,7 +114,6 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subpr
 
 
 def run_embedded(settings: Settings, interval: float, duration: float | None) -> int:
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the live view is the output here
     logs = settings.files.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wattstream-"))

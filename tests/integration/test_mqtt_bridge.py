@@ -1,0 +1,56 @@
+"""The MQTT bridge loses nothing while Kafka is away: the broker keeps the unacknowledged messages of
+our persistent session and the bridge sends them once Kafka is back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline import topics
+from pipeline.embedded.servers import Server, start_tansu
+from tests.conftest import Process
+from tests.mqtt import publish_all
+
+
+async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(values) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values += [r.value for r in records]
+    finally:
+        await consumer.stop()
+    return values
+
+
+def body(i: int) -> bytes:
+    return b'{"SN":"0B0B0B0B","Data":[230,1,%d,1,0,50,1]}' % i
+
+
+def test_messages_published_while_kafka_is_down_arrive_after_it_returns(mosquitto: Server, tmp_path: Path) -> None:
+    kafka = start_tansu(tmp_path / "tansu")
+    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": kafka.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
+           "WATTSTREAM_MQTT_PORT": str(mosquitto.port), "WATTSTREAM_MQTT_CLIENT_ID": f"bridge-{kafka.port}"}
+    bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
+    try:
+        bridge.wait_for("MQTT subscribed")
+        publish_all(mosquitto.port, [("device/0B0B0B0B/realtime", body(i)) for i in range(3)])
+        assert asyncio.run(raw_values(kafka.address, 3)) == [body(i) for i in range(3)]
+
+        kafka.stop()  # Tansu keeps its data in memory: what it had is gone, what comes next must not be
+        publish_all(mosquitto.port, [("device/0B0B0B0B/realtime", body(i)) for i in range(3, 8)])
+        bridge.wait_for("leaving MQTT until Kafka is back", timeout=60)
+        kafka = start_tansu(tmp_path / "tansu2", port=kafka.port)
+        assert sorted(asyncio.run(raw_values(kafka.address, 5))) == sorted(body(i) for i in range(3, 8))
+        assert bridge.proc.poll() is None
+    finally:
+        bridge.stop()
+        kafka.stop()
