@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import topics
-from pipeline.embedded.servers import Server, start_tansu
+from pipeline.embedded.servers import Server, start_amqtt, start_tansu
 from tests.conftest import Process
 from tests.mqtt import publish_all
 
@@ -54,3 +54,27 @@ def test_messages_published_while_kafka_is_down_arrive_after_it_returns(mosquitt
     finally:
         bridge.stop()
         kafka.stop()
+
+
+def test_python_broker_fallback_carries_qos1_with_manual_acks(tmp_path: Path) -> None:
+    """`wattstream run` uses amqtt where mosquitto is not installed: it must speak what the bridge needs."""
+    import paho.mqtt.client as mqtt
+
+    broker = start_amqtt(tmp_path)
+    received: list[bytes] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fallback-test", clean_session=False,
+                         manual_ack=True)
+    client.on_connect = lambda c, _u, _f, _r, _p: c.subscribe("device/+/realtime", 1)
+    client.on_message = lambda c, _u, m: (received.append(m.payload), c.ack(m.mid, m.qos))
+    try:
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            publish_all(broker.port, [("device/FA11BACC/realtime", body(1))])
+            time.sleep(0.5)
+        assert received and received[0] == body(1)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
