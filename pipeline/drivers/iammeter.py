@@ -21,10 +21,13 @@ decimals and become exact integer Wh (decimal arithmetic, no float rounding).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
+
+from pydantic import ValidationError
 
 from pipeline.errors import FrameError, shorten
 from pipeline.models import PHASES, Phase, Reading
@@ -34,12 +37,20 @@ DRIVER: Final = "iammeter"
 Convert = Callable[[Decimal], float | int]
 
 
+INT64_MAX: Final = 2**63 - 1  # InfluxDB integer fields
+
+
 def _float(value: Decimal) -> float:
-    return float(value)
+    result = float(value)
+    if not math.isfinite(result):
+        raise FrameError(f"iammeter value out of range: {shorten(value)}")
+    return result
 
 
 def _kilo_to_int(value: Decimal) -> int:
     """kWh → Wh, kvarh → varh, exact (half-even beyond the meter's three decimals)."""
+    if not value.is_finite() or abs(value) > INT64_MAX // 1000:
+        raise FrameError(f"iammeter energy out of range: {shorten(value)}")
     return int((value * 1000).to_integral_value())
 
 
@@ -110,8 +121,8 @@ def _rows(payload: Mapping[str, Any], key: str) -> list[object]:
 
 
 def _phase_total(phases: Mapping[Phase, dict[str, float | int]]) -> dict[str, float | int]:
-    """Normal-mode three-phase total: algebraic sums (exact: integers, or floats rounded to the
-    meter's resolution so that 197.0 + 197.0 + 199.0 stays 593.0)."""
+    """Normal-mode three-phase total: algebraic sums (energies exact as integers; powers rounded to
+    6 decimals so that binary float noise does not show, e.g. 0.2 + 1.2 + 2.2 stays 3.6)."""
     rows = list(phases.values())
     total: dict[str, float | int] = {}
     for name in SUMMED:
@@ -160,8 +171,8 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
     else:
         raise FrameError(f"iammeter payload has no 'Data', 'Datas' or 'data': keys {sorted(obj)[:10]}")
 
-    return [
-        Reading.model_validate({
+    try:
+        reading = Reading.model_validate({
             "meter_id": f"{DRIVER}:{sn.strip()}",
             "driver": DRIVER,
             "ts": received_at,
@@ -169,7 +180,9 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
             "total": total,
             "phases": phases,
         })
-    ]
+    except ValidationError as exc:  # pragma: no cover - the checks above should make this unreachable
+        raise FrameError(f"iammeter payload gives no valid Reading: {exc.errors()[0]['msg']}") from exc
+    return [reading]
 
 
 def _reactive_rows(obj: Mapping[str, Any]) -> list[object]:
