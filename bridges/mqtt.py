@@ -110,8 +110,7 @@ class MqttBridge:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
-        self.client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive)
-        self.client.loop_start()
+        self._connect()
         try:
             while not stop.is_set():
                 if self._kafka_failed.is_set():
@@ -137,7 +136,11 @@ class MqttBridge:
         await self._producer.stop()
         await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
         self._kafka_failed.clear()
-        self.client.reconnect()
+        self._connect()
+
+    def _connect(self) -> None:
+        """Connect in paho's network thread, which retries with back-off until the broker answers."""
+        self.client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive)
         self.client.loop_start()
 
 
