@@ -60,6 +60,7 @@ class MqttBridge:
             password = settings.password.get_secret_value() if settings.password else None
             self.client.username_pw_set(settings.username, password)
         self.client.reconnect_delay_set(1, 60)
+        self.client.enable_logger(logging.getLogger("paho"))  # paho's own errors through our logs
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
