@@ -30,9 +30,11 @@ class Route:
     device_level: int | None  # which level of the topic is the device id; None: key by the topic
 
 
-# Subscription → driver. IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs).
+# Subscription → driver. IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs); Acrel
+# ADW3xx on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF).
 ROUTES: Final = MappingProxyType({
     "device/+/realtime": Route("iammeter", device_level=1),
+    "platform/+/meter/json-v2/analog/+": Route("adw300", device_level=None),
 })
 
 

@@ -1,6 +1,7 @@
-"""Simulated meters for the embedded run and the demo: IAMMETER devices publishing realistic
-monitorjson payloads on `device/<SN>/realtime` (a single-phase house with a kettle now and then, and
-a three-phase meter with PV that exports around noon, reactive `EA` block included)."""
+"""Simulated meters for the embedded run and the demo, publishing what the real devices publish:
+IAMMETER monitorjson on `device/<SN>/realtime` (a single-phase house with a kettle now and then, and a
+three-phase meter with PV that exports around noon, reactive `EA` block included) and Acrel ADW300 /
+ADW310 `json-v2/analog` message pairs."""
 
 from __future__ import annotations
 
@@ -63,24 +64,62 @@ class SimulatedIammeter:
         return json.dumps(body).encode()
 
 
+@dataclass
+class SimulatedAdw300:
+    """An Acrel ADW300 (three phase) or ADW310 (single phase) sending its values as two `json-v2/analog`
+    messages per cycle (ids 0-35, then 0 + 36-72), values in kW/kWh as the device does."""
+
+    device: str
+    phases: int
+    seed: int = 7
+    topic: str = "platform/acrel/meter/json-v2/analog/0000"
+    import_kwh: float = 1234.5
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def payloads(self, now: datetime, dt_s: float) -> list[bytes]:
+        tp = int(now.timestamp() * 1000)
+        kw = [round(0.3 + 0.2 * math.sin(now.timestamp() / 300 + i) + self._rng.gauss(0, 0.02), 3)
+              for i in range(self.phases)]
+        self.import_kwh += sum(kw) * dt_s / 3600
+        volts = [round(230 + self._rng.gauss(0, 1), 1) for _ in range(self.phases)]
+        first: dict[int, object] = {0: self.device, 13: round(sum(kw), 3), 25: 0.97,
+                                    26: round(50 + self._rng.gauss(0, 0.02), 2), 27: 22,
+                                    28: round(self.import_kwh, 2), 29: 0.0, 34: 1, 35: 1}
+        for i in range(self.phases):
+            first |= {1 + i: volts[i], 7 + i: round(kw[i] * 1000 / volts[i] / 0.97, 2), 10 + i: kw[i], 22 + i: 0.97}
+        second: dict[int, object] = {0: self.device, 36: round(31 + self._rng.gauss(0, 0.3), 1), 41: 0}
+        return [json.dumps({"data": [{"tp": tp, "point": [{"id": k, "val": v} for k, v in points.items()]}]}).encode()
+                for points in (first, second)]
+
+
 def default_meters() -> list[SimulatedIammeter]:
     return [SimulatedIammeter("5A1E0001", phases=1, seed=1),
             SimulatedIammeter("5A1E0003", phases=3, pv_peak_w=9000, seed=3)]
 
 
+def default_adw300() -> list[SimulatedAdw300]:
+    return [SimulatedAdw300("20201998111433", phases=3), SimulatedAdw300("ADW310SIM01", phases=1, seed=8)]
+
+
 def run_simulator(host: str, port: int, interval: float, stop_after: float | None = None) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-sim-iammeter")
+    """Every simulated meter (IAMMETER and Acrel) publishing every `interval` seconds."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-simulator")
     client.reconnect_delay_set(1, 10)
     client.connect_async(host, port)
     client.loop_start()
-    meters = default_meters()
+    iammeters, acrels = default_meters(), default_adw300()
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
             now = time.time()
             stamp = datetime.now().astimezone()
-            for meter in meters:
+            for meter in iammeters:
                 client.publish(f"device/{meter.sn}/realtime", meter.payload(stamp, now - last), qos=1)
+            for acrel in acrels:
+                for payload in acrel.payloads(stamp, now - last):
+                    client.publish(acrel.topic, payload, qos=1)
             last = now
             time.sleep(interval)
     finally:

@@ -3,7 +3,7 @@
     wattstream run                 the embedded default: brokers, simulated meters, bridge, worker, files
     wattstream worker              the Faust worker (decode, sinks)
     wattstream bridge mqtt         MQTT → Kafka
-    wattstream simulate iammeter   simulated meters publishing to MQTT
+    wattstream simulate            simulated meters (IAMMETER, Acrel ADW300/310) publishing to MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
 """
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="the Faust worker")
     bridge = sub.add_parser("bridge", help="an edge bridge")
     bridge.add_argument("kind", choices=["mqtt"])
-    simulate = sub.add_parser("simulate", help="simulated meters")
-    simulate.add_argument("driver", choices=["iammeter"])
+    simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
     decode.add_argument("driver", choices=sorted(DRIVERS))

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
-from pipeline.drivers import iammeter
+from pipeline.drivers import adw300, iammeter
 from pipeline.models import Reading
 
 
@@ -22,4 +22,5 @@ class Decoder(Protocol):
 
 DRIVERS: Mapping[str, Decoder] = MappingProxyType({
     iammeter.DRIVER: iammeter.decode,
+    adw300.DRIVER: adw300.decode,
 })

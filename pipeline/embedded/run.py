@@ -50,7 +50,8 @@ class LiveView:
     def on_reading(self, value: bytes) -> None:
         self.readings += 1
         reading = Reading.from_json(value)
-        self.last[reading.meter_id] = reading
+        if reading.total.power_w is not None:  # Acrel's second message of a pair has no power
+            self.last[reading.meter_id] = reading
 
     def on_dead(self, headers: dict[str, bytes]) -> None:
         self.dead[headers.get(topics.H_STAGE, b"?").decode()] += 1
@@ -135,9 +136,9 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
             f"files {settings.files.dir}/YYYYMMDD-{settings.files.name}.txt")
         children["worker"] = _spawn("worker", ["worker"], env, logs)
         children["bridge"] = _spawn("bridge", ["bridge", "mqtt"], env, logs)
-        children["simulator"] = _spawn("simulator", ["simulate", "iammeter", "--interval", str(interval)],
+        children["simulator"] = _spawn("simulator", ["simulate", "--interval", str(interval)],
                                        env, logs)
-        print(f"worker, bridge and simulated IAMMETER meters started; logs in {logs}/", flush=True)
+        print(f"worker, bridge and simulated meters (IAMMETER, Acrel) started; logs in {logs}/", flush=True)
         print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
         asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
         return 0
