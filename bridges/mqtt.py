@@ -31,10 +31,12 @@ class Route:
 
 
 # Subscription → driver. IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs); Acrel
-# ADW3xx on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF).
+# ADW3xx on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF);
+# EVN P1 readers (ESP8266) on sensors/smartmeter, the meter known by the system title in the frame.
 ROUTES: Final = MappingProxyType({
     "device/+/realtime": Route("iammeter", device_level=1),
     "platform/+/meter/json-v2/analog/+": Route("adw300", device_level=None),
+    "sensors/smartmeter": Route("evn", device_level=None),  # the ESP8266 P1 bridges' hex frames
 })
 
 

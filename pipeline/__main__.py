@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -27,6 +28,19 @@ def _decode(args: argparse.Namespace) -> int:
     from pipeline.errors import IngestError
 
     decoder = DRIVERS[args.driver]
+    if args.key:
+        from functools import partial
+
+        from pipeline.drivers import evn
+
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            key = b""
+        if args.driver != evn.DRIVER or len(key) != 16:
+            print("--key takes 32 hex digits and goes with the evn driver", file=sys.stderr)
+            return 2
+        decoder = partial(evn.decode, keys={evn.ANY_METER: key})
     failed = 0
     for number, line in enumerate(sys.stdin.buffer, start=1):
         payload = line.strip()
@@ -117,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
     decode.add_argument("driver", choices=sorted(DRIVERS))
     decode.add_argument("--device", help="device id for payloads that do not carry one")
+    decode.add_argument("--key", help="EVN: the meter's AES key, 32 hex digits (prefer WATTSTREAM_DECODE_KEY: "
+                        "a command line is visible to other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "

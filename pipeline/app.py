@@ -3,14 +3,16 @@ at import time; `pipeline.__main__` builds the settings and the app, tests build
 
 from __future__ import annotations
 
+from functools import partial
+
 import faust
 import mode
 
 from pipeline import topics
 from pipeline.agents.decode import register_decode
 from pipeline.agents.readings import register_readings
-from pipeline.drivers import DRIVERS
-from pipeline.settings import Settings
+from pipeline.drivers import DRIVERS, Decoder, evn
+from pipeline.settings import Meter, Settings
 from pipeline.sinks import Sink
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.influx import InfluxSink
@@ -19,6 +21,21 @@ from pipeline.sinks.influx import InfluxSink
 def build_sink(settings: Settings) -> Sink:
     """InfluxDB when `WATTSTREAM_INFLUX_URL` is set, else the daily files."""
     return InfluxSink(settings.influx) if settings.influx.url else FileSink(settings.files)
+
+
+def evn_keys(meters: tuple[Meter, ...]) -> dict[str, bytes]:
+    """System title (hex) → key, for the EVN meters of the meters file. Errors never show the key."""
+    keys = {}
+    for meter in meters:
+        if meter.driver == evn.DRIVER and meter.key is not None:
+            try:
+                key = bytes.fromhex(meter.key.get_secret_value())
+            except ValueError:
+                key = b""
+            if len(key) != 16:
+                raise ValueError(f"meters file: the key of {meter.meter_id} must be 32 hex digits")
+            keys[meter.device.upper()] = key
+    return keys
 
 
 def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
@@ -43,7 +60,8 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
 
     readings = topic(topics.READINGS)
     deadletter = topic(topics.DEADLETTER)
-    for driver, decoder in DRIVERS.items():
+    decoders: dict[str, Decoder] = {**DRIVERS, evn.DRIVER: partial(evn.decode, keys=evn_keys(settings.meters()))}
+    for driver, decoder in decoders.items():
         register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, driver, decoder)
 
     chosen = sink or build_sink(settings)

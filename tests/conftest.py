@@ -47,11 +47,6 @@ def _server(request: pytest.FixtureRequest, start: Callable[[], Server]) -> Iter
 
 
 @pytest.fixture(scope="session")
-def tansu(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _server(request, lambda: start_tansu(tmp_path_factory.mktemp("tansu")))
-
-
-@pytest.fixture(scope="session")
 def mosquitto(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _server(request, lambda: start_mosquitto(tmp_path_factory.mktemp("mosquitto")))
 
@@ -168,6 +163,12 @@ class Stack:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+
+
+@pytest.fixture
+def tansu(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A Tansu per test (it starts in a fraction of a second): no test sees another's topics or groups."""
+    yield from _server(request, lambda: start_tansu(tmp_path / "tansu"))
 
 
 @pytest.fixture

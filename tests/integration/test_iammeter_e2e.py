@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiokafka import AIOKafkaConsumer
-
 from pipeline import topics
 from tests.conftest import Stack
 from tests.frames import vectors
+from tests.kafka import deadletters
 from tests.mqtt import publish_all
 
 V = vectors("iammeter")
@@ -63,22 +62,6 @@ def test_captured_payloads_reach_influxdb_with_exact_values(stack: Stack) -> Non
     assert types["energy_import_wh"] == "integer" and types["power_w"] == "float"
 
 
-async def _deadletters(bootstrap: str, key: bytes, within: float = 30) -> list[tuple[bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(topics.DEADLETTER, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    found: list[tuple[bytes, dict[str, bytes]]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while not found and loop.time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [(r.value, dict(r.headers)) for r in records if r.key == key]
-    finally:
-        await consumer.stop()
-    return found
-
-
 def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_goes_on(stack: Stack) -> None:
     worker, _ = stack.start_pipeline()
     publish_all(stack.mosquitto.port, [
@@ -89,7 +72,7 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_goes_on(stack: Sta
     rows = stack.influx.wait_rows("SELECT power_w FROM readings WHERE meter = 'iammeter:DA2BED94'", count=1)
     assert [row["power_w"] for row in rows] == [152]
 
-    dead = asyncio.run(_deadletters(stack.tansu.address, b"BAD00001"))
+    dead = asyncio.run(deadletters(stack.tansu.address, b"BAD00001"))
     assert [value for value, _ in dead] == [b"\x00garbage{", b'{"SN":"BAD00001","Data":[1,2]}']
     first, second = (headers for _, headers in dead)
     assert first[topics.H_STAGE] == b"frame" and b"not JSON" in first[topics.H_ERROR]
