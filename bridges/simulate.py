@@ -1,7 +1,7 @@
 """Simulated meters for the embedded run and the demo, publishing what the real devices publish:
 IAMMETER monitorjson on `device/<SN>/realtime` (a single-phase house with a kettle now and then, and a
 three-phase meter with PV that exports around noon, reactive `EA` block included) and Acrel ADW300 /
-ADW310 `json-v2/analog` message pairs."""
+ADW310 `json-v2/analog` message pairs, and an encrypted EVN P1 meter (hex M-Bus frames)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
+from Crypto.Cipher import AES
 
 
 @dataclass
@@ -94,6 +96,70 @@ class SimulatedAdw300:
                 for points in (first, second)]
 
 
+@dataclass
+class SimulatedEvn:
+    """An EVN Kaifa-style meter behind an ESP8266: every cycle a data-notification (flat EVN layout),
+    encrypted with AES-128-GCM (no tag, as EVN does) and cut into M-Bus long frames, published as hex
+    on `sensors/smartmeter`. The key is a demo key, not a secret."""
+
+    system_title: bytes = bytes.fromhex("4B464D5349000001")  # "KFM" + SI(mulated)
+    key: bytes = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+    topic: str = "sensors/smartmeter"
+    import_wh: int = 4_200_000
+    export_wh: int = 310_000
+    frame_counter: int = 1
+    seed: int = 11
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    @staticmethod
+    def _octets(value: bytes) -> bytes:
+        return bytes([0x09, len(value)]) + value
+
+    @staticmethod
+    def _clock(now: datetime) -> bytes:
+        local = now.astimezone(ZoneInfo("Europe/Vienna"))
+        offset = local.utcoffset()
+        deviation = -int(offset.total_seconds() // 60) if offset is not None else -0x8000
+        return (local.year.to_bytes(2, "big") + bytes([local.month, local.day, local.isoweekday(), local.hour,
+                                                        local.minute, local.second, 0])
+                + deviation.to_bytes(2, "big", signed=True) + bytes([0x80 if local.dst() else 0x00]))
+
+    def payload(self, now: datetime, dt_s: float) -> bytes:
+        watts = max(0, int(400 + 250 * math.sin(now.timestamp() / 500) + self._rng.gauss(0, 20)))
+        self.import_wh += round(watts * dt_s / 3600)
+        registers = [  # (OBIS C.D, uint tag, value, scaler, unit) as in the Netz NÖ sample
+            (1, 8, 0x06, self.import_wh, 0, 0x1E), (2, 8, 0x06, self.export_wh, 0, 0x1E),
+            (1, 7, 0x06, watts, 0, 0x1B), (2, 7, 0x06, 0, 0, 0x1B),
+            *[(c, 7, 0x12, int(2300 + self._rng.gauss(0, 15)), -1, 0x23) for c in (32, 52, 72)],
+            *[(c, 7, 0x12, int(watts / 3 / 2.3), -2, 0x21) for c in (31, 51, 71)],
+            (13, 7, 0x12, 950, -3, 0xFF),
+        ]
+        clock = self._clock(now)
+        body = bytearray([0x02, 2 + 3 * len(registers)]) + self._octets(clock)
+        for c, d, tag, value, scaler, unit in registers:
+            size = 4 if tag == 0x06 else 2
+            body += self._octets(bytes([1, 0, c, d, 0, 255])) + bytes([tag]) + value.to_bytes(size, "big")
+            body += bytes([0x02, 0x02, 0x0F, scaler & 0xFF, 0x16, unit])
+        body += self._octets(b"SIM000000001")
+        plain = bytes([0x0F]) + self.frame_counter.to_bytes(4, "big") + bytes([0x0C]) + clock + bytes(body)
+        counter = self.frame_counter.to_bytes(4, "big")
+        self.frame_counter += 1
+        cipher = AES.new(self.key, AES.MODE_GCM, nonce=self.system_title + counter)
+        secured = bytes([0x20]) + counter + cipher.encrypt(plain)
+        length = bytes([len(secured)]) if len(secured) < 0x80 else bytes([0x81, len(secured)])
+        apdu = bytes([0xDB, 0x08]) + self.system_title + length + secured
+        segments = [apdu[i:i + 245] for i in range(0, len(apdu), 245)]
+        frames = b""
+        for index, segment in enumerate(segments):
+            ci = index | (0x10 if index == len(segments) - 1 else 0)
+            body_bytes = bytes([0x53, 0xFF, ci, 0x01, 0x67]) + segment
+            frames += bytes([0x68, len(body_bytes), len(body_bytes), 0x68]) + body_bytes
+            frames += bytes([sum(body_bytes) & 0xFF, 0x16])
+        return frames.hex().upper().encode()
+
+
 def default_meters() -> list[SimulatedIammeter]:
     return [SimulatedIammeter("5A1E0001", phases=1, seed=1),
             SimulatedIammeter("5A1E0003", phases=3, pv_peak_w=9000, seed=3)]
@@ -104,12 +170,12 @@ def default_adw300() -> list[SimulatedAdw300]:
 
 
 def run_simulator(host: str, port: int, interval: float, stop_after: float | None = None) -> None:
-    """Every simulated meter (IAMMETER and Acrel) publishing every `interval` seconds."""
+    """Every simulated meter (IAMMETER, Acrel, EVN) publishing every `interval` seconds."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-simulator")
     client.reconnect_delay_set(1, 10)
     client.connect_async(host, port)
     client.loop_start()
-    iammeters, acrels = default_meters(), default_adw300()
+    iammeters, acrels, evn = default_meters(), default_adw300(), SimulatedEvn()
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
@@ -120,6 +186,7 @@ def run_simulator(host: str, port: int, interval: float, stop_after: float | Non
             for acrel in acrels:
                 for payload in acrel.payloads(stamp, now - last):
                     client.publish(acrel.topic, payload, qos=1)
+            client.publish(evn.topic, evn.payload(stamp, now - last), qos=1)
             last = now
             time.sleep(interval)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from bridges.simulate import SimulatedEvn
 from pipeline import topics
 from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
 from pipeline.models import Reading
@@ -108,6 +110,19 @@ async def _show(view: LiveView, children: dict[str, subprocess.Popen[bytes]], st
                 stop.set()
 
 
+def _meters_with_simulated(settings: Settings, work: Path) -> Path:
+    """The user's meters file plus the simulated EVN meter and its demo key, in the run's private temp
+    dir (deleted at the end; readable by this user only, as it may hold the user's keys)."""
+    sim = SimulatedEvn()
+    text = settings.meters_file.read_text() if settings.meters_file else ""
+    text += (f'\n[[meter]]\ndriver = "evn"\ndevice = "{sim.system_title.hex().upper()}"\n'
+             f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n')
+    path = work / "meters.toml"
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
 def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stdout=out,
@@ -132,13 +147,14 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
             "WATTSTREAM_WORKER_SESSION_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_SESSION_TIMEOUT", "6"),
             "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_REBALANCE_TIMEOUT", "6"),
         }
+        env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
         sink = f"InfluxDB {settings.influx.url}" if settings.influx.url else (
             f"files {settings.files.dir}/YYYYMMDD-{settings.files.name}.txt")
         children["worker"] = _spawn("worker", ["worker"], env, logs)
         children["bridge"] = _spawn("bridge", ["bridge", "mqtt"], env, logs)
         children["simulator"] = _spawn("simulator", ["simulate", "--interval", str(interval)],
                                        env, logs)
-        print(f"worker, bridge and simulated meters (IAMMETER, Acrel) started; logs in {logs}/", flush=True)
+        print(f"worker, bridge and simulated meters (IAMMETER, Acrel, EVN) started; logs in {logs}/", flush=True)
         print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
         asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
         return 0
@@ -148,6 +164,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
                 _stop_child(children[name])
         for server in reversed(servers):
             server.stop()
+        shutil.rmtree(work, ignore_errors=True)
         print("stopped", flush=True)
 
 
