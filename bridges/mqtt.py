@@ -147,8 +147,3 @@ class MqttBridge:
         """Connect in paho's network thread, which retries with back-off until the broker answers."""
         self.client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive)
         self.client.loop_start()
-
-
-async def run_mqtt_bridge(mqtt_settings: MqttSettings, bootstrap: str, partitions: int,
-                          stop: asyncio.Event) -> None:
-    await MqttBridge(mqtt_settings, RawProducer(bootstrap, partitions)).run(stop)

@@ -3,6 +3,7 @@
     wattstream run                 the embedded default: brokers, simulated meters, bridge, worker, files
     wattstream worker              the Faust worker (decode, sinks)
     wattstream bridge mqtt         MQTT → Kafka
+    wattstream bridge serial --port P   serial line sensors → Kafka
     wattstream simulate            simulated meters (IAMMETER, Acrel ADW300/310) publishing to MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
@@ -82,11 +83,21 @@ def _run_until_signal(main: object) -> None:
     asyncio.run(runner())
 
 
-def _bridge(settings: Settings) -> int:
-    from bridges.mqtt import run_mqtt_bridge
+def _bridge(settings: Settings, args: argparse.Namespace) -> int:
+    from bridges.kafka import RawProducer
 
-    _run_until_signal(lambda stop: run_mqtt_bridge(settings.mqtt, settings.kafka.bootstrap,
-                                                   settings.kafka.partitions, stop))
+    producer = RawProducer(settings.kafka.bootstrap, settings.kafka.partitions)
+    if args.kind == "serial":
+        if not args.port:
+            print("bridge serial needs --port", file=sys.stderr)
+            return 2
+        from bridges.serial_lines import SerialLineBridge
+
+        _run_until_signal(SerialLineBridge(args.port, args.baud, args.device, producer).run)
+    else:
+        from bridges.mqtt import MqttBridge
+
+        _run_until_signal(MqttBridge(settings.mqtt, producer).run)
     return 0
 
 
@@ -125,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sub.add_parser("worker", help="the Faust worker")
     bridge = sub.add_parser("bridge", help="an edge bridge")
-    bridge.add_argument("kind", choices=["mqtt"])
+    bridge.add_argument("kind", choices=["mqtt", "serial"])
+    bridge.add_argument("--port", help="serial: the port (/dev/ttyUSB0)")
+    bridge.add_argument("--baud", type=int, default=115200, help="serial: baud rate")
+    bridge.add_argument("--device", help="serial: the device name used as the Kafka key (default: the port)")
     simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings)
     if args.command == "bridge":
-        return _bridge(settings)
+        return _bridge(settings, args)
     if args.command == "simulate":
         return _simulate(settings, args)
     if args.command == "run":

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
-from pipeline.drivers import adw300, evn, iammeter
+from pipeline.drivers import adw300, evn, iammeter, lines
 from pipeline.models import Reading
 
 
@@ -24,4 +24,5 @@ DRIVERS: Mapping[str, Decoder] = MappingProxyType({
     iammeter.DRIVER: iammeter.decode,
     adw300.DRIVER: adw300.decode,
     evn.DRIVER: evn.decode,  # needs keys: `create_app` binds them from the meters file
+    lines.DRIVER: lines.decode,
 })

@@ -1,0 +1,72 @@
+"""Serial → Kafka bridge for line sensors (pyserial): reads a port, cuts it into lines, produces each
+line unchanged to `meter.raw.lines` (key = the configured device name, origin = the port).
+
+Reconnect is outside the read loop: an unplugged or vanished port (SerialException/OSError) is closed
+and re-opened with back-off (1 s … 30 s), so a replugged adapter is picked up again. A line Kafka does
+not take is retried (the port's buffer holds what arrives meanwhile); spooling to disk for long Kafka
+outages is still to come (issue 3, edge resilience).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import serial
+from aiokafka.errors import KafkaError
+
+from bridges.kafka import RawProducer
+from pipeline.drivers.lines import DRIVER, LineFramer
+
+log = logging.getLogger(__name__)
+
+
+class SerialLineBridge:
+    def __init__(self, port: str, baudrate: int, device: str | None, producer: RawProducer) -> None:
+        self._port = port
+        self._baudrate = baudrate
+        self._key = device or port
+        self._producer = producer
+        self.forwarded = 0
+
+    async def _send(self, line: bytes, stop: asyncio.Event) -> None:
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await (await self._producer.send(DRIVER, self._key, line, self._port))
+                self.forwarded += 1
+                return
+            except KafkaError as exc:
+                log.warning("Kafka did not take a line from %s (%r), retry in %.0fs", self._port, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _read_port(self, port: serial.Serial, stop: asyncio.Event) -> None:
+        framer = LineFramer()
+        while not stop.is_set():
+            chunk = await asyncio.to_thread(port.read, max(1, port.in_waiting))
+            for line in framer.feed(chunk):
+                await self._send(line, stop)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._producer.start([DRIVER])
+        delay = 1.0
+        try:
+            while not stop.is_set():
+                try:
+                    port = await asyncio.to_thread(serial.Serial, self._port, self._baudrate, timeout=0.5)
+                except (serial.SerialException, OSError) as exc:
+                    log.warning("cannot open %s (%s), retry in %.0fs", self._port, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                log.info("reading line sensors on %s at %d baud", self._port, self._baudrate)
+                delay = 1.0
+                try:
+                    await self._read_port(port, stop)
+                except (serial.SerialException, OSError) as exc:
+                    log.warning("lost %s (%s); re-opening", self._port, exc)
+                finally:
+                    port.close()
+        finally:
+            await self._producer.stop()
