@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,3 +194,16 @@ def run_simulator(host: str, port: int, interval: float, stop_after: float | Non
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def run_line_sensor(fd: int, interval: float, stop: threading.Event) -> None:
+    """An Arduino-style sensor on the device end of a pty: a CSV and a JSON line every `interval`."""
+    rng = random.Random(5)
+    while not stop.wait(interval):
+        temperature = round(18 + 4 * math.sin(time.time() / 900) + rng.gauss(0, 0.1), 2)
+        humidity = round(55 + rng.gauss(0, 2), 1)
+        try:
+            os.write(fd, f"garden,temperature_c,{temperature}\r\n".encode())
+            os.write(fd, json.dumps({"unit": "garden", "humidity_pct": humidity}).encode() + b"\r\n")
+        except OSError:  # the bridge side went away; it re-opens the port
+            continue

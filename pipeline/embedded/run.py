@@ -1,7 +1,8 @@
 """`wattstream run`: the whole pipeline on one machine, no Docker, no root.
 
 Starts Tansu and an MQTT broker (mosquitto if installed, else amqtt) on local ports, then the worker,
-the MQTT bridge and the simulated meters as child processes (their logs under `<files dir>/logs/`),
+the MQTT bridge, the simulated meters, and a serial bridge reading a simulated line sensor on a
+pseudo-terminal, as child processes (their logs under `<files dir>/logs/`),
 and shows live in the terminal what flows through `meter.readings` and `meter.deadletter`.
 INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process.
 With `WATTSTREAM_INFLUX_URL` set the worker writes to that InfluxDB, else to the daily files.
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from bridges.simulate import SimulatedEvn
+from bridges.simulate import SimulatedEvn, run_line_sensor
 from pipeline import topics
 from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
 from pipeline.models import Reading
@@ -123,6 +125,14 @@ def _meters_with_simulated(settings: Settings, work: Path) -> Path:
     return path
 
 
+def _pty() -> tuple[int, str]:
+    """A pseudo-terminal pair: (the device end for the simulated sensor, the port path for the bridge)."""
+    device, port = os.openpty()
+    path = os.ttyname(port)
+    os.close(port)
+    return device, path
+
+
 def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stdout=out,
@@ -135,6 +145,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
     work = Path(tempfile.mkdtemp(prefix="wattstream-"))
     servers: list[Server] = []
     children: dict[str, subprocess.Popen[bytes]] = {}
+    sensor_stop = threading.Event()
     try:
         servers.append(kafka := start_tansu(work / "tansu", _preferred(9092)))
         servers.append(mqtt := start_mqtt_broker(work / "mqtt", _preferred(1883)))
@@ -154,12 +165,18 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
         children["bridge"] = _spawn("bridge", ["bridge", "mqtt"], env, logs)
         children["simulator"] = _spawn("simulator", ["simulate", "--interval", str(interval)],
                                        env, logs)
-        print(f"worker, bridge and simulated meters (IAMMETER, Acrel, EVN) started; logs in {logs}/", flush=True)
+        sensor_fd, sensor_port = _pty()
+        threading.Thread(target=run_line_sensor, args=(sensor_fd, interval, sensor_stop), daemon=True).start()
+        children["serial"] = _spawn("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"],
+                                    env, logs)
+        print("worker, bridges, simulated meters (IAMMETER, Acrel, EVN, a line sensor on a pty) up; "
+              f"logs in {logs}/", flush=True)
         print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
         asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
         return 0
     finally:
-        for name in ("simulator", "bridge", "worker"):
+        sensor_stop.set()
+        for name in ("simulator", "serial", "bridge", "worker"):
             if name in children:
                 _stop_child(children[name])
         for server in reversed(servers):
