@@ -24,10 +24,43 @@ from pipeline.settings import Settings
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def _decode_broute(args: argparse.Namespace) -> int:
+    """One ECHONET Lite frame in hex per line; D3/E1 scaling carried from line to line."""
+    import binascii
+
+    from pipeline.drivers import echonet
+    from pipeline.errors import IngestError
+
+    scaling, failed = echonet.Scaling(), 0
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        if not line.strip():
+            continue
+        try:
+            decoded = echonet.decode(binascii.unhexlify(b"".join(line.split())), received_at=datetime.now(UTC),
+                                     device_id=args.device or "meter", scaling=scaling)
+        except (binascii.Error, ValueError):
+            failed += 1
+            print(f"line {number}: frame error: not hex: {line.strip()[:60]!r}", file=sys.stderr)
+            continue
+        except IngestError as exc:
+            failed += 1
+            print(f"line {number}: {exc.stage} error: {exc}", file=sys.stderr)
+            continue
+        scaling = decoded.scaling
+        if decoded.unscaled:
+            print(f"line {number}: {decoded.unscaled} energy value(s) left out: D3/E1 not seen yet", file=sys.stderr)
+        for reading in decoded.readings:
+            sys.stdout.write(reading.to_json().decode() + "\n")
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
 def _decode(args: argparse.Namespace) -> int:
     from pipeline.drivers import DRIVERS
     from pipeline.errors import IngestError
 
+    if args.driver == "broute":
+        return _decode_broute(args)
     decoder = DRIVERS[args.driver]
     if args.key:
         from functools import partial
@@ -143,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
-    decode.add_argument("driver", choices=sorted(DRIVERS))
+    decode.add_argument("driver", choices=sorted([*DRIVERS, "broute"]))
     decode.add_argument("--device", help="device id for payloads that do not carry one")
     decode.add_argument("--key", help="EVN: the meter's AES key, 32 hex digits (prefer WATTSTREAM_DECODE_KEY: "
                         "a command line is visible to other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))

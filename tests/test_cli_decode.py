@@ -38,3 +38,20 @@ def test_all_good_exits_zero_and_device_option_names_legacy_meters() -> None:
     result = decode(V["iammeter-legacy-wem3162-monitorjson"]["input"].encode() + b"\n", "--device", "kitchen")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["meter_id"] == "iammeter:kitchen"
+
+
+def test_broute_scaling_is_carried_across_lines() -> None:
+    frames = [
+        "1081000102880105FF017201E00400000064",  # E0 = 100 before the scaling is known
+        "1081232802880105FF017201D30400000001",  # D3 = 1
+        "1081000102880105FF017201E10101",  # E1 = 0.1 kWh
+        "1081000102880105FF017201E00400000064",  # E0 = 100 → 10 kWh
+        "1081000102880105FF017201E704000004A5",  # E7 = 1189 W
+    ]
+    result = subprocess.run([sys.executable, "-m", "pipeline", "decode", "broute", "--device", "JP01"],
+                            input="\n".join(frames).encode(), capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["total"] for r in out] == [{"energy_import_wh": 10000}, {"power_w": 1189.0}]
+    assert out[0]["meter_id"] == "broute:JP01"
+    assert b"line 1: 1 energy value(s) left out: D3/E1 not seen yet" in result.stderr
