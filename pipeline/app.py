@@ -9,9 +9,9 @@ import faust
 import mode
 
 from pipeline import topics
-from pipeline.agents.decode import register_decode
+from pipeline.agents.decode import register_broute_decode, register_decode
 from pipeline.agents.readings import register_readings
-from pipeline.drivers import DRIVERS, Decoder, evn
+from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.settings import Meter, Settings
 from pipeline.sinks import Sink
 from pipeline.sinks.files import FileSink
@@ -63,6 +63,8 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     decoders: dict[str, Decoder] = {**DRIVERS, evn.DRIVER: partial(evn.decode, keys=evn_keys(settings.meters()))}
     for driver, decoder in decoders.items():
         register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, driver, decoder)
+    register_broute_decode(app, topic(topics.raw_topic(echonet.DRIVER)), readings, deadletter,
+                           settings.kafka.partitions)
 
     chosen = sink or build_sink(settings)
     register_readings(app, readings, deadletter, chosen, settings.worker)

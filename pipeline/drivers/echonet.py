@@ -17,7 +17,8 @@ Meter clocks (EA/EB) are Asia/Tokyo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -52,6 +53,13 @@ class Scaling:
     coefficient: int | None = None
     unit: int | None = None
     digits: int | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> Scaling:
+        return cls(**json.loads(data)) if data else cls()
 
     def wh(self, raw: int) -> int | None:
         if self.coefficient is None or self.unit is None:
