@@ -8,10 +8,13 @@ Unknown values are omitted from the JSON.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, PlainSerializer, ValidationError
 
+from pipeline.errors import FrameError
+
+MAX_INTEGER = 2**63 - 1  # cumulative counters are InfluxDB integer fields (int64)
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
 
@@ -66,6 +69,16 @@ class Reading(BaseModel):
     total: Values = Values()
     phases: dict[Phase, Values] = {}
     extra: dict[str, float] = {}  # other numeric sensors, unit in the name (temperature_c)
+
+    @classmethod
+    def build(cls, fields: dict[str, Any]) -> Reading:
+        """For decoders: a Reading from plain values; what pydantic refuses becomes a `FrameError`."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise FrameError(f"{fields.get('driver')}: no valid Reading ({'.'.join(map(str, error['loc']))}: "
+                             f"{error['msg']})") from exc
 
     def to_json(self) -> bytes:
         """The public wire format (`meter.readings`, `wattstream decode`)."""

@@ -57,3 +57,11 @@ def test_energy_stays_an_exact_integer() -> None:
     with pytest.raises(ValidationError):
         Values(energy_import_wh=1.5)  # type: ignore[arg-type]
     assert Reading.from_json(reading().to_json()).total.energy_import_wh == 908690
+
+
+def test_build_turns_invalid_values_into_frame_errors() -> None:
+    from pipeline.errors import FrameError
+
+    with pytest.raises(FrameError, match=r"lines: no valid Reading \(ts:"):
+        Reading.build({"meter_id": "lines:x", "driver": "lines", "ts": datetime(2025, 1, 1),
+                       "received_at": datetime(2025, 1, 1, tzinfo=UTC)})

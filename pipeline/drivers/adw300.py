@@ -26,10 +26,8 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import ValidationError
-
 from pipeline.errors import FrameError, shorten
-from pipeline.models import Reading
+from pipeline.models import MAX_INTEGER, Reading
 
 DRIVER: Final = "adw300"
 
@@ -82,7 +80,6 @@ POINTS: Final[Mapping[int, tuple[Scope, str, Decimal, Kind]]] = MappingProxyType
 DEVICE_ID: Final = 0
 IGNORED: Final = frozenset({33})  # SIM ICCID (text)
 PHASE_NAMES: Final = MappingProxyType({"A": "L1", "B": "L2", "C": "L3"})
-INT64_MAX: Final = 2**63 - 1
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
@@ -114,7 +111,7 @@ def _number(value: object, point_id: int) -> Decimal:
 def _convert(number: Decimal, scale: Decimal, kind: Kind, point_id: int) -> float | int:
     scaled = number * scale
     if kind == "int":
-        if abs(scaled) > INT64_MAX:
+        if abs(scaled) > MAX_INTEGER:
             raise FrameError(f"adw300 id {point_id} value out of range: {shorten(number)}")
         return int(scaled.to_integral_value())
     result = float(scaled)
@@ -147,14 +144,11 @@ def _entry(entry: object, device_id: str | None, received_at: datetime) -> Readi
     three_phase = bool(scopes["B"] or scopes["C"])
     total = scopes["total"] if three_phase else {**scopes["A"], **scopes["total"]}
     phases = {PHASE_NAMES[p]: scopes[p] for p in ("A", "B", "C") if scopes[p]} if three_phase else {}
-    try:
-        return Reading.model_validate({
-            "meter_id": f"{DRIVER}:{device_id}", "driver": DRIVER,
-            "ts": datetime.fromtimestamp(tp / 1000, UTC), "received_at": received_at,
-            "total": total, "phases": phases, "extra": scopes["extra"],
-        })
-    except ValidationError as exc:  # pragma: no cover - the checks above should make this unreachable
-        raise FrameError(f"adw300 message gives no valid Reading: {exc.errors()[0]['msg']}") from exc
+    return Reading.build({
+        "meter_id": f"{DRIVER}:{device_id}", "driver": DRIVER,
+        "ts": datetime.fromtimestamp(tp / 1000, UTC), "received_at": received_at,
+        "total": total, "phases": phases, "extra": scopes["extra"],
+    })
 
 
 def decode(payload: bytes, *, received_at: datetime, device_id: str | None = None) -> list[Reading]:

@@ -25,8 +25,6 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from pipeline.errors import FrameError, UnknownField, shorten
 from pipeline.models import Reading
 
@@ -171,16 +169,13 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None, scal
             values[name] = wh
     meter_id = f"{DRIVER}:{device_id}"
     readings = []
-    try:
-        if values or phases:
-            readings.append(Reading.model_validate({"meter_id": meter_id, "driver": DRIVER, "ts": received_at,
-                                                    "received_at": received_at, "total": values, "phases": phases}))
-        for when, name, raw in stamped:
-            if (wh := scaling.wh(raw)) is None:
-                unscaled += 1
-                continue
-            readings.append(Reading.model_validate({"meter_id": meter_id, "driver": DRIVER, "ts": when,
-                                                    "received_at": received_at, "total": {name: wh}}))
-    except ValidationError as exc:  # pragma: no cover - the checks above should make this unreachable
-        raise FrameError(f"broute frame gives no valid Reading: {exc.errors()[0]['msg']}") from exc
+    if values or phases:
+        readings.append(Reading.build({"meter_id": meter_id, "driver": DRIVER, "ts": received_at,
+                                       "received_at": received_at, "total": values, "phases": phases}))
+    for when, name, raw in stamped:
+        if (wh := scaling.wh(raw)) is None:
+            unscaled += 1
+            continue
+        readings.append(Reading.build({"meter_id": meter_id, "driver": DRIVER, "ts": when,
+                                       "received_at": received_at, "total": {name: wh}}))
     return Decoded(readings, scaling, unscaled)
