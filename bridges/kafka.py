@@ -75,6 +75,21 @@ class RawProducer:
             headers=raw_headers(driver, origin, received_at or datetime.now(UTC)),
         )
 
+    async def deliver(self, driver: str, key: str, value: bytes, origin: str, stop: asyncio.Event) -> bool:
+        """Send and wait until Kafka has the record, retrying with back-off (for sources that cannot be
+        asked to send again, like a serial port). False only when `stop` was set first."""
+        delay = 1.0
+        received_at = datetime.now(UTC)
+        while not stop.is_set():
+            try:
+                await (await self.send(driver, key, value, origin, received_at))
+                return True
+            except KafkaError as exc:
+                log.warning("Kafka did not take a %s record from %s (%r), retry in %.0fs", driver, origin, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        return False
+
     async def flush(self) -> None:
         if self._producer is not None:
             await self._producer.flush()

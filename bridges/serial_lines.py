@@ -13,7 +13,6 @@ import asyncio
 import logging
 
 import serial
-from aiokafka.errors import KafkaError
 
 from bridges.kafka import RawProducer
 from pipeline.drivers.lines import DRIVER, LineFramer
@@ -29,24 +28,13 @@ class SerialLineBridge:
         self._producer = producer
         self.forwarded = 0
 
-    async def _send(self, line: bytes, stop: asyncio.Event) -> None:
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                await (await self._producer.send(DRIVER, self._key, line, self._port))
-                self.forwarded += 1
-                return
-            except KafkaError as exc:
-                log.warning("Kafka did not take a line from %s (%r), retry in %.0fs", self._port, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
     async def _read_port(self, port: serial.Serial, stop: asyncio.Event) -> None:
         framer = LineFramer()
         while not stop.is_set():
             chunk = await asyncio.to_thread(port.read, max(1, port.in_waiting))
             for line in framer.feed(chunk):
-                await self._send(line, stop)
+                if await self._producer.deliver(DRIVER, self._key, line, self._port, stop):
+                    self.forwarded += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start([DRIVER])

@@ -4,6 +4,7 @@
     wattstream worker              the Faust worker (decode, sinks)
     wattstream bridge mqtt         MQTT → Kafka
     wattstream bridge serial --port P   serial line sensors → Kafka
+    wattstream bridge broute --port P   Wi-SUN dongle (B-route meter) → Kafka
     wattstream simulate            simulated meters (IAMMETER, Acrel ADW300/310) publishing to MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
@@ -120,7 +121,15 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
     from bridges.kafka import RawProducer
 
     producer = RawProducer(settings.kafka.bootstrap, settings.kafka.partitions)
-    if args.kind == "serial":
+    if args.kind == "broute":
+        if not args.port:
+            print("bridge broute needs --port", file=sys.stderr)
+            return 2
+        from bridges.skstack import BrouteSession, run_broute_bridge
+
+        session = BrouteSession(args.port, settings.broute, args.baud)
+        _run_until_signal(lambda stop: run_broute_bridge(session, producer, settings.broute.device, args.port, stop))
+    elif args.kind == "serial":
         if not args.port:
             print("bridge serial needs --port", file=sys.stderr)
             return 2
@@ -169,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sub.add_parser("worker", help="the Faust worker")
     bridge = sub.add_parser("bridge", help="an edge bridge")
-    bridge.add_argument("kind", choices=["mqtt", "serial"])
-    bridge.add_argument("--port", help="serial: the port (/dev/ttyUSB0)")
+    bridge.add_argument("kind", choices=["mqtt", "serial", "broute"])
+    bridge.add_argument("--port", help="serial, broute: the port (/dev/ttyUSB0)")
     bridge.add_argument("--baud", type=int, default=115200, help="serial: baud rate")
     bridge.add_argument("--device", help="serial: the device name used as the Kafka key (default: the port)")
     simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")

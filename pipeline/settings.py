@@ -50,6 +50,19 @@ class FilesSettings(_Section):
     tz: str | None = None  # time zone of the file lines; unset: the machine's local zone
 
 
+class BrouteSettings(_Section):
+    """The Wi-SUN dongle of a Japanese B-route meter (RL7023 Stick-D/DSS or /IPS, SKSTACK IP)."""
+
+    id: SecretStr | None = None  # the 32-character B-route ID from the power company
+    password: SecretStr | None = None  # the 12-character B-route password
+    variant: Literal["dss", "ips"] = "dss"  # dual-stack (DSS/DSE) or B-route-only (IPS) firmware
+    device: str = "meter"  # the meter's name (meter id broute:<device>)
+    # (EPCs, seconds) polled each on its own cycle, as keilog and the ECHONET guidelines suggest
+    polls: tuple[tuple[tuple[str, ...], float], ...] = (
+        (("E7", "E8"), 10.0), (("E0", "E3"), 300.0), (("D3", "D7", "E1"), 3600.0))
+    silence_timeout: float = 600.0  # no frame for this long: start the session again
+
+
 class WorkerSettings(_Section):
     app_id: str = "wattstream"  # the Kafka consumer group
     datadir: Path | None = None  # Faust's local state; unset: <files dir>/worker
@@ -92,6 +105,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     files: FilesSettings = FilesSettings()
     worker: WorkerSettings = WorkerSettings()
+    broute: BrouteSettings = BrouteSettings()
     meters_file: Path | None = None
 
     @property

@@ -74,6 +74,16 @@ class Frame:
     properties: tuple[tuple[int, bytes], ...]
 
 
+CONTROLLER: Final = bytes([0x05, 0xFF, 0x01])
+GET: Final = 0x62
+
+
+def get_request(tid: int, epcs: tuple[int, ...]) -> bytes:
+    """A Get (ESV 62) from the controller to the smart meter for `epcs` (hnw/go-smartmeter frame_test)."""
+    return (EHD + (tid & 0xFFFF).to_bytes(2, "big") + CONTROLLER + SMART_METER + bytes([GET, len(epcs)])
+            + b"".join(bytes([epc, 0]) for epc in epcs))
+
+
 def parse_frame(data: bytes) -> Frame:
     if len(data) < 12 or data[:2] != EHD:
         raise FrameError(f"not an ECHONET Lite frame (EHD 1081): {shorten(data.hex())}")

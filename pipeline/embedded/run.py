@@ -1,8 +1,9 @@
 """`wattstream run`: the whole pipeline on one machine, no Docker, no root.
 
 Starts Tansu and an MQTT broker (mosquitto if installed, else amqtt) on local ports, then the worker,
-the MQTT bridge, the simulated meters, and a serial bridge reading a simulated line sensor on a
-pseudo-terminal, as child processes (their logs under `<files dir>/logs/`),
+the MQTT bridge, the simulated meters, a serial bridge reading a simulated line sensor and a B-route
+bridge driving a simulated RL7023 dongle (each on a pseudo-terminal), as child processes (logs under
+`<files dir>/logs/`),
 and shows live in the terminal what flows through `meter.readings` and `meter.deadletter`.
 INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process.
 With `WATTSTREAM_INFLUX_URL` set the worker writes to that InfluxDB, else to the daily files.
@@ -26,6 +27,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from bridges.rl7023_sim import SimulatedRl7023
 from bridges.simulate import SimulatedEvn, run_line_sensor
 from pipeline import topics
 from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
@@ -34,6 +36,8 @@ from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
 
 STATUS_EVERY = 5.0
+DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
+DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
 
 
 def _preferred(port: int) -> int | None:
@@ -146,6 +150,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
     servers: list[Server] = []
     children: dict[str, subprocess.Popen[bytes]] = {}
     sensor_stop = threading.Event()
+    dongle: SimulatedRl7023 | None = None
     try:
         servers.append(kafka := start_tansu(work / "tansu", _preferred(9092)))
         servers.append(mqtt := start_mqtt_broker(work / "mqtt", _preferred(1883)))
@@ -169,14 +174,22 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
         threading.Thread(target=run_line_sensor, args=(sensor_fd, interval, sensor_stop), daemon=True).start()
         children["serial"] = _spawn("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"],
                                     env, logs)
-        print("worker, bridges, simulated meters (IAMMETER, Acrel, EVN, a line sensor on a pty) up; "
+        dongle_fd, dongle_port = _pty()
+        dongle = SimulatedRl7023(dongle_fd, route_id=DEMO_BROUTE_ID, password=DEMO_BROUTE_PASSWORD).start()
+        broute_env = {**env, "WATTSTREAM_BROUTE_ID": DEMO_BROUTE_ID, "WATTSTREAM_BROUTE_PASSWORD": DEMO_BROUTE_PASSWORD,
+                      "WATTSTREAM_BROUTE_DEVICE": "sim-jp",
+                      "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 10], [["E0", "E3"], 30], [["D3", "D7", "E1"], 60]]'}
+        children["broute"] = _spawn("broute", ["bridge", "broute", "--port", dongle_port], broute_env, logs)
+        print("worker, bridges, simulated meters (IAMMETER, Acrel, EVN; line sensor and Wi-SUN dongle on ptys) up; "
               f"logs in {logs}/", flush=True)
         print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
         asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
         return 0
     finally:
         sensor_stop.set()
-        for name in ("simulator", "serial", "bridge", "worker"):
+        if dongle is not None:
+            dongle.stop()
+        for name in ("simulator", "serial", "broute", "bridge", "worker"):
             if name in children:
                 _stop_child(children[name])
         for server in reversed(servers):

@@ -108,3 +108,9 @@ def test_arbitrary_bytes_raise_only_ingest_errors(frame: bytes) -> None:
         run(bytes.fromhex("1081") + frame)
     except IngestError:
         pass
+
+
+def test_get_request_matches_go_smartmeter() -> None:
+    from pipeline.drivers.echonet import get_request
+
+    assert get_request(0, (0xE7, 0xE8)).hex().upper() == V["el-gosmartmeter-get-request"]["input"]

@@ -1,12 +1,17 @@
-"""B-route frames through Tansu → worker → InfluxDB; the D3/E1 scaling survives a worker restart
-(changelogged table). Frames are produced to `meter.raw.broute` as the serial bridge will."""
+"""B-route: the dongle session (simulated RL7023 DSS and IPS on a pty) → `wattstream bridge broute` →
+Tansu → worker → InfluxDB, with a dropped PANA session recovered; and the D3/E1 scaling surviving a
+worker restart (changelogged table)."""
 
 import asyncio
+import os
+import time
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bridges.kafka import RawProducer
+from bridges.rl7023_sim import SimulatedRl7023
 from tests.conftest import Stack
 
 
@@ -54,3 +59,44 @@ def test_scaling_state_survives_a_worker_restart(stack: Stack) -> None:
     changelog = asyncio.run(records(stack.tansu.address, changelog_topic))
     assert changelog[-1] == (b"JP01", b'{"coefficient": 1, "unit": 1, "digits": null}')
     assert "left out until D3/E1" not in restarted.output()
+
+
+@pytest.mark.parametrize("variant", ["dss", "ips"])
+def test_dongle_session_polls_the_meter_and_recovers_a_dropped_session(stack: Stack, variant: str) -> None:
+    device_end, port = os.openpty()
+    port_path = os.ttyname(port)
+    os.close(port)
+    dongle = SimulatedRl7023(device_end, variant=variant, route_id="0123456789ABCDEF0123456789ABCDEF",  # type: ignore[arg-type]
+                             password="SECRETPASS12").start()
+    stack.env.update({
+        "WATTSTREAM_BROUTE_ID": "0123456789ABCDEF0123456789ABCDEF", "WATTSTREAM_BROUTE_PASSWORD": "SECRETPASS12",
+        "WATTSTREAM_BROUTE_VARIANT": variant, "WATTSTREAM_BROUTE_DEVICE": "JP02",
+        "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 1], [["E0", "E3"], 2], [["D3", "D7", "E1"], 3]]',
+    })
+    worker = stack.start("worker", "worker")
+    bridge = stack.start("broute", "bridge", "broute", "--port", port_path)
+    try:
+        bridge.wait_for("PANA session 1", timeout=60)
+        worker.wait_for("Worker]: Ready")
+        influx = stack.influx
+        rows = influx.wait_rows("SELECT energy_import_wh FROM readings WHERE meter = 'broute:JP02' "
+                                "AND energy_import_wh > 0", count=1)
+        assert rows and rows[0]["energy_import_wh"] >= 12345600  # 123456+ counts x 0.1 kWh
+        power = influx.wait_rows("SELECT power_w FROM readings WHERE meter = 'broute:JP02' AND phase = 'total' "
+                                 "AND power_w > 0", count=2)
+        assert all(200 < row["power_w"] < 1000 for row in power)
+
+        dongle.drop()
+        bridge.wait_for("PANA session 2", timeout=60)
+        before = dongle.gets
+        deadline = time.monotonic() + 20
+        while dongle.gets <= before + 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert dongle.gets > before + 2  # polling again after the rejoin
+        log = bridge.output()
+        assert "session lost (EVENT 29)" in log
+        assert "SECRETPASS12" not in log and "0123456789ABCDEF0123456789ABCDEF" not in log
+    finally:
+        dongle.stop()
+        bridge.stop()
+        os.close(device_end)

@@ -53,11 +53,12 @@ def test_run_shows_readings_writes_the_daily_file_and_stops_on_signal(tmp_path: 
     lines = daily.read_text().splitlines()
     meters = {line.split(",")[1] for line in lines}
     assert meters == {"iammeter:5A1E0001", "iammeter:5A1E0003", "adw300:20201998111433", "adw300:ADW310SIM01",
-                      "evn:4B464D5349000001", "lines:garden"}
+                      "evn:4B464D5349000001", "lines:garden", "broute:sim-jp"}
     assert any(",L3.power_w," in line for line in lines)
     assert any("adw300:20201998111433,temperature_l1_c," in line for line in lines)
     assert any("evn:4B464D5349000001,energy_import_wh," in line for line in lines)
     assert any("lines:garden,humidity_pct," in line for line in lines)
+    assert any("broute:sim-jp,energy_import_wh," in line for line in lines)
     date, clock = lines[0].split(",")[0].split(" ")
     assert daily.name.startswith(date.replace("/", "")) and len(clock) == 8
 
