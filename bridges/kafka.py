@@ -75,11 +75,12 @@ class RawProducer:
             headers=raw_headers(driver, origin, received_at or datetime.now(UTC)),
         )
 
-    async def deliver(self, driver: str, key: str, value: bytes, origin: str, stop: asyncio.Event) -> bool:
+    async def deliver(self, driver: str, key: str, value: bytes, origin: str, stop: asyncio.Event,
+                      received_at: datetime | None = None) -> bool:
         """Send and wait until Kafka has the record, retrying with back-off (for sources that cannot be
         asked to send again, like a serial port). False only when `stop` was set first."""
         delay = 1.0
-        received_at = datetime.now(UTC)
+        received_at = received_at or datetime.now(UTC)
         while not stop.is_set():
             try:
                 await (await self.send(driver, key, value, origin, received_at))

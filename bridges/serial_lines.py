@@ -2,42 +2,42 @@
 line unchanged to `meter.raw.lines` (key = the configured device name, origin = the port).
 
 Reconnect is outside the read loop: an unplugged or vanished port (SerialException/OSError) is closed
-and re-opened with back-off (1 s … 30 s), so a replugged adapter is picked up again. A line Kafka does
-not take is retried (the port's buffer holds what arrives meanwhile); spooling to disk for long Kafka
-outages is still to come (issue 3, edge resilience).
+and re-opened with back-off (1 s … 30 s), so a replugged adapter is picked up again. Every line goes
+through the on-disk spool (`bridges/spool.py`), so a Kafka outage or a bridge restart loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import serial
 
 from bridges.kafka import RawProducer
+from bridges.spool import Record, Spool, deliver_spool, stop_sender
 from pipeline.drivers.lines import DRIVER, LineFramer
 
 log = logging.getLogger(__name__)
 
 
 class SerialLineBridge:
-    def __init__(self, port: str, baudrate: int, device: str | None, producer: RawProducer) -> None:
+    def __init__(self, port: str, baudrate: int, device: str | None, producer: RawProducer, spool: Spool) -> None:
         self._port = port
         self._baudrate = baudrate
         self._key = device or port
         self._producer = producer
-        self.forwarded = 0
+        self._spool = spool
 
     async def _read_port(self, port: serial.Serial, stop: asyncio.Event) -> None:
         framer = LineFramer()
         while not stop.is_set():
             chunk = await asyncio.to_thread(port.read, max(1, port.in_waiting))
             for line in framer.feed(chunk):
-                if await self._producer.deliver(DRIVER, self._key, line, self._port, stop):
-                    self.forwarded += 1
+                self._spool.append(Record(DRIVER, self._key, self._port, datetime.now(UTC), line))
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._producer.start([DRIVER])
+        sender = asyncio.create_task(deliver_spool(self._spool, self._producer, [DRIVER], stop))
         delay = 1.0
         try:
             while not stop.is_set():
@@ -57,4 +57,4 @@ class SerialLineBridge:
                 finally:
                     port.close()
         finally:
-            await self._producer.stop()
+            await stop_sender(sender)

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 import serial
 
 from bridges.kafka import RawProducer
+from bridges.spool import Record, Spool, deliver_spool, stop_sender
 from pipeline.drivers import echonet
 from pipeline.settings import BrouteSettings
 
@@ -216,24 +218,22 @@ class BrouteSession:
                 self._serial = None
 
 
-async def run_broute_bridge(session: BrouteSession, producer: RawProducer, key: str, origin: str,
+async def run_broute_bridge(session: BrouteSession, producer: RawProducer, spool: Spool, key: str, origin: str,
                             stop: asyncio.Event) -> None:
-    """The session in its own thread (blocking serial I/O); frames handed to the loop and delivered."""
-    await producer.start([echonet.DRIVER])
+    """The session in its own thread (blocking serial I/O) writes every frame to the spool; the spool
+    is delivered to Kafka in order."""
+    sender = asyncio.create_task(deliver_spool(spool, producer, [echonet.DRIVER], stop))
     loop = asyncio.get_running_loop()
-    frames: asyncio.Queue[bytes] = asyncio.Queue()
     halt = threading.Event()
-    thread = threading.Thread(target=session.run, name="broute-session", daemon=True,
-                              args=(halt, lambda frame: loop.call_soon_threadsafe(frames.put_nowait, frame)))
+
+    def emit(frame: bytes) -> None:
+        loop.call_soon_threadsafe(spool.append, Record(echonet.DRIVER, key, origin, datetime.now(UTC), frame))
+
+    thread = threading.Thread(target=session.run, name="broute-session", daemon=True, args=(halt, emit))
     thread.start()
     try:
-        while not stop.is_set():
-            try:
-                frame = await asyncio.wait_for(frames.get(), timeout=0.5)
-            except TimeoutError:
-                continue
-            await producer.deliver(echonet.DRIVER, key, frame, origin, stop)
+        await stop.wait()
     finally:
         halt.set()
         await asyncio.to_thread(thread.join, 10)
-        await producer.stop()
+        await stop_sender(sender)

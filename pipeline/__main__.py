@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pipeline.settings import Settings
 
@@ -121,6 +122,12 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
     from bridges.kafka import RawProducer
 
     producer = RawProducer(settings.kafka.bootstrap, settings.kafka.partitions)
+    spool = None
+    if args.kind in ("broute", "serial") and args.port:
+        from bridges.spool import Spool
+
+        spool_dir = args.spool or settings.files.dir / "spool" / f"{args.kind}-{Path(args.port).name}"
+        spool = Spool(Path(spool_dir), max_bytes=args.spool_max_mb * 2**20)
     if args.kind == "broute":
         if not args.port:
             print("bridge broute needs --port", file=sys.stderr)
@@ -128,14 +135,17 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
         from bridges.skstack import BrouteSession, run_broute_bridge
 
         session = BrouteSession(args.port, settings.broute, args.baud)
-        _run_until_signal(lambda stop: run_broute_bridge(session, producer, settings.broute.device, args.port, stop))
+        assert spool is not None
+        _run_until_signal(lambda stop: run_broute_bridge(session, producer, spool, settings.broute.device, args.port,
+                                                         stop))
     elif args.kind == "serial":
         if not args.port:
             print("bridge serial needs --port", file=sys.stderr)
             return 2
         from bridges.serial_lines import SerialLineBridge
 
-        _run_until_signal(SerialLineBridge(args.port, args.baud, args.device, producer).run)
+        assert spool is not None
+        _run_until_signal(SerialLineBridge(args.port, args.baud, args.device, producer, spool).run)
     else:
         from bridges.mqtt import MqttBridge
 
@@ -182,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--port", help="serial, broute: the port (/dev/ttyUSB0)")
     bridge.add_argument("--baud", type=int, default=115200, help="serial: baud rate")
     bridge.add_argument("--device", help="serial: the device name used as the Kafka key (default: the port)")
+    bridge.add_argument("--spool", help="serial, broute: spool directory (default: <files dir>/spool/<kind>-<port>)")
+    bridge.add_argument("--spool-max-mb", type=int, default=100, help="serial, broute: spool bound in MiB")
     simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")

@@ -24,9 +24,9 @@ def _to_utc(value: datetime) -> datetime:
 
 
 def format_ts(value: datetime) -> str:
-    """ISO 8601 in UTC with `Z`; milliseconds only when the value has a fraction of a second."""
+    """ISO 8601 in UTC with `Z`; the fraction of a second only as fine as the value has it (ms or µs)."""
     value = value.astimezone(UTC)
-    spec = "milliseconds" if value.microsecond else "seconds"
+    spec = "seconds" if not value.microsecond else "milliseconds" if not value.microsecond % 1000 else "microseconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 

@@ -1,4 +1,4 @@
-"""InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, millisecond precision.
+"""InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, microsecond precision.
 
 Measurement `readings`, one point per reading and scope: tags `meter`, `driver`, `phase`
 (`total`, `L1`..`L3`); fields as in `Values` (energies as integers), `extra` sensors on the total
@@ -8,6 +8,7 @@ point; timestamp = event time. The same reading always maps to the same points (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from influxdb_client import Point, WritePrecision
@@ -19,12 +20,14 @@ from pipeline.settings import InfluxSettings
 from pipeline.sinks import SinkRejected, SinkUnavailable
 
 MEASUREMENT = "readings"
-PRECISION = WritePrecision.MS
+# Microseconds: readings of one meter that arrive in the same millisecond (a serial burst) stay apart.
+PRECISION = WritePrecision.US
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reading_points(reading: Reading, measurement: str = MEASUREMENT) -> list[Point]:
     """A reading → one point per scope that has values (pure)."""
-    ts_ms = int(reading.ts.timestamp() * 1000)
+    ts_us = (reading.ts - EPOCH) // timedelta(microseconds=1)
     points = []
     for phase, values in reading.scopes():
         fields: dict[str, float | int] = values.present()
@@ -37,7 +40,7 @@ def reading_points(reading: Reading, measurement: str = MEASUREMENT) -> list[Poi
             .tag("meter", reading.meter_id)
             .tag("driver", reading.driver)
             .tag("phase", phase)
-            .time(ts_ms, PRECISION)
+            .time(ts_us, PRECISION)
         )
         for name, value in fields.items():
             point.field(name, value)

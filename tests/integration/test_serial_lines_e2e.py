@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from pipeline.embedded.servers import start_tansu
 from tests.conftest import Stack
 
 
@@ -60,3 +61,32 @@ def test_lines_reach_influxdb_and_survive_a_replug(stack: Stack) -> None:
     rows = influx.wait_rows("SELECT temperature_c FROM readings WHERE meter = 'lines:greenhouse'", count=2)
     assert [row["temperature_c"] for row in rows] == [21.5, 22.25]
     os.close(arduino.master)
+
+
+def test_lines_read_while_kafka_is_down_and_across_a_bridge_restart_all_arrive(stack: Stack) -> None:
+    """Edge resilience: Kafka unreachable, the bridge spools; the bridge restarts; Kafka returns."""
+    arduino = SimulatedArduino(stack.workdir / "ttyACM0")
+    kafka_port = stack.tansu.port
+    stack.tansu.stop()  # the link is down from the start
+    spool_args = ["--spool", str(stack.workdir / "spool")]
+    first = stack.start("serial1", "bridge", "serial", "--port", str(arduino.link), "--device", "pi", *spool_args)
+    first.wait_for("reading line sensors on")
+    arduino.send("".join(f"pi,counter,{i}\n" for i in range(5)))
+    deadline = time.monotonic() + 20
+    while sum(p.stat().st_size for p in (stack.workdir / "spool").glob("*.seg")) < 5 * 40 and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.stop() == 0  # a restart of the bridge while Kafka is still away
+    second = stack.start("serial2", "bridge", "serial", "--port", str(arduino.link), "--device", "pi", *spool_args)
+    second.wait_for("reading line sensors on")
+    arduino.send("".join(f"pi,counter,{i}\n" for i in range(5, 8)))
+    time.sleep(1)
+
+    stack.tansu = start_tansu(stack.workdir / "tansu-back", port=kafka_port)  # the link returns
+    stack.env["WATTSTREAM_KAFKA_BOOTSTRAP"] = stack.tansu.address
+    worker = stack.start("worker", "worker")
+    worker.wait_for("Worker]: Ready")
+    rows = stack.influx.wait_rows("SELECT counter FROM readings WHERE meter = 'lines:pi'", count=8, timeout=90)
+    assert [row["counter"] for row in rows] == [float(i) for i in range(8)]  # all, in order
+    os.close(arduino.master)
+    stack.tansu.stop()

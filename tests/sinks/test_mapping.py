@@ -20,8 +20,8 @@ def test_points_one_per_scope_with_tags_types_and_event_time() -> None:
     lines = [p.to_line_protocol() for p in reading_points(READING)]
     assert lines == [
         "readings,driver=iammeter,meter=iammeter:5DB50BF4,phase=total "
-        "energy_import_wh=1274549i,power_w=593,temperature_c=21.25 1748772005120",
-        "readings,driver=iammeter,meter=iammeter:5DB50BF4,phase=L1 power_w=197,voltage_v=226.2 1748772005120",
+        "energy_import_wh=1274549i,power_w=593,temperature_c=21.25 1748772005120000",
+        "readings,driver=iammeter,meter=iammeter:5DB50BF4,phase=L1 power_w=197,voltage_v=226.2 1748772005120000",
     ]  # L2 has no values: no point
 
 
