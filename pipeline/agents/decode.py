@@ -4,6 +4,8 @@ bridge received. Undecodable input goes to the dead-letter topic; the agent keep
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import faust
@@ -11,7 +13,7 @@ from faust.types import EventT, StreamT
 
 from pipeline import topics
 from pipeline.agents.deadletter import header_map, send_deadletter
-from pipeline.drivers import Decoder, echonet
+from pipeline.drivers import Decoder, echonet, evn
 from pipeline.errors import IngestError
 from pipeline.models import Reading
 
@@ -55,30 +57,55 @@ def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT,
     app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_raw)
 
 
-def register_broute_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT,
-                           deadletter: faust.TopicT, partitions: int) -> None:
-    """B-route frames need each meter's D3/E1 scaling: it lives in a changelogged table keyed like the
-    raw topic (device id), so a restarted or rebalanced worker still turns counts into exact Wh."""
-    scaling = app.Table("broute-scaling", key_type=bytes, value_type=bytes, partitions=partitions)
-    source = topics.raw_topic(echonet.DRIVER)
+Step = Callable[[bytes, datetime, str | None, bytes | None], tuple[list[Reading], bytes]]
 
-    async def decode_broute(stream: StreamT[bytes]) -> None:
+
+@dataclass(frozen=True)
+class Stateful:
+    """A decoder that needs what earlier records of the same key left behind, kept in a changelogged
+    table keyed like the raw topic, so a restarted or rebalanced worker goes on where it was."""
+
+    table: str
+    step: Step  # (payload, received_at, device id, state) → (readings, new state)
+    reset_on_error: bool  # after a dead letter: forget the state (EVN) or keep it (B-route scaling)
+
+
+def broute_step(payload: bytes, at: datetime, device: str | None, state: bytes | None) -> tuple[list[Reading], bytes]:
+    decoded = echonet.decode(payload, received_at=at, device_id=device, scaling=echonet.Scaling.from_json(state))
+    if decoded.unscaled:
+        log.info("broute %s: %d energy value(s) left out until D3/E1 are known", device, decoded.unscaled)
+    return decoded.readings, decoded.scaling.to_json()
+
+
+def evn_step(keys: Mapping[str, bytes]) -> Step:
+    def step(payload: bytes, at: datetime, _device: str | None, state: bytes | None) -> tuple[list[Reading], bytes]:
+        return evn.decode_stream(payload, received_at=at, pending=state or b"", keys=keys)
+
+    return step
+
+
+def register_stateful_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, deadletter: faust.TopicT,
+                             partitions: int, driver: str, decoder: Stateful) -> None:
+    states = app.Table(decoder.table, key_type=bytes, value_type=bytes, partitions=partitions)
+    source = topics.raw_topic(driver)
+
+    async def decode_stateful(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             headers = header_map(event.headers)
             key: bytes | None = event.key
-            state = echonet.Scaling.from_json(scaling.get(key))
+            state = states.get(key)
             try:
-                decoded = echonet.decode(event.value, received_at=received_at(headers, event),
-                                         device_id=key.decode("utf-8", "replace") if key else None, scaling=state)
+                decoded, new_state = decoder.step(event.value, received_at(headers, event),
+                                                  key.decode("utf-8", "replace") if key else None, state)
             except IngestError as exc:
                 await send_deadletter(deadletter, key=key, value=event.value, headers=headers,
                                       source_topic=source, stage=exc.stage, error=str(exc))
+                if decoder.reset_on_error and state:
+                    states[key] = b""
                 continue
-            if decoded.scaling != state:
-                scaling[key] = decoded.scaling.to_json()
-            if decoded.unscaled:
-                log.info("broute %r: %d energy value(s) left out until D3/E1 are known", key, decoded.unscaled)
-            for reading in decoded.readings:
+            if new_state != (state or b""):
+                states[key] = new_state
+            for reading in decoded:
                 await readings.send(key=reading.meter_id.encode(), value=reading.to_json())
 
-    app.agent(raw, name="decode-broute", concurrency=1)(decode_broute)
+    app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_stateful)

@@ -3,7 +3,8 @@ M110, MA309; also TINETZ/VKW/Salzburg Kaifa layouts): M-Bus long frames → gene
 (AES-128-GCM) → data-notification → `Reading`. Sources: tests/frames/evn/README.md.
 
 The ESP8266 bridge publishes the raw bytes as hex on `sensors/smartmeter`: hex text (any case, spaces
-allowed) or the raw binary frames are both accepted; one message must hold one whole telegram.
+allowed) or the raw binary frames are both accepted. `decode` takes one whole telegram per message;
+`decode_stream` carries an incomplete telegram over to the next message (the worker keeps it per origin).
 The meter is named by its system title (`evn:5341475905E990F3`), known before decryption, so the key
 can be looked up by it; keys come from the meters file (`device` = system title).
 
@@ -107,7 +108,46 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
            keys: Mapping[str, bytes] | None = None) -> list[Reading]:
     """One telegram (hex or binary M-Bus frames) → one `Reading`. `keys`: system title (hex, upper
     case) → 16-byte key; `ANY_METER` for one key for all."""
-    frames = mbus.parse_frames(_bytes(payload))
+    return [_telegram(mbus.parse_frames(_bytes(payload)), received_at, keys)]
+
+
+MAX_PENDING: Final = 2048  # an incomplete telegram is at most two long frames
+
+
+def decode_stream(payload: bytes, *, received_at: datetime, pending: bytes,
+                  keys: Mapping[str, bytes] | None = None) -> tuple[list[Reading], bytes]:
+    """For readers that split telegrams over messages: `pending` (the bytes of an incomplete telegram
+    from earlier messages of the same origin) + this message → the complete telegrams' readings and
+    the new pending bytes. A message that starts a fresh frame replaces a stale incomplete one."""
+    new = _bytes(payload)
+    try:
+        return _telegrams(pending + new, received_at, keys)
+    except FrameError:
+        if not pending:
+            raise
+        return _telegrams(new, received_at, keys)  # the old part was stale or broken: start again
+
+
+def _telegrams(data: bytes, received_at: datetime, keys: Mapping[str, bytes] | None) -> tuple[list[Reading], bytes]:
+    readings, frames, pos, start = [], [], 0, 0
+    while pos < len(data):
+        if data[pos] != mbus.START:
+            raise FrameError(f"no M-Bus start byte at offset {pos}: {data[pos:pos + 8].hex()}")
+        found = mbus.frame_at(data, pos)
+        if found is None:
+            break
+        frame, pos = found
+        frames.append(frame)
+        if frame.last:
+            readings.append(_telegram(frames, received_at, keys))
+            frames, start = [], pos
+    rest = data[start:]
+    if len(rest) > MAX_PENDING:
+        raise FrameError(f"{len(rest)} bytes without a complete telegram")
+    return readings, rest
+
+
+def _telegram(frames: list[mbus.Frame], received_at: datetime, keys: Mapping[str, bytes] | None) -> Reading:
     ciphered = dlms.parse_glo(mbus.reassemble(frames))
     title = ciphered.system_title.hex().upper()
     key = (keys or {}).get(title) or (keys or {}).get(ANY_METER)
@@ -133,7 +173,7 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None = Non
     for raw_clock in (notification.clock, clock_register):
         if raw_clock and (ts := dlms.cosem_datetime(raw_clock, METER_ZONE)):
             break
-    return [Reading.build({
+    return Reading.build({
         "meter_id": f"{DRIVER}:{title}", "driver": DRIVER, "ts": ts or received_at,
         "received_at": received_at, "total": total, "phases": phases,
-    })]
+    })

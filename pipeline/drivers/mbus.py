@@ -37,7 +37,7 @@ class Frame:
         return self.ci & 0x0F
 
 
-def _frame_at(buf: bytes | bytearray, pos: int) -> tuple[Frame, int] | None:
+def frame_at(buf: bytes | bytearray, pos: int) -> tuple[Frame, int] | None:
     """The frame starting at `pos`, and its end; None while incomplete. Raises on a bad frame."""
     if len(buf) - pos < HEADER:
         return None
@@ -77,7 +77,7 @@ class Framer:
                 self.skipped += start
                 del self._buf[:start]
             try:
-                found = _frame_at(self._buf, 0)
+                found = frame_at(self._buf, 0)
             except FrameError:
                 self.skipped += 1
                 del self._buf[:1]  # resynchronise on the next start byte
@@ -103,7 +103,7 @@ def parse_frames(data: bytes) -> list[Frame]:
     while pos < len(data):
         if data[pos] != START:
             raise FrameError(f"no M-Bus start byte at offset {pos}: {data[pos:pos + 8].hex()}")
-        found = _frame_at(data, pos)
+        found = frame_at(data, pos)
         if found is None:
             raise FrameError(f"M-Bus frame at offset {pos} truncated ({len(data) - pos} bytes left)")
         frame, pos = found
