@@ -72,6 +72,7 @@ def test_dongle_session_polls_the_meter_and_recovers_a_dropped_session(stack: St
         "WATTSTREAM_BROUTE_ID": "0123456789ABCDEF0123456789ABCDEF", "WATTSTREAM_BROUTE_PASSWORD": "SECRETPASS12",
         "WATTSTREAM_BROUTE_VARIANT": variant, "WATTSTREAM_BROUTE_DEVICE": "JP02",
         "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 1], [["E0", "E3"], 2], [["D3", "D7", "E1"], 3]]',
+        "WATTSTREAM_BROUTE_SILENCE_TIMEOUT": "4",
     })
     worker = stack.start("worker", "worker")
     bridge = stack.start("broute", "bridge", "broute", "--port", port_path)
@@ -93,6 +94,11 @@ def test_dongle_session_polls_the_meter_and_recovers_a_dropped_session(stack: St
         while dongle.gets <= before + 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert dongle.gets > before + 2  # polling again after the rejoin
+        dongle.mute = True  # the dongle stops answering altogether
+        bridge.wait_for("no frame from the meter for 4s", timeout=30)
+        time.sleep(2)
+        dongle.mute = False
+        bridge.wait_for("PANA session 3", timeout=90)
         log = bridge.output()
         assert "session lost (EVENT 29)" in log
         assert "SECRETPASS12" not in log and "0123456789ABCDEF0123456789ABCDEF" not in log
