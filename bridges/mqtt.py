@@ -57,7 +57,6 @@ class MqttBridge:
         self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kafka_failed = asyncio.Event()
-        self.forwarded = 0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                                   clean_session=False, manual_ack=True)
         if settings.username:
@@ -99,7 +98,6 @@ class MqttBridge:
                       else future.exception())
             self._kafka_failed.set()
             return
-        self.forwarded += 1
         self.client.ack(message.mid, message.qos)
 
     async def _forward(self, message: mqtt.MQTTMessage) -> None:

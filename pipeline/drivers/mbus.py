@@ -8,7 +8,6 @@ bits 0-3 = segment number. Sagemcom T210-D quirk: a first frame `68 01 01 68` th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,48 +52,6 @@ def frame_at(buf: bytes | bytearray, pos: int) -> tuple[Frame, int] | None:
     if buf[end - 1] != STOP or sum(body) & 0xFF != buf[end - 2]:
         raise ChecksumError(f"M-Bus frame at offset {pos} (L={low:#04x}): checksum or stop byte wrong")
     return Frame(body[0], body[1], body[2], bytes(body[LINK:])), end
-
-
-class Framer:
-    """Stateful buffer: `feed(chunk)` yields the complete frames; garbage before a start byte is
-    skipped (and counted in `skipped`), an incomplete frame waits for more bytes."""
-
-    MAX_BUFFER: Final = 4096
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.skipped = 0
-
-    def feed(self, chunk: bytes) -> Iterator[Frame]:
-        self._buf += chunk
-        while True:
-            start = self._buf.find(START)
-            if start < 0:
-                self.skipped += len(self._buf)
-                self._buf.clear()
-                return
-            if start:
-                self.skipped += start
-                del self._buf[:start]
-            try:
-                found = frame_at(self._buf, 0)
-            except FrameError:
-                self.skipped += 1
-                del self._buf[:1]  # resynchronise on the next start byte
-                continue
-            if found is None:
-                if len(self._buf) > self.MAX_BUFFER:
-                    self.skipped += 1
-                    del self._buf[:1]
-                    continue
-                return
-            frame, end = found
-            del self._buf[:end]
-            yield frame
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
 
 
 def parse_frames(data: bytes) -> list[Frame]:

@@ -28,18 +28,3 @@ class Sink(Protocol):
     async def write(self, batch: Sequence[Reading]) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class MemorySink:
-    """Keeps what it is given; for tests."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    async def write(self, batch: Sequence[Reading]) -> None:
-        self.readings.extend(batch)
-
-    async def close(self) -> None:
-        pass

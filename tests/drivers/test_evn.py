@@ -150,22 +150,9 @@ def test_sagemcom_0x101_length_quirk_and_framing_vectors() -> None:
         assert frame.last == bool(ci & 0x10) and frame.segment == ci & 0x0F
 
 
-def test_framer_at_every_split_offset_with_garbage_in_front() -> None:
-    stream = b"\x00\xffgarbage\x16" + frames_of(SAG) + frames_of(NOE)
-    expected = mbus.parse_frames(frames_of(SAG)) + mbus.parse_frames(frames_of(NOE))
-    for split in range(len(stream) + 1):
-        framer = mbus.Framer()
-        got = [*framer.feed(stream[:split]), *framer.feed(stream[split:])]
-        assert got == expected, split
-        assert framer.pending == 0
-
-
-def test_framer_waits_for_a_truncated_frame() -> None:
-    framer = mbus.Framer()
-    data = frames_of(NOE)
-    assert list(framer.feed(data[:-3])) == mbus.parse_frames(data)[:1]
-    assert framer.pending > 0
-    assert list(framer.feed(data[-3:])) == mbus.parse_frames(data)[1:]
+def test_garbage_in_front_of_a_telegram_is_a_frame_error_and_leaves_nothing_pending() -> None:
+    with pytest.raises(FrameError, match="no M-Bus start byte at offset 0"):
+        evn.decode_stream(b"00FF" + SAG["input"].encode(), received_at=AT, pending=b"", keys=keys(SAG))
 
 
 def test_gcm_with_authentication_tag_primitive() -> None:
