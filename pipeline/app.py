@@ -7,9 +7,9 @@ import faust
 import mode
 
 from pipeline import topics
-from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode, register_stateful_decode
+from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
 from pipeline.agents.readings import register_readings
-from pipeline.drivers import DRIVERS, echonet, evn
+from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.settings import Meter, Settings
 from pipeline.sinks import Sink
 from pipeline.sinks.files import FileSink
@@ -58,16 +58,14 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
 
     readings = topic(topics.READINGS)
     deadletter = topic(topics.DEADLETTER)
-    stateful = {
+    decoders: dict[str, Decoder | Stateful] = {
+        **DRIVERS,
         evn.DRIVER: Stateful("evn-pending", evn_step(evn_keys(settings.meters())), reset_on_error=True),
         echonet.DRIVER: Stateful("broute-scaling", broute_step, reset_on_error=False),
     }
-    for driver, decoder in DRIVERS.items():
-        if driver not in stateful:
-            register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, driver, decoder)
-    for driver, step in stateful.items():
-        register_stateful_decode(app, topic(topics.raw_topic(driver)), readings, deadletter,
-                                 settings.kafka.partitions, driver, step)
+    for driver, decoder in decoders.items():
+        register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, settings.kafka.partitions,
+                        driver, decoder)
 
     chosen = sink or build_sink(settings)
     register_readings(app, readings, deadletter, chosen, settings.worker)

@@ -1,5 +1,6 @@
 """Raw topic → `meter.readings`: one agent per driver runs its pure decoder on the exact bytes the
-bridge received. Undecodable input goes to the dead-letter topic; the agent keeps going."""
+bridge received (with the driver's per-key state where it has one: EVN's incomplete telegram, B-route's
+scaling). Undecodable input goes to the dead-letter topic; the agent keeps going."""
 
 from __future__ import annotations
 
@@ -33,30 +34,6 @@ def received_at(headers: dict[str, bytes], event: EventT) -> datetime:
     return datetime.fromtimestamp(event.message.timestamp, UTC)
 
 
-def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT,
-                    deadletter: faust.TopicT, driver: str, decoder: Decoder) -> None:
-    source = topics.raw_topic(driver)
-
-    async def decode_raw(stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            headers = header_map(event.headers)
-            key: bytes | None = event.key
-            try:
-                decoded: list[Reading] = decoder(
-                    event.value,
-                    received_at=received_at(headers, event),
-                    device_id=key.decode("utf-8", "replace") if key else None,
-                )
-            except IngestError as exc:
-                await send_deadletter(deadletter, key=key, value=event.value, headers=headers,
-                                      source_topic=source, stage=exc.stage, error=str(exc))
-                continue
-            for reading in decoded:
-                await readings.send(key=reading.meter_id.encode(), value=reading.to_json())
-
-    app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_raw)
-
-
 Step = Callable[[bytes, datetime, str | None, bytes | None], tuple[list[Reading], bytes]]
 
 
@@ -84,28 +61,39 @@ def evn_step(keys: Mapping[str, bytes]) -> Step:
     return step
 
 
-def register_stateful_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, deadletter: faust.TopicT,
-                             partitions: int, driver: str, decoder: Stateful) -> None:
-    states = app.Table(decoder.table, key_type=bytes, value_type=bytes, partitions=partitions)
+def stateless(decoder: Decoder) -> Step:
+    def step(payload: bytes, at: datetime, device: str | None, _state: bytes | None) -> tuple[list[Reading], bytes]:
+        return decoder(payload, received_at=at, device_id=device), b""
+
+    return step
+
+
+def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, deadletter: faust.TopicT,
+                    partitions: int, driver: str, decoder: Decoder | Stateful) -> None:
+    """The decode agent of one driver; a `Stateful` decoder gets its changelogged table."""
+    states = app.Table(decoder.table, key_type=bytes, value_type=bytes, partitions=partitions) \
+        if isinstance(decoder, Stateful) else None
+    step = decoder.step if isinstance(decoder, Stateful) else stateless(decoder)
+    reset_on_error = isinstance(decoder, Stateful) and decoder.reset_on_error
     source = topics.raw_topic(driver)
 
-    async def decode_stateful(stream: StreamT[bytes]) -> None:
+    async def decode_raw(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             headers = header_map(event.headers)
             key: bytes | None = event.key
-            state = states.get(key)
+            state = states.get(key) if states is not None else None
             try:
-                decoded, new_state = decoder.step(event.value, received_at(headers, event),
-                                                  key.decode("utf-8", "replace") if key else None, state)
+                decoded, new_state = step(event.value, received_at(headers, event),
+                                          key.decode("utf-8", "replace") if key else None, state)
             except IngestError as exc:
                 await send_deadletter(deadletter, key=key, value=event.value, headers=headers,
                                       source_topic=source, stage=exc.stage, error=str(exc))
-                if decoder.reset_on_error and state:
+                if states is not None and reset_on_error and state:
                     states[key] = b""
                 continue
-            if new_state != (state or b""):
+            if states is not None and new_state != (state or b""):
                 states[key] = new_state
             for reading in decoded:
                 await readings.send(key=reading.meter_id.encode(), value=reading.to_json())
 
-    app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_stateful)
+    app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_raw)
