@@ -1,7 +1,11 @@
 """Simulated meters for the embedded run and the demo, publishing what the real devices publish:
 IAMMETER monitorjson on `device/<SN>/realtime` (a single-phase house with a kettle now and then, and a
 three-phase meter with PV that exports around noon, reactive `EA` block included) and Acrel ADW300 /
-ADW310 `json-v2/analog` message pairs, and an encrypted EVN P1 meter (hex M-Bus frames)."""
+ADW310 `json-v2/analog` message pairs, and an encrypted EVN P1 meter (hex M-Bus frames).
+
+Plus a PV site with a car (`SimulatedSite`): a grid, a PV and a charger meter (IAMMETER), the sun
+independent of the time of day so the demo charges at any hour (passing clouds included), and a
+simulated charger that follows the `wattstream` decisions on MQTT; its draw shows on the grid meter."""
 
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from Crypto.Cipher import AES
+
+from pipeline.settings import DEFAULT_TOPICS
 
 
 @dataclass
@@ -27,6 +34,8 @@ class SimulatedIammeter:
     seed: int = 1
     import_wh: list[float] = field(default_factory=list)
     export_wh: list[float] = field(default_factory=list)
+
+    powers: Callable[[], list[float]] | None = None  # the phase powers from elsewhere (a simulated site)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -46,8 +55,9 @@ class SimulatedIammeter:
 
     def payload(self, now: datetime, dt_s: float) -> bytes:
         rows = []
+        given = self.powers() if self.powers is not None else None
         for i in range(self.phases):
-            power = round(self._phase_power(now, i), 1)
+            power = round(given[i] if given is not None else self._phase_power(now, i), 1)
             voltage = round(230 + self._rng.gauss(0, 1.5), 1)
             pf = round(min(1.0, 0.85 + self._rng.random() * 0.14), 2)
             current = round(abs(power) / voltage / pf, 3)
@@ -162,6 +172,53 @@ class SimulatedEvn:
         return frames.hex().upper().encode()
 
 
+@dataclass
+class SimulatedSite:
+    """A house with 8 kWp of PV and a car on a charger that follows the site's decisions."""
+
+    name: str = "demo"
+    pv_peak_w: float = 8000.0
+    seed: int = 21
+    draw_w: float = 0.0  # what the car draws now
+    grid_sn: str = "5A1E00G1"
+    pv_sn: str = "5A1E00P1"
+    charger_sn: str = "5A1E00C1"
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._pv, self._load, self._shadow_until, self._next_cloud = 0.0, 0.0, 0.0, 0.0
+        self.meters = [SimulatedIammeter(self.grid_sn, 3, seed=self.seed, powers=self._grid),
+                       SimulatedIammeter(self.pv_sn, 1, seed=self.seed + 1, powers=lambda: [-self._pv]),
+                       SimulatedIammeter(self.charger_sn, 3, seed=self.seed + 2, powers=lambda: [self.draw_w / 3] * 3)]
+
+    def advance(self, now: float) -> None:
+        """The sun (slow swell, and a cloud shadow now and then) and the house for this cycle."""
+        if now >= self._next_cloud:
+            self._shadow_until = now + self._rng.uniform(20, 90)
+            self._next_cloud = self._shadow_until + self._rng.uniform(120, 400)
+        shade = 0.3 if now < self._shadow_until else 1.0
+        self._pv = self.pv_peak_w * (0.75 + 0.2 * math.sin(now / 1200)) * shade
+        self._load = 400 + 150 * math.sin(now / 300) + self._rng.gauss(0, 30)
+
+    def _grid(self) -> list[float]:
+        return [(self._load - self._pv + self.draw_w) / 3] * 3
+
+    def follow(self, decision: bytes) -> None:
+        """A `wattstream` charger message: draw what the decision allows (the car follows at once)."""
+        try:
+            signal = json.loads(decision)
+            self.draw_w = float(signal["power_w"]) if signal["charge"] else 0.0
+        except (ValueError, KeyError, TypeError):
+            pass
+
+    def meters_toml(self) -> str:
+        """The site's entries for a meters file: its meters, the site and its simulated charger."""
+        meters = "".join(f'[[meter]]\ndriver = "iammeter"\ndevice = "{sn}"\nrole = "{role}"\nsite = "{self.name}"\n\n'
+                         for sn, role in ((self.grid_sn, "grid"), (self.pv_sn, "pv"), (self.charger_sn, "charger")))
+        return (f'{meters}[[site]]\nname = "{self.name}"\nphases = "auto"\n\n'
+                f'[[charger]]\nname = "demo-car"\nsite = "{self.name}"\nformat = "wattstream"\ninterval_seconds = 0\n')
+
+
 def default_meters() -> list[SimulatedIammeter]:
     return [SimulatedIammeter("5A1E0001", phases=1, seed=1),
             SimulatedIammeter("5A1E0003", phases=3, pv_peak_w=9000, seed=3)]
@@ -172,16 +229,21 @@ def default_adw300() -> list[SimulatedAdw300]:
 
 
 def run_simulator(host: str, port: int, interval: float, stop_after: float | None = None) -> None:
-    """Every simulated meter (IAMMETER, Acrel, EVN) publishing every `interval` seconds."""
+    """Every simulated meter (IAMMETER, Acrel, EVN, the PV site) publishing every `interval` seconds;
+    the site's car follows `wattstream/<site>/surplus`."""
+    site = SimulatedSite()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-simulator")
+    client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPICS["wattstream"].format(site=site.name), qos=1)
+    client.on_message = lambda _c, _u, message: site.follow(message.payload)
     client.reconnect_delay_set(1, 10)
     client.connect_async(host, port)
     client.loop_start()
-    iammeters, acrels, evn = default_meters(), default_adw300(), SimulatedEvn()
+    iammeters, acrels, evn = [*default_meters(), *site.meters], default_adw300(), SimulatedEvn()
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
             now = time.time()
+            site.advance(now)
             stamp = datetime.now().astimezone()
             for meter in iammeters:
                 client.publish(f"device/{meter.sn}/realtime", meter.payload(stamp, now - last), qos=1)

@@ -5,8 +5,10 @@
     wattstream bridge mqtt         MQTT → Kafka
     wattstream bridge serial --port P   serial line sensors → Kafka
     wattstream bridge broute --port P   Wi-SUN dongle (B-route meter) → Kafka
-    wattstream simulate            simulated meters (IAMMETER, Acrel ADW300/310) publishing to MQTT
+    wattstream charger             power.surplus → the chargers of the meters file, over MQTT
+    wattstream simulate            simulated meters (IAMMETER, Acrel, EVN) and a PV site with a car, on MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
+    wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
 """
 
@@ -165,6 +167,47 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.agents.readings import window_config
+    from pipeline.backtest import Backtest, open_input, read_readings
+    from pipeline.settings import load_meters
+
+    try:
+        plant = load_meters(Path(args.meters)) if args.meters else settings.plant()
+        source = open_input(args.file)
+    except (ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.emit == "surplus" and not plant.sites():
+        print("--emit surplus needs a meters file with a grid meter (role = \"grid\")", file=sys.stderr)
+        return 2
+    backtest = Backtest(plant, window_config(settings), simulate_charger=args.simulate_charger)
+    errors: list[str] = []
+    try:
+        with source:
+            for record in backtest.run(read_readings(source, errors), args.emit):
+                sys.stdout.write(record.model_dump_json(exclude_none=True) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`
+        sys.stderr.close()
+        return 0
+    for error in errors:
+        print(error, file=sys.stderr)
+    for summary in backtest.summaries.values():
+        print(summary.line(), file=sys.stderr)
+    if args.emit == "averages" and backtest.open_windows():
+        print(f"{backtest.open_windows()} window(s) still open at the end of the input (not emitted)",
+              file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _charger(settings: Settings) -> int:
+    from bridges.charger import run_chargers
+
+    _run_until_signal(lambda stop: run_chargers(settings, stop))
+    return 0
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.embedded.run import run_embedded
 
@@ -194,13 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--device", help="serial: the device name used as the Kafka key (default: the port)")
     bridge.add_argument("--spool", help="serial, broute: spool directory (default: <files dir>/spool/<kind>-<port>)")
     bridge.add_argument("--spool-max-mb", type=int, default=100, help="serial, broute: spool bound in MiB")
-    simulate = sub.add_parser("simulate", help="simulated meters (IAMMETER and Acrel) publishing to MQTT")
+    sub.add_parser("charger", help="drive the chargers of the meters file from power.surplus")
+    simulate = sub.add_parser("simulate", help="simulated meters and a PV site with a car, publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
     decode.add_argument("driver", choices=sorted([*DRIVERS, "broute"]))
     decode.add_argument("--device", help="device id for payloads that do not carry one")
     decode.add_argument("--key", help="EVN: the meter's AES key, 32 hex digits (prefer WATTSTREAM_DECODE_KEY: "
                         "a command line is visible to other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))
+    backtest = sub.add_parser("backtest", help="run the windows / surplus logic over a file of Readings")
+    backtest.add_argument("file", nargs="?", help="Reading JSON lines (.gz too); default stdin")
+    backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus")
+    backtest.add_argument("--meters", help="the meters file (default: WATTSTREAM_METERS_FILE)")
+    backtest.add_argument("--simulate-charger", action="store_true",
+                          help="a day recorded without a car: each site's charger draws what was decided")
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
@@ -223,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         return _simulate(settings, args)
     if args.command == "run":
         return _run(settings, args)
+    if args.command == "backtest":
+        return _backtest(settings, args)
+    if args.command == "charger":
+        return _charger(settings)
     return _bench(settings, args)
 
 

@@ -8,7 +8,8 @@ import mode
 
 from pipeline import topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
-from pipeline.agents.readings import register_readings
+from pipeline.agents.readings import Outputs, register_readings
+from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.settings import Meter, Settings
 from pipeline.sinks import Sink
@@ -56,11 +57,12 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
+    plant = settings.plant()
     readings = topic(topics.READINGS)
     deadletter = topic(topics.DEADLETTER)
     decoders: dict[str, Decoder | Stateful] = {
         **DRIVERS,
-        evn.DRIVER: Stateful("evn-pending", evn_step(evn_keys(settings.meters())), reset_on_error=True),
+        evn.DRIVER: Stateful("evn-pending", evn_step(evn_keys(plant.meter)), reset_on_error=True),
         echonet.DRIVER: Stateful("broute-scaling", broute_step, reset_on_error=False),
     }
     for driver, decoder in decoders.items():
@@ -68,7 +70,11 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
                         driver, decoder)
 
     chosen = sink or build_sink(settings)
-    register_readings(app, readings, deadletter, chosen, settings.worker)
+    site_readings, roles = topic(topics.SITE_READINGS), plant.roles()
+    outputs = Outputs(readings_5m=topic(topics.READINGS_5M), averages=topic(topics.AVERAGES_10M),
+                      site_readings=site_readings, deadletter=deadletter)
+    register_readings(app, readings, outputs, chosen, settings, roles)
+    register_surplus(app, site_readings, topic(topics.SURPLUS), deadletter, chosen, settings, plant.sites(), roles)
 
     class SinkCloser(mode.Service):
         async def on_stop(self) -> None:

@@ -91,3 +91,68 @@ class Reading(BaseModel):
     def scopes(self) -> list[tuple[str, Values]]:
         """(`total` | `L1`..`L3`, values) for every scope this reading has."""
         return [("total", self.total), *self.phases.items()]
+
+
+class Stats(BaseModel):
+    """One field of one scope over one window. `mean` is the exact mean of the values, rounded once
+    (what `statistics.mean` gives); `delta` is set for cumulative counters: last - first value in the
+    window by event time (the energy of those minutes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: float
+    min: float | int
+    max: float | int
+    count: int
+    delta: int | None = None
+
+
+class Average(BaseModel):
+    """One meter over one closed event-time window [start, end)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meter_id: str
+    driver: str
+    start: UtcDatetime
+    end: UtcDatetime
+    count: int  # readings in the window
+    total: dict[str, Stats] = {}
+    phases: dict[Phase, dict[str, Stats]] = {}
+    extra: dict[str, Stats] = {}
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Average:
+        return cls.model_validate_json(data)
+
+    def scopes(self) -> list[tuple[str, dict[str, Stats]]]:
+        """(`total` | `L1`..`L3`, stats by field) for every scope this average has."""
+        return [("total", self.total), *self.phases.items()]
+
+
+class SurplusSignal(BaseModel):
+    """The PV-surplus decision for one site at one grid reading (DESIGN §4)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: str
+    ts: UtcDatetime  # event time of the grid reading that triggered the decision
+    grid_w: float  # + import, - export
+    pv_w: float | None = None  # production of the site's PV meter(s), when known
+    charger_w: float = 0.0  # the charger's draw, counted as available while it charges
+    surplus_w: float  # charger draw - grid power, averaged over the sliding window
+    charge: bool
+    phases: Literal[1, 3]
+    current_a: float  # 0 when not charging
+    power_w: float  # phases x voltage x current: what the decision lets the charger draw
+    reason: str
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> SurplusSignal:
+        return cls.model_validate_json(data)

@@ -12,10 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["grid", "pv", "charger", "other"]
+ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
 
 
 class _Section(BaseModel):
@@ -63,6 +64,14 @@ class BrouteSettings(_Section):
     silence_timeout: float = 600.0  # no frame for this long: start the session again
 
 
+class WindowSettings(_Section):
+    """DESIGN §4: the debounce interval, the averaging window and its grace period (seconds)."""
+
+    debounce_seconds: int = Field(default=300, gt=0)
+    average_seconds: int = Field(default=600, gt=0)
+    grace_seconds: float = Field(default=60.0, ge=0)
+
+
 class WorkerSettings(_Section):
     app_id: str = "wattstream"  # the Kafka consumer group
     datadir: Path | None = None  # Faust's local state; unset: <files dir>/worker
@@ -90,6 +99,83 @@ class Meter(_Section):
         return f"{self.driver}:{self.device}"
 
 
+class Site(_Section):
+    """A site's PV-surplus controller (`[[site]]` in the meters file); its meters name it in `site`.
+
+    Defaults follow evcc's (enable 60 s, disable 180 s, 6 A minimum, 100 W residual power kept
+    exporting); phase switching has its own delays, a margin and a minimum time between switches.
+    """
+
+    name: str = "home"
+    voltage_v: float = Field(default=230.0, gt=0)
+    min_current_a: float = Field(default=6.0, gt=0)
+    max_current_a: float = Field(default=16.0, gt=0)
+    phases: Literal[1, 3, "auto"] = 3  # "auto": the charger can switch between 1 and 3 phases
+    residual_w: float = 100.0  # kept exporting as a reserve; negative allows that much import
+    window_seconds: float = Field(default=60.0, gt=0)  # sliding average of the surplus
+    enable_delay_seconds: float = Field(default=60.0, ge=0)
+    disable_delay_seconds: float = Field(default=180.0, ge=0)
+    phase_up_delay_seconds: float = Field(default=300.0, ge=0)
+    phase_down_delay_seconds: float | None = Field(default=None, ge=0)  # unset: the disable delay
+    phase_up_margin_w: float = Field(default=300.0, ge=0)  # above 3-phase minimum power before going up
+    phase_switch_interval_seconds: float = Field(default=600.0, ge=0)  # least time from a switch to going up
+    # Where the charger's draw comes from: the site's `charger` meter, or the last setpoint (a charger
+    # without a meter; only right when the grid meter sees the car, i.e. not for replayed days).
+    charger_draw: Literal["meter", "setpoint"] = "meter"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Site:
+        if self.min_current_a > self.max_current_a:
+            raise ValueError(f"site {self.name}: min_current_a is above max_current_a")
+        if self.phase_down_delay_seconds is None:
+            object.__setattr__(self, "phase_down_delay_seconds", self.disable_delay_seconds)
+        elif self.phase_down_delay_seconds > self.disable_delay_seconds:
+            raise ValueError(f"site {self.name}: phase_down_delay_seconds must not exceed disable_delay_seconds "
+                             "(a charger drawing more than the surplus must stop or switch within that delay)")
+        return self
+
+
+DEFAULT_TOPICS: dict[ChargerFormat, str] = {
+    "openevse": "wattstream/{site}/grid_ie",  # OpenEVSE: set its "Grid IE" topic to this
+    "goe": "/go-eCharger/{name}/ids/set",  # go-e API v2 over MQTT; name = the charger's serial
+    "openwb": "openWB/set/counter/{name}/get/power",  # openWB 2 MQTT counter; name = the counter id
+    "evcc": "wattstream/{site}/grid_w",  # evcc `mqtt` meter plugin
+    "wattstream": "wattstream/{site}/surplus",  # our own JSON: the decision and its reason
+}
+
+
+class Charger(_Section):
+    """A charger `wattstream charger` drives (`[[charger]]` in the meters file)."""
+
+    name: str
+    site: str = "home"
+    format: ChargerFormat
+    topic: str | None = None  # default: DEFAULT_TOPICS of the format
+    interval_seconds: float = Field(default=5.0, ge=0)  # at most one message per interval (OpenEVSE: 5-10 s)
+
+    @property
+    def mqtt_topic(self) -> str:
+        return (self.topic or DEFAULT_TOPICS[self.format]).format(site=self.site, name=self.name)
+
+
+class MetersFile(_Section):
+    """The meters file: `[[meter]]`, `[[site]]` and `[[charger]]` entries."""
+
+    meter: tuple[Meter, ...] = ()
+    site: tuple[Site, ...] = ()
+    charger: tuple[Charger, ...] = ()
+
+    def sites(self) -> dict[str, Site]:
+        """Every site a grid meter names, with its `[[site]]` settings (defaults if it has none)."""
+        configured = {site.name: site for site in self.site}
+        names = {m.site for m in self.meter if m.role == "grid"} | set(configured)
+        return {name: configured.get(name, Site(name=name)) for name in sorted(names)}
+
+    def roles(self) -> dict[str, tuple[str, Role]]:
+        """meter_id → (site, role) of the meters that feed a site's surplus (grid, pv, charger)."""
+        return {m.meter_id: (m.site, m.role) for m in self.meter if m.role != "other"}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WATTSTREAM_",
@@ -105,6 +191,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     files: FilesSettings = FilesSettings()
     worker: WorkerSettings = WorkerSettings()
+    windows: WindowSettings = WindowSettings()
     broute: BrouteSettings = BrouteSettings()
     meters_file: Path | None = None
 
@@ -112,24 +199,33 @@ class Settings(BaseSettings):
     def worker_datadir(self) -> Path:
         return self.worker.datadir or self.files.dir / "worker"
 
-    def meters(self) -> tuple[Meter, ...]:
-        """The meters file's `[[meter]]` entries (none when no file is configured)."""
-        return load_meters(self.meters_file) if self.meters_file else ()
+    def plant(self) -> MetersFile:
+        """The meters file's entries (none when no file is configured)."""
+        return load_meters(self.meters_file) if self.meters_file else MetersFile()
 
 
-def load_meters(path: Path) -> tuple[Meter, ...]:
+def load_meters(path: Path) -> MetersFile:
     """Read a meters file:
 
     ```toml
     [[meter]]
     driver = "iammeter"
     device = "DA2BED94"
-    role = "grid"
+    role = "grid"          # grid | pv | charger | other
     site = "home"
+
+    [[site]]
+    name = "home"
+    phases = "auto"
+    max_current_a = 16
+
+    [[charger]]
+    name = "garage"
+    site = "home"
+    format = "openevse"    # openevse | goe | openwb | evcc | wattstream
     ```
     """
     try:
-        data = tomllib.loads(path.read_text())
-        return tuple(Meter.model_validate(entry) for entry in data.get("meter", []))
+        return MetersFile.model_validate(tomllib.loads(path.read_text()))
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ValueError(f"meters file {path}: {exc}") from exc

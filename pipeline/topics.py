@@ -1,7 +1,8 @@
 """Every Kafka topic and header name of wattstream (DESIGN §2). Bridges import this leaf too.
 
 Keys: raw topics are keyed by device id (or the origin when the bridge does not know the device),
-`meter.readings*` and `meter.averages.10m` by `meter_id`, `power.surplus` by site — so one meter's
+`meter.readings`, `.5m` and `meter.averages.10m` by `meter_id`, `meter.readings.site` (the grid, PV and
+charger meters' readings, forwarded) and `power.surplus` by site — so one meter's
 records stay in order on one partition and its state lives in one worker.
 """
 
@@ -12,6 +13,7 @@ READINGS: Final = "meter.readings"
 READINGS_5M: Final = "meter.readings.5m"
 AVERAGES_10M: Final = "meter.averages.10m"
 SURPLUS: Final = "power.surplus"
+SITE_READINGS: Final = "meter.readings.site"  # readings of the meters that feed a site's surplus, by site
 DEADLETTER: Final = "meter.deadletter"
 
 # Headers on raw records (set by the bridges).

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline import topics
 
@@ -18,6 +18,41 @@ async def deadletters(bootstrap: str, key: bytes, within: float = 30) -> list[tu
         while not found and loop.time() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 found += [(r.value, dict(r.headers)) for r in records if r.key == key]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, count: int, within: float = 60,
+                  idle: float = 2.0) -> list[tuple[bytes, bytes]]:
+    """Everything on `topic` from the start: until `count` records arrived and `idle` seconds passed
+    without more (so extra, unwanted records are seen too), or `within` seconds."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    found: list[tuple[bytes, bytes]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline, quiet_since = loop.time() + within, loop.time()
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            if any(batch.values()):
+                quiet_since = loop.time()
+            for records in batch.values():
+                found += [(r.key, r.value) for r in records]
+            if len(found) >= count and loop.time() - quiet_since >= idle:
+                break
     finally:
         await consumer.stop()
     return found

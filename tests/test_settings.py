@@ -31,7 +31,7 @@ def test_meters_file(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "DA2BED94"\nrole = "grid"\n\n'
                     '[[meter]]\ndriver = "evn"\ndevice = "SAGY"\nkey = "00112233445566778899AABBCCDDEEFF"\n')
-    grid, evn = load_meters(path)
+    grid, evn = load_meters(path).meter
     assert grid.meter_id == "iammeter:DA2BED94" and grid.role == "grid" and grid.site == "home"
     assert evn.key is not None and "0011" not in repr(evn)
 
@@ -40,4 +40,24 @@ def test_meters_file_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "iammeter"\nrole = "boss"\n')
     with pytest.raises(ValueError, match=r"meters\.toml"):
+        load_meters(path)
+
+
+def test_sites_and_chargers(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "G"\nrole = "grid"\nsite = "barn"\n\n'
+                    '[[meter]]\ndriver = "iammeter"\ndevice = "P"\nrole = "pv"\nsite = "barn"\n\n'
+                    '[[site]]\nname = "home"\nphases = "auto"\n\n'
+                    '[[charger]]\nname = "123456"\nsite = "barn"\nformat = "goe"\n')
+    plant = load_meters(path)
+    sites = plant.sites()
+    assert sites["barn"].phases == 3 and sites["home"].phases == "auto"  # barn: defaults
+    assert plant.roles() == {"iammeter:G": ("barn", "grid"), "iammeter:P": ("barn", "pv")}
+    assert plant.charger[0].mqtt_topic == "/go-eCharger/123456/ids/set"
+
+
+def test_site_delays_must_let_an_overdraw_end_within_the_disable_delay(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[site]]\nname = "home"\nphase_down_delay_seconds = 300\n')
+    with pytest.raises(ValueError, match="phase_down_delay_seconds"):
         load_meters(path)

@@ -34,4 +34,7 @@ async def send_deadletter(
             topics.H_ERROR: error.encode(),
             topics.H_SOURCE_TOPIC: source_topic.encode(),
         },
+        # Sent now: Faust would attach it to the stream's current event, which in a batch
+        # (`take_events`) is not the event that failed, and publish it only when that one is committed.
+        force=True,
     )

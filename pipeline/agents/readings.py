@@ -1,13 +1,21 @@
-"""`meter.readings` → the sink, in batches (`stream.take_events`). The events of a batch are acked
-(so their offsets can be committed) only after the batch's write succeeded: on a transient failure
-the agent backs off and retries, holding the stream while Kafka keeps the data; readings the sink
-rejects for good are isolated one by one and dead-lettered with stage `sink`."""
+"""`meter.readings` → everything that topic feeds, in one agent (DESIGN §4b: one agent per input topic):
+
+per batch (`stream.take_events`), each reading goes through its meter's debounce and event-time windows
+(state per meter in the changelogged table `meter-state`); the debounced readings go to
+`meter.readings.5m`, closed windows to `meter.averages.10m`, readings of a site's grid / PV / charger
+meter to `meter.readings.site`; the readings, debounced readings and averages are written to the sink.
+Only then is the state saved and the batch acked, so a stopped worker neither loses nor repeats a bucket
+or a window; the state remembers the last offset applied per meter, so a batch replayed after a crash is
+not counted twice either.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import faust
 from faust.types import EventT, StreamT
@@ -15,53 +23,85 @@ from pydantic import ValidationError
 
 from pipeline import topics
 from pipeline.agents.deadletter import header_map, send_deadletter
+from pipeline.agents.sinking import write_all
+from pipeline.agents.tables import save
+from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.models import Reading
-from pipeline.settings import WorkerSettings
-from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
+from pipeline.settings import Role, Settings
+from pipeline.sinks import Debounced, Record, Sink, record_json, record_key
 
 log = logging.getLogger(__name__)
 
 
-async def write_holding(sink: Sink, batch: Sequence[Reading], max_backoff: float) -> None:
-    """Write until it succeeds; SinkRejected passes through."""
-    backoff = 0.5
-    while True:
-        try:
-            await sink.write(batch)
-            return
-        except SinkUnavailable as exc:
-            log.warning("sink %s unavailable, holding %d readings, retry in %.1fs: %s",
-                        sink.name, len(batch), backoff, exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff)
+@dataclass(frozen=True)
+class Outputs:
+    readings_5m: faust.TopicT
+    averages: faust.TopicT
+    site_readings: faust.TopicT
+    deadletter: faust.TopicT
 
 
-def register_readings(app: faust.App, readings: faust.TopicT, deadletter: faust.TopicT,
-                      sink: Sink, settings: WorkerSettings) -> None:
+def window_config(settings: Settings) -> WindowConfig:
+    w = settings.windows
+    return WindowConfig(debounce_us=w.debounce_seconds * 1_000_000, window_us=w.average_seconds * 1_000_000,
+                        grace_us=int(w.grace_seconds * 1_000_000))
 
-    async def dead(event: EventT, stage: str, error: str) -> None:
-        await send_deadletter(deadletter, key=event.key, value=event.value,
-                              headers=header_map(event.headers), source_topic=topics.READINGS,
-                              stage=stage, error=error)
 
-    async def write_batch(events: Sequence[EventT]) -> None:
-        batch: list[tuple[EventT, Reading]] = []
+def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink: Sink, settings: Settings,
+                      roles: Mapping[str, tuple[str, Role]]) -> None:
+    states = app.Table("meter-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
+    config = window_config(settings)
+    retry = settings.worker.retry_max_seconds
+
+    async def reject(record: Record, error: str) -> None:
+        await send_deadletter(out.deadletter, key=record_key(record), value=record_json(record), headers={},
+                              source_topic=topics.READINGS, stage="sink", error=error)
+
+    async def process(events: Sequence[EventT]) -> None:
+        records: list[Record] = []
+        sends: list[tuple[faust.TopicT, bytes, bytes]] = []
+        touched: dict[bytes, MeterState] = {}
+        last: dict[bytes, EventT] = {}
         for event in events:
             try:
-                batch.append((event, Reading.from_json(event.value)))
+                reading = Reading.from_json(event.value)
             except ValidationError as exc:
-                await dead(event, "decode", f"not a Reading: {exc.errors()[0]['msg']}")
-        try:
-            await write_holding(sink, [r for _, r in batch], settings.retry_max_seconds)
-        except SinkRejected:
-            for event, reading in batch:  # isolate the offenders
-                try:
-                    await write_holding(sink, [reading], settings.retry_max_seconds)
-                except SinkRejected as exc:
-                    await dead(event, "sink", str(exc))
+                await send_deadletter(out.deadletter, key=event.key, value=event.value,
+                                      headers=header_map(event.headers), source_topic=topics.READINGS,
+                                      stage="decode", error=f"not a Reading: {exc.errors()[0]['msg']}")
+                continue
+            records.append(reading)
+            key = reading.meter_id.encode()
+            state = touched.get(key)
+            if state is None:
+                saved = states.get(key)
+                state = touched[key] = MeterState.load(json.loads(saved)) if saved else MeterState()
+            last[key] = event
+            position = (event.message.partition, event.message.offset)
+            if state.applied is not None and state.applied[0] == position[0] and state.applied[1] >= position[1]:
+                continue  # replayed after a crash: already in the state (the sink write is idempotent)
+            state.applied = position
+            result = step(state, reading, config)
+            if result.debounced:
+                records.append(Debounced(reading))
+                sends.append((out.readings_5m, key, event.value))
+            for average in result.averages:
+                records.append(average)
+                sends.append((out.averages, key, average.to_json()))
+            if result.late:
+                log.info("late reading of %s at %s left out of its closed window (%d so far)",
+                         reading.meter_id, reading.ts, state.late)
+            if reading.meter_id in roles:
+                sends.append((out.site_readings, roles[reading.meter_id][0].encode(), event.value))
+        await write_all(sink, records, retry, reject)
+        # Sent now (not attached to whichever event is current) and confirmed before the state is saved:
+        # a stop or crash in between makes a restarted worker produce them again, never lose them.
+        await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])
+        for key, state in touched.items():
+            save(states, key, json.dumps(state.dump(), separators=(",", ":")).encode(), last[key])
 
-    async def sink_readings(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await write_batch(events)
+    async def meter_readings(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_seconds):
+            await process(events)
 
-    app.agent(readings, name=f"sink-{sink.name}", concurrency=1)(sink_readings)
+    app.agent(readings, name="readings", concurrency=1)(meter_readings)

@@ -2,9 +2,10 @@
 
 Starts Tansu and an MQTT broker (mosquitto if installed, else amqtt) on local ports, then the worker,
 the MQTT bridge, the simulated meters, a serial bridge reading a simulated line sensor and a B-route
-bridge driving a simulated RL7023 dongle (each on a pseudo-terminal), as child processes (logs under
-`<files dir>/logs/`),
-and shows live in the terminal what flows through `meter.readings` and `meter.deadletter`.
+bridge driving a simulated RL7023 dongle (each on a pseudo-terminal), and the charger bridge driving
+the simulated site's car (plus an OpenEVSE and a go-e topic to look at), as child processes (logs
+under `<files dir>/logs/`), and shows live in the terminal what flows through `meter.readings`,
+`power.surplus` and `meter.deadletter`.
 INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process.
 With `WATTSTREAM_INFLUX_URL` set the worker writes to that InfluxDB, else to the daily files.
 """
@@ -28,10 +29,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from bridges.rl7023_sim import SimulatedRl7023
-from bridges.simulate import SimulatedEvn, run_line_sensor
+from bridges.simulate import SimulatedEvn, SimulatedSite, run_line_sensor
 from pipeline import topics
 from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
-from pipeline.models import Reading
+from pipeline.models import Reading, SurplusSignal
 from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
 
@@ -53,6 +54,7 @@ class LiveView:
         self.readings = 0
         self.last: dict[str, Reading] = {}
         self.dead: Counter[str] = Counter()
+        self.surplus: dict[str, SurplusSignal] = {}
         self._since = (time.monotonic(), 0)
 
     def on_reading(self, value: bytes) -> None:
@@ -60,6 +62,10 @@ class LiveView:
         reading = Reading.from_json(value)
         if reading.total.power_w is not None:  # Acrel's second message of a pair has no power
             self.last[reading.meter_id] = reading
+
+    def on_surplus(self, value: bytes) -> None:
+        signal = SurplusSignal.from_json(value)
+        self.surplus[signal.site] = signal
 
     def on_dead(self, headers: dict[str, bytes]) -> None:
         self.dead[headers.get(topics.H_STAGE, b"?").decode()] += 1
@@ -80,11 +86,14 @@ class LiveView:
             energy = (f"  in {total.energy_import_wh / 1000:.3f} kWh" if total.energy_import_wh is not None
                       else "")
             lines.append(f"    {meter_id:<22} {power}{energy}  {phases}  @ {reading.ts:%H:%M:%S}")
+        for site, s in sorted(self.surplus.items()):
+            car = f"charging {s.phases}p {s.current_a:.0f} A ({s.power_w:.0f} W)" if s.charge else "not charging"
+            lines.append(f"    site {site}: surplus {s.surplus_w:+.0f} W, {car} — {s.reason}")
         return "\n".join(lines)
 
 
 async def _watch(bootstrap: str, view: LiveView, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topics.READINGS, topics.DEADLETTER, bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(topics.READINGS, topics.SURPLUS, topics.DEADLETTER, bootstrap_servers=bootstrap,
                                 auto_offset_reset="latest", enable_auto_commit=False)
     while not stop.is_set():
         try:
@@ -99,6 +108,8 @@ async def _watch(bootstrap: str, view: LiveView, stop: asyncio.Event) -> None:
                 for record in records:
                     if tp.topic == topics.READINGS:
                         view.on_reading(record.value)
+                    elif tp.topic == topics.SURPLUS:
+                        view.on_surplus(record.value)
                     else:
                         view.on_dead(dict(record.headers))
     finally:
@@ -117,12 +128,15 @@ async def _show(view: LiveView, children: dict[str, subprocess.Popen[bytes]], st
 
 
 def _meters_with_simulated(settings: Settings, work: Path) -> Path:
-    """The user's meters file plus the simulated EVN meter and its demo key, in the run's private temp
-    dir (deleted at the end; readable by this user only, as it may hold the user's keys)."""
-    sim = SimulatedEvn()
+    """The user's meters file plus the simulated EVN meter and its demo key and the simulated PV site
+    with its chargers, in the run's private temp dir (deleted at the end; readable by this user only,
+    as it may hold the user's keys)."""
+    sim, site = SimulatedEvn(), SimulatedSite()
     text = settings.meters_file.read_text() if settings.meters_file else ""
     text += (f'\n[[meter]]\ndriver = "evn"\ndevice = "{sim.system_title.hex().upper()}"\n'
-             f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n')
+             f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n\n{site.meters_toml()}\n'
+             f'[[charger]]\nname = "openevse"\nsite = "{site.name}"\nformat = "openevse"\n\n'
+             f'[[charger]]\nname = "000123"\nsite = "{site.name}"\nformat = "goe"\n')
     path = work / "meters.toml"
     path.touch(mode=0o600)
     path.write_text(text)
@@ -180,7 +194,9 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
                       "WATTSTREAM_BROUTE_DEVICE": "sim-jp",
                       "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 10], [["E0", "E3"], 30], [["D3", "D7", "E1"], 60]]'}
         children["broute"] = _spawn("broute", ["bridge", "broute", "--port", dongle_port], broute_env, logs)
-        print("worker, bridges, simulated meters (IAMMETER, Acrel, EVN; line sensor and Wi-SUN dongle on ptys) up; "
+        children["charger"] = _spawn("charger", ["charger"], env, logs)
+        print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, a PV site with a car; line sensor "
+              "and Wi-SUN dongle on ptys) up; "
               f"logs in {logs}/", flush=True)
         print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
         asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
@@ -189,7 +205,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
         sensor_stop.set()
         if dongle is not None:
             dongle.stop()
-        for name in ("simulator", "serial", "broute", "bridge", "worker"):
+        for name in ("charger", "simulator", "serial", "broute", "bridge", "worker"):
             if name in children:
                 _stop_child(children[name])
         for server in reversed(servers):

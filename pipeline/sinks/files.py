@@ -5,7 +5,11 @@ A daily file `YYYYMMDD-<name>.txt` per event-time day, one line per value:
 `YYYY/MM/DD hh:mm:ss,UnitID,SensorID,Value,DataID` with UnitID = meter id, SensorID = the field name
 (prefixed `L1.`..`L3.` for phases), Value rounded to 4 decimals (energies as exact integers), and
 DataID = the driver. Times are event times in the configured zone (default: the machine's zone),
-where keilog used the time it dequeued a value. The 10-minute `sum` file comes with the windows.
+where keilog used the time it dequeued a value.
+
+A daily `sumYYYYMMDD-<name>.txt` with one line per sensor and closed window (10 minutes):
+`YYYY/MM/DD hh:m0,UnitID,SensorID,Average` (the window's start); energy counters appear as
+`<field>_delta`, the Wh of that window, since the average of a counter means nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.models import Reading
+from pipeline.models import Average, Reading
 from pipeline.settings import FilesSettings
-from pipeline.sinks import SinkUnavailable
+from pipeline.sinks import Record, SinkUnavailable
 
 
 def _value(value: float | int) -> str:
@@ -37,6 +41,20 @@ def reading_lines(reading: Reading, tz: tzinfo | None) -> Iterator[tuple[datetim
         yield local, f"{stamp},{reading.meter_id},{name},{_value(value)},{reading.driver}"
 
 
+def average_lines(average: Average, tz: tzinfo | None) -> Iterator[tuple[datetime, str]]:
+    """(local window start, line) for every field of a closed window (pure)."""
+    local = average.start.astimezone(tz)
+    stamp = local.strftime("%Y/%m/%d %H:%M")
+    scopes = [*average.scopes(), ("extra", average.extra)]
+    for phase, stats in scopes:
+        prefix = "" if phase in ("total", "extra") else f"{phase}."
+        for name, s in stats.items():
+            if s.delta is not None:
+                yield local, f"{stamp},{average.meter_id},{prefix}{name}_delta,{s.delta}"
+            else:
+                yield local, f"{stamp},{average.meter_id},{prefix}{name},{_value(s.mean)}"
+
+
 class FileSink:
     name = "files"
 
@@ -45,14 +63,18 @@ class FileSink:
         self._name = settings.name
         self._tz = ZoneInfo(settings.tz) if settings.tz else None
 
-    def path_for(self, day: datetime) -> Path:
-        return self._dir / f"{day:%Y%m%d}-{self._name}.txt"
+    def path_for(self, day: datetime, prefix: str = "") -> Path:
+        return self._dir / f"{prefix}{day:%Y%m%d}-{self._name}.txt"
 
-    async def write(self, batch: Sequence[Reading]) -> None:
+    async def write(self, batch: Sequence[Record]) -> None:
         by_file: dict[Path, list[str]] = defaultdict(list)
-        for reading in batch:
-            for local, line in reading_lines(reading, self._tz):
-                by_file[self.path_for(local)].append(line)
+        for record in batch:
+            if isinstance(record, Reading):
+                for local, line in reading_lines(record, self._tz):
+                    by_file[self.path_for(local)].append(line)
+            elif isinstance(record, Average):
+                for local, line in average_lines(record, self._tz):
+                    by_file[self.path_for(local, "sum")].append(line)
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             for path, lines in by_file.items():

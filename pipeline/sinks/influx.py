@@ -1,8 +1,13 @@
 """InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, microsecond precision.
 
-Measurement `readings`, one point per reading and scope: tags `meter`, `driver`, `phase`
-(`total`, `L1`..`L3`); fields as in `Values` (energies as integers), `extra` sensors on the total
-point; timestamp = event time. The same reading always maps to the same points (idempotent).
+- `readings` and `readings_5m` (the debounced ones): one point per reading and scope, tags `meter`,
+  `driver`, `phase` (`total`, `L1`..`L3`); fields as in `Values` (energies as integers), `extra` sensors
+  on the total point; timestamp = event time.
+- `averages_10m`: one point per meter, window and scope, same tags, timestamp = window start; fields
+  `<field>_mean`, `_min`, `_max`, `_count` and, for energy counters, `<field>_delta` (the window's Wh).
+- `surplus`: tag `site`; fields `grid_w`, `pv_w`, `charger_w`, `surplus_w`, `charging` (0/1), `phases`,
+  `current_a`, `power_w`, `reason`; timestamp = the grid reading's event time.
+The same record always maps to the same points (idempotent).
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from influxdb_client import Point, WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
-from pipeline.models import Reading
+from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import InfluxSettings
-from pipeline.sinks import SinkRejected, SinkUnavailable
+from pipeline.sinks import Debounced, Record, SinkRejected, SinkUnavailable
 
 MEASUREMENT = "readings"
 # Microseconds: readings of one meter that arrive in the same millisecond (a serial burst) stay apart.
@@ -25,9 +30,13 @@ PRECISION = WritePrecision.US
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _us(ts: datetime) -> int:
+    return (ts - EPOCH) // timedelta(microseconds=1)
+
+
 def reading_points(reading: Reading, measurement: str = MEASUREMENT) -> list[Point]:
     """A reading → one point per scope that has values (pure)."""
-    ts_us = (reading.ts - EPOCH) // timedelta(microseconds=1)
+    ts_us = _us(reading.ts)
     points = []
     for phase, values in reading.scopes():
         fields: dict[str, float | int] = values.present()
@@ -48,6 +57,46 @@ def reading_points(reading: Reading, measurement: str = MEASUREMENT) -> list[Poi
     return points
 
 
+def average_points(average: Average) -> list[Point]:
+    points = []
+    for phase, stats in average.scopes():
+        if phase == "total":
+            stats = {**stats, **average.extra}
+        if not stats:
+            continue
+        point = (Point("averages_10m").tag("meter", average.meter_id).tag("driver", average.driver)
+                 .tag("phase", phase).time(_us(average.start), PRECISION))
+        for name, s in stats.items():
+            point.field(f"{name}_mean", s.mean).field(f"{name}_min", s.min).field(f"{name}_max", s.max)
+            point.field(f"{name}_count", s.count)
+            if s.delta is not None:
+                point.field(f"{name}_delta", s.delta)
+        points.append(point)
+    return points
+
+
+def surplus_points(signal: SurplusSignal) -> list[Point]:
+    point = (Point("surplus").tag("site", signal.site).time(_us(signal.ts), PRECISION)
+             .field("grid_w", float(signal.grid_w)).field("charger_w", float(signal.charger_w))
+             .field("surplus_w", float(signal.surplus_w)).field("charging", int(signal.charge))
+             .field("phases", signal.phases).field("current_a", float(signal.current_a))
+             .field("power_w", float(signal.power_w)).field("reason", signal.reason))
+    if signal.pv_w is not None:
+        point.field("pv_w", float(signal.pv_w))
+    return [point]
+
+
+def points(record: Record) -> list[Point]:
+    """Any record → its points (pure)."""
+    if isinstance(record, Reading):
+        return reading_points(record)
+    if isinstance(record, Debounced):
+        return reading_points(record.reading, "readings_5m")
+    if isinstance(record, Average):
+        return average_points(record)
+    return surplus_points(record)
+
+
 class InfluxSink:
     name = "influxdb"
 
@@ -66,8 +115,8 @@ class InfluxSink:
             )
         return self._client.write_api()
 
-    async def write(self, batch: Sequence[Reading]) -> None:
-        lines = [point.to_line_protocol() for reading in batch for point in reading_points(reading)]
+    async def write(self, batch: Sequence[Record]) -> None:
+        lines = [point.to_line_protocol() for record in batch for point in points(record)]
         if not lines:
             return
         try:

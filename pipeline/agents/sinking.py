@@ -1,0 +1,42 @@
+"""Writing a batch of records to the sink while holding the stream: transient failures back off and
+retry (Kafka keeps the data, nothing is acked meanwhile); records the sink rejects for good are
+isolated one by one and dead-lettered with stage `sink`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from pipeline.sinks import Record, Sink, SinkRejected, SinkUnavailable
+
+log = logging.getLogger(__name__)
+
+
+async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float) -> None:
+    """Write until it succeeds; SinkRejected passes through."""
+    backoff = 0.5
+    while True:
+        try:
+            await sink.write(batch)
+            return
+        except SinkUnavailable as exc:
+            log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s",
+                        sink.name, len(batch), backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
+Reject = Callable[[Record, str], Awaitable[None]]
+
+
+async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, reject: Reject) -> None:
+    """Write the batch; if the sink refuses it, write record by record and `reject` the offenders."""
+    try:
+        await write_holding(sink, batch, max_backoff)
+    except SinkRejected:
+        for record in batch:
+            try:
+                await write_holding(sink, [record], max_backoff)
+            except SinkRejected as exc:
+                await reject(record, str(exc))

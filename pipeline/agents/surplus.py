@@ -1,0 +1,74 @@
+"""`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
+by site, through the surplus controller (state per site in the changelogged table `site-state`); one
+`SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. A grid
+reading at or before the last decided event time is ignored, so a replay never decides twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+
+import faust
+from faust.types import EventT, StreamT
+from pydantic import ValidationError
+
+from pipeline import topics
+from pipeline.agents.deadletter import header_map, send_deadletter
+from pipeline.agents.sinking import write_all
+from pipeline.agents.tables import save
+from pipeline.logic.surplus import SiteState, on_reading
+from pipeline.models import Reading
+from pipeline.settings import Role, Settings, Site
+from pipeline.sinks import Record, Sink, record_json, record_key
+
+
+def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust.TopicT,
+                     deadletter: faust.TopicT, sink: Sink, settings: Settings,
+                     sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
+    states = app.Table("site-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
+
+    async def dead(event: EventT, error: str) -> None:
+        await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
+                              source_topic=topics.SITE_READINGS, stage="surplus", error=error)
+
+    async def reject(record: Record, error: str) -> None:
+        await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
+                              source_topic=topics.SITE_READINGS, stage="sink", error=error)
+
+    async def process(events: Sequence[EventT]) -> None:
+        signals: list[Record] = []
+        sent = []
+        touched: dict[bytes, SiteState] = {}
+        last: dict[bytes, EventT] = {}
+        for event in events:
+            try:
+                reading = Reading.from_json(event.value)
+            except ValidationError as exc:
+                await dead(event, f"not a Reading: {exc.errors()[0]['msg']}")
+                continue
+            site_name, role = roles.get(reading.meter_id, ("", "other"))
+            site = sites.get(site_name)
+            if site is None:  # the meters file changed since the reading was forwarded
+                await dead(event, f"{reading.meter_id} feeds no site in the meters file")
+                continue
+            key = site_name.encode()
+            state = touched.get(key)
+            if state is None:
+                saved = states.get(key)
+                state = touched[key] = SiteState.load(json.loads(saved)) if saved else SiteState()
+            last[key] = event
+            signal = on_reading(site, state, reading, role)
+            if signal is not None:
+                sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
+                signals.append(signal)
+        await write_all(sink, signals, settings.worker.retry_max_seconds, reject)
+        await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
+        for key, state in touched.items():
+            save(states, key, json.dumps(state.dump(), separators=(",", ":")).encode(), last[key])
+
+    async def decide(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_seconds):
+            await process(events)
+
+    app.agent(site_readings, name="surplus", concurrency=1)(decide)

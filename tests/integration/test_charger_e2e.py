@@ -1,0 +1,129 @@
+"""The car charges from the sun, through the real parts: the simulated site publishes its grid, PV and
+charger meters → mosquitto → bridge → Tansu → worker (surplus controller) → `power.surplus` →
+`wattstream charger` → mosquitto → the simulated charger, whose draw shows on the grid meter; and
+OpenEVSE, go-e, openWB and evcc receive their documented payloads."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from bridges.simulate import SimulatedSite
+from tests.conftest import Stack
+
+SITE = """
+[[site]]
+name = "demo"
+phases = "auto"
+window_seconds = 2
+enable_delay_seconds = 3
+disable_delay_seconds = 5
+phase_up_delay_seconds = 5
+phase_switch_interval_seconds = 10
+
+[[charger]]
+name = "demo-car"
+site = "demo"
+format = "wattstream"
+interval_seconds = 0
+
+[[charger]]
+name = "openevse"
+site = "demo"
+format = "openevse"
+interval_seconds = 1
+
+[[charger]]
+name = "000123"
+site = "demo"
+format = "goe"
+
+[[charger]]
+name = "0"
+site = "demo"
+format = "openwb"
+
+[[charger]]
+name = "evcc"
+site = "demo"
+format = "evcc"
+"""
+TOPICS = {"wattstream": "wattstream/demo/surplus", "openevse": "wattstream/demo/grid_ie",
+          "goe": "/go-eCharger/000123/ids/set", "openwb": "openWB/set/counter/0/get/power",
+          "evcc": "wattstream/demo/grid_w"}
+
+
+class Listener:
+    def __init__(self, port: int) -> None:
+        self.messages: dict[str, list[tuple[float, bytes]]] = {t: [] for t in TOPICS.values()}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="charger-test-listener")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        for topic in TOPICS.values():
+            self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages[message.topic].append((time.monotonic(), message.payload))
+
+    def of(self, fmt: str) -> list[tuple[float, bytes]]:
+        with self._lock:
+            return list(self.messages[TOPICS[fmt]])
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_the_simulated_car_charges_from_the_sun_and_chargers_get_their_formats(stack: Stack, tmp_path: Path) -> None:
+    site = SimulatedSite()
+    meters = tmp_path / "meters.toml"
+    meters.write_text(site.meters_toml().split("[[site]]")[0] + SITE)
+    stack.env["WATTSTREAM_METERS_FILE"] = str(meters)
+    listener = Listener(stack.mosquitto.port)
+    try:
+        stack.start_pipeline()
+        charger = stack.start("charger", "charger")
+        charger.wait_for("following power.surplus")
+        stack.start("simulator", "simulate", "--interval", "0.5")
+
+        deadline = time.monotonic() + 90
+        while not any(json.loads(p)["charge"] for _, p in listener.of("wattstream")):
+            assert time.monotonic() < deadline, f"no decision to charge; got {listener.of('wattstream')[-3:]}"
+            time.sleep(0.5)
+        rows = stack.influx.wait_rows(
+            "SELECT power_w FROM readings WHERE meter = 'iammeter:5A1E00C1' AND power_w > 1000", count=1)
+        assert rows, "the simulated car never drew power"
+        time.sleep(3)
+        decisions = [json.loads(p) for _, p in listener.of("wattstream")]
+    finally:
+        listener.stop()
+
+    charging = [d for d in decisions if d["charge"]]
+    assert all(6 <= d["current_a"] <= 16 and d["phases"] in (1, 3) for d in charging)
+    assert all(set(d) >= {"site", "ts", "grid_w", "surplus_w", "charge", "phases", "current_a", "reason"}
+               for d in decisions)
+    # the car's draw counts as available: while charging, the surplus stays above what it draws
+    assert any(d["charger_w"] > 1000 for d in charging)
+
+    openevse = [p.decode() for _, p in listener.of("openevse")]
+    assert openevse and all(re.fullmatch(r"-?\d+", p) for p in openevse), openevse[:5]
+    stamps = [t for t, _ in listener.of("openevse")]
+    assert all(b - a >= 0.9 for a, b in pairwise(stamps))  # its interval: 1 s
+    goe = [json.loads(p) for _, p in listener.of("goe")]
+    assert goe and all(set(g) == {"pGrid", "pPv", "pAkku"} for g in goe)
+    assert any(g["pPv"] > 1000 for g in goe)  # the PV meter's production
+    for fmt in ("openwb", "evcc"):
+        values = [float(p) for _, p in listener.of(fmt)]
+        assert values, fmt
+    # grid formats carry the grid power of the decisions (+ import, - export)
+    grid = {round(d["grid_w"]) for d in decisions}
+    assert any(int(p) in grid for p in openevse)

@@ -1,0 +1,47 @@
+"""`wattstream backtest` in a subprocess: JSON lines on stdout, the summary on stderr, bad lines named."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+PROFILES = Path(__file__).parent / "profiles"
+METERS = '[[meter]]\ndriver = "iammeter"\ndevice = "GRID"\nrole = "grid"\n\n[[site]]\nname = "home"\nphases = "auto"\n'
+
+
+def backtest(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "backtest", *args], input=stdin,
+                          capture_output=True, timeout=120, check=False)
+
+
+def test_surplus_on_a_recorded_day_with_the_summary(tmp_path: Path) -> None:
+    meters = tmp_path / "meters.toml"
+    meters.write_text(METERS)
+    result = backtest(str(PROFILES / "clouds.jsonl.gz"), "--meters", str(meters), "--simulate-charger")
+    assert result.returncode == 0, result.stderr
+    signals = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(signals) == 5760 and {s["site"] for s in signals} == {"home"}
+    starts = sum(1 for a, b in pairwise(signals) if b["charge"] and not a["charge"])
+    summary = result.stderr.decode()
+    assert f"{starts} starts" in summary and "phase switches" in summary and "kWh from the grid" in summary
+
+
+def test_averages_and_debounce_from_stdin_and_bad_lines(tmp_path: Path) -> None:
+    lines = [json.dumps({"meter_id": "m:1", "driver": "m", "ts": f"2025-06-01T10:{m:02d}:{s:02d}Z",
+                         "received_at": f"2025-06-01T10:{m:02d}:{s:02d}Z", "total": {"power_w": m * 60 + s + 0.1}})
+             for m in range(0, 23) for s in (0, 30)]
+    stdin = ("\n".join(lines[:5]) + "\nnot json\n" + "\n".join(lines[5:]) + "\n").encode()
+    averages = backtest("--emit", "averages", stdin=stdin)
+    assert averages.returncode == 1 and b"line 6: not a Reading" in averages.stderr
+    out = [json.loads(line) for line in averages.stdout.splitlines()]
+    assert [a["start"] for a in out] == ["2025-06-01T10:00:00Z", "2025-06-01T10:10:00Z"]
+    assert out[0]["total"]["power_w"]["mean"] == statistics.mean(m * 60 + s + 0.1 for m in range(10) for s in (0, 30))
+    assert b"1 window(s) still open" in averages.stderr
+    debounce = backtest("--emit", "debounce", stdin="\n".join(lines).encode())
+    assert [json.loads(line)["ts"] for line in debounce.stdout.splitlines()] == [
+        "2025-06-01T10:00:00Z", "2025-06-01T10:05:00Z", "2025-06-01T10:10:00Z", "2025-06-01T10:15:00Z",
+        "2025-06-01T10:20:00Z"]
