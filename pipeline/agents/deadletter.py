@@ -7,9 +7,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from faust.types import TopicT
+from faust.types import EventT, TopicT
+from pydantic import ValidationError
 
 from pipeline import topics
+from pipeline.models import Reading
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +40,14 @@ async def send_deadletter(
         # (`take_events`) is not the event that failed, and publish it only when that one is committed.
         force=True,
     )
+
+
+async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topic: str) -> Reading | None:
+    """The event's `Reading`, or None after sending the event to the dead-letter topic."""
+    try:
+        return Reading.from_json(event.value)
+    except ValidationError as exc:
+        await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
+                              source_topic=source_topic, stage="decode",
+                              error=f"not a Reading: {exc.errors()[0]['msg']}")
+        return None

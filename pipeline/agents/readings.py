@@ -18,15 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import faust
-from faust.types import EventT, StreamT
-from pydantic import ValidationError
+from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.deadletter import header_map, send_deadletter
-from pipeline.agents.sinking import write_all
-from pipeline.agents.tables import save
+from pipeline.agents.batches import register_batches, write_all
+from pipeline.agents.deadletter import parse_reading, send_deadletter
+from pipeline.agents.tables import save_all
 from pipeline.logic.windows import MeterState, WindowConfig, step
-from pipeline.models import Reading
 from pipeline.settings import Role, Settings
 from pipeline.sinks import Debounced, Record, Sink, record_json, record_key
 
@@ -63,12 +61,8 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
         touched: dict[bytes, MeterState] = {}
         last: dict[bytes, EventT] = {}
         for event in events:
-            try:
-                reading = Reading.from_json(event.value)
-            except ValidationError as exc:
-                await send_deadletter(out.deadletter, key=event.key, value=event.value,
-                                      headers=header_map(event.headers), source_topic=topics.READINGS,
-                                      stage="decode", error=f"not a Reading: {exc.errors()[0]['msg']}")
+            reading = await parse_reading(event, out.deadletter, topics.READINGS)
+            if reading is None:
                 continue
             records.append(reading)
             key = reading.meter_id.encode()
@@ -97,11 +91,6 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
         # Sent now (not attached to whichever event is current) and confirmed before the state is saved:
         # a stop or crash in between makes a restarted worker produce them again, never lose them.
         await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])
-        for key, state in touched.items():
-            save(states, key, json.dumps(state.dump(), separators=(",", ":")).encode(), last[key])
+        save_all(states, touched, last)
 
-    async def meter_readings(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_seconds):
-            await process(events)
-
-    app.agent(readings, name="readings", concurrency=1)(meter_readings)
+    register_batches(app, readings, "readings", settings.worker, process)

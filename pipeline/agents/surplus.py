@@ -10,15 +10,13 @@ import json
 from collections.abc import Mapping, Sequence
 
 import faust
-from faust.types import EventT, StreamT
-from pydantic import ValidationError
+from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.deadletter import header_map, send_deadletter
-from pipeline.agents.sinking import write_all
-from pipeline.agents.tables import save
+from pipeline.agents.batches import register_batches, write_all
+from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
+from pipeline.agents.tables import save_all
 from pipeline.logic.surplus import SiteState, on_reading
-from pipeline.models import Reading
 from pipeline.settings import Role, Settings, Site
 from pipeline.sinks import Record, Sink, record_json, record_key
 
@@ -42,10 +40,8 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
         touched: dict[bytes, SiteState] = {}
         last: dict[bytes, EventT] = {}
         for event in events:
-            try:
-                reading = Reading.from_json(event.value)
-            except ValidationError as exc:
-                await dead(event, f"not a Reading: {exc.errors()[0]['msg']}")
+            reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
+            if reading is None:
                 continue
             site_name, role = roles.get(reading.meter_id, ("", "other"))
             site = sites.get(site_name)
@@ -64,11 +60,6 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
                 signals.append(signal)
         await write_all(sink, signals, settings.worker.retry_max_seconds, reject)
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
-        for key, state in touched.items():
-            save(states, key, json.dumps(state.dump(), separators=(",", ":")).encode(), last[key])
+        save_all(states, touched, last)
 
-    async def decide(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_seconds):
-            await process(events)
-
-    app.agent(site_readings, name="surplus", concurrency=1)(decide)
+    register_batches(app, site_readings, "surplus", settings.worker, process)

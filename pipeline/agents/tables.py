@@ -5,8 +5,10 @@ a restarted worker would not find it. So the save runs as if while processing th
 
 from __future__ import annotations
 
+import json
 import weakref
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from faust.streams import _current_event
 from faust.types import EventT
@@ -18,3 +20,13 @@ def save(table: Any, key: bytes, value: bytes, event: EventT) -> None:
         table[key] = value
     finally:
         _current_event.reset(token)
+
+
+class State(Protocol):
+    def dump(self) -> dict[str, Any]: ...
+
+
+def save_all(table: Any, states: Mapping[bytes, State], events: Mapping[bytes, EventT]) -> None:
+    """Every key's state (as compact JSON), each with the last event of its key."""
+    for key, state in states.items():
+        save(table, key, json.dumps(state.dump(), separators=(",", ":")).encode(), events[key])

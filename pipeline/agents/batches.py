@@ -1,6 +1,6 @@
-"""Writing a batch of records to the sink while holding the stream: transient failures back off and
-retry (Kafka keeps the data, nothing is acked meanwhile); records the sink rejects for good are
-isolated one by one and dead-lettered with stage `sink`."""
+"""Batch agents: `take_events` batches of one input topic, and writing a batch of records to the sink
+while holding the stream: transient failures back off and retry (Kafka keeps the data, nothing is
+acked meanwhile); records the sink rejects for good are isolated one by one and dead-lettered."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import faust
+from faust.types import EventT, StreamT
+
+from pipeline.settings import WorkerSettings
 from pipeline.sinks import Record, Sink, SinkRejected, SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,3 +44,16 @@ async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rej
                 await write_holding(sink, [record], max_backoff)
             except SinkRejected as exc:
                 await reject(record, str(exc))
+
+
+def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings,
+                     process: Callable[[Sequence[EventT]], Awaitable[None]]) -> None:
+    """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
+    `batch_seconds`; a batch is acked when `process` returns."""
+
+    async def batches(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            await process(events)
+
+    batches.__name__ = batches.__qualname__ = name.replace("-", "_")
+    app.agent(topic, name=name, concurrency=1)(batches)
