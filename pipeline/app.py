@@ -70,15 +70,23 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
                         driver, decoder)
 
     chosen = sink or build_sink(settings)
-    site_readings, roles = topic(topics.SITE_READINGS), plant.roles()
+    site_readings, surplus, roles = topic(topics.SITE_READINGS), topic(topics.SURPLUS), plant.roles()
     outputs = Outputs(readings_5m=topic(topics.READINGS_5M), averages=topic(topics.AVERAGES_10M),
                       site_readings=site_readings, deadletter=deadletter)
     register_readings(app, readings, outputs, chosen, settings, roles)
-    register_surplus(app, site_readings, topic(topics.SURPLUS), deadletter, chosen, settings, plant.sites(), roles)
+    register_surplus(app, site_readings, surplus, deadletter, chosen, settings, plant.sites(), roles)
 
-    class SinkCloser(mode.Service):
+    class Outlets(mode.Service):
+        """Creates the topics the agents only produce to before the first record goes out (a first
+        produce to a missing topic can be retried after later records and arrive out of order), and
+        closes the sink at the end."""
+
+        async def on_start(self) -> None:
+            for out in (readings, deadletter, outputs.readings_5m, outputs.averages, site_readings, surplus):
+                await out.maybe_declare()
+
         async def on_stop(self) -> None:
             await chosen.close()
 
-    app.service(SinkCloser)
+    app.service(Outlets)
     return app

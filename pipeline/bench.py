@@ -34,6 +34,7 @@ from pipeline.drivers import iammeter
 from pipeline.embedded.servers import start_tansu
 from pipeline.models import Reading
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
+from pipeline.sinks import Record
 from pipeline.worker import run_worker
 
 METERS = 100
@@ -43,17 +44,20 @@ Stats = list[tuple[float, int, list[float]]]  # per sink write: time, readings, 
 
 class MeasuringSink:
     """Appends one line per written batch to a stats file: `<unix time> <count> <latency ms>,...`
-    (latency = write time - the producer's `received_at` stamp)."""
+    (latency = write time - the producer's `received_at` stamp) of the readings in it; the debounced
+    readings and averages of the same batch are written too but not counted."""
 
     name = "bench"
 
     def __init__(self, stats: Path) -> None:
         self._stats = stats.open("a", buffering=1)
 
-    async def write(self, batch: Sequence[Reading]) -> None:
+    async def write(self, batch: Sequence[Record]) -> None:
         now = time.time()
-        latencies = ",".join(f"{1000 * (now - r.received_at.timestamp()):.1f}" for r in batch)
-        self._stats.write(f"{now} {len(batch)} {latencies}\n")
+        readings = [r for r in batch if isinstance(r, Reading)]
+        if readings:
+            latencies = ",".join(f"{1000 * (now - r.received_at.timestamp()):.1f}" for r in readings)
+            self._stats.write(f"{now} {len(readings)} {latencies}\n")
 
     async def close(self) -> None:
         self._stats.close()

@@ -1,6 +1,7 @@
 """`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
 by site, through the surplus controller (state per site in the changelogged table `site-state`); one
-`SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. A grid
+`SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
+at a time (a few per second per site), so Faust's own ack-after-processing holds across a stop. A grid
 reading at or before the last decided event time is ignored, so a replay never decides twice."""
 
 from __future__ import annotations
@@ -62,4 +63,4 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
         save_all(states, touched, last)
 
-    register_batches(app, site_readings, "surplus", settings.worker, process)
+    register_batches(app, site_readings, "surplus", settings.worker, process, batched=False)
