@@ -168,8 +168,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.agents.readings import window_config
     from pipeline.backtest import Backtest, open_input, read_readings
+    from pipeline.logic.windows import WindowConfig
     from pipeline.settings import load_meters
 
     try:
@@ -181,7 +181,7 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     if args.emit == "surplus" and not plant.sites():
         print("--emit surplus needs a meters file with a grid meter (role = \"grid\")", file=sys.stderr)
         return 2
-    backtest = Backtest(plant, window_config(settings), simulate_charger=args.simulate_charger)
+    backtest = Backtest(plant, WindowConfig.of(settings.windows), simulate_charger=args.simulate_charger)
     errors: list[str] = []
     try:
         with source:

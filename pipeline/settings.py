@@ -127,12 +127,15 @@ class Site(_Section):
     def _consistent(self) -> Site:
         if self.min_current_a > self.max_current_a:
             raise ValueError(f"site {self.name}: min_current_a is above max_current_a")
-        if self.phase_down_delay_seconds is None:
-            object.__setattr__(self, "phase_down_delay_seconds", self.disable_delay_seconds)
-        elif self.phase_down_delay_seconds > self.disable_delay_seconds:
+        if self.down_delay_seconds > self.disable_delay_seconds:
             raise ValueError(f"site {self.name}: phase_down_delay_seconds must not exceed disable_delay_seconds "
                              "(a charger drawing more than the surplus must stop or switch within that delay)")
         return self
+
+    @property
+    def down_delay_seconds(self) -> float:
+        """The 3p → 1p delay: `phase_down_delay_seconds`, or the disable delay when unset."""
+        return self.disable_delay_seconds if self.phase_down_delay_seconds is None else self.phase_down_delay_seconds
 
 
 DEFAULT_TOPICS: dict[ChargerFormat, str] = {

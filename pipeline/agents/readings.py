@@ -22,11 +22,11 @@ from faust.types import EventT
 
 from pipeline import topics
 from pipeline.agents.batches import register_batches, write_all
-from pipeline.agents.deadletter import parse_reading, send_deadletter
+from pipeline.agents.deadletter import parse_reading
 from pipeline.agents.tables import save_all
 from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.settings import Role, Settings
-from pipeline.sinks import Debounced, Record, Sink, record_json, record_key
+from pipeline.sinks import Debounced, Record, Sink
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +39,11 @@ class Outputs:
     deadletter: faust.TopicT
 
 
-def window_config(settings: Settings) -> WindowConfig:
-    w = settings.windows
-    return WindowConfig(debounce_us=w.debounce_seconds * 1_000_000, window_us=w.average_seconds * 1_000_000,
-                        grace_us=int(w.grace_seconds * 1_000_000))
-
-
 def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink: Sink, settings: Settings,
                       roles: Mapping[str, tuple[str, Role]]) -> None:
     states = app.Table("meter-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
-    config = window_config(settings)
+    config = WindowConfig.of(settings.windows)
     retry = settings.worker.retry_max_seconds
-
-    async def reject(record: Record, error: str) -> None:
-        await send_deadletter(out.deadletter, key=record_key(record), value=record_json(record), headers={},
-                              source_topic=topics.READINGS, stage="sink", error=error)
 
     async def process(events: Sequence[EventT]) -> None:
         records: list[Record] = []
@@ -87,7 +77,7 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
                          reading.meter_id, reading.ts, state.late)
             if reading.meter_id in roles:
                 sends.append((out.site_readings, roles[reading.meter_id][0].encode(), event.value))
-        await write_all(sink, records, retry, reject)
+        await write_all(sink, records, retry, out.deadletter, topics.READINGS)
         # Sent now (not attached to whichever event is current) and confirmed before the state is saved:
         # a stop or crash in between makes a restarted worker produce them again, never lose them.
         await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])

@@ -1,7 +1,7 @@
 """`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
 by site, through the surplus controller (state per site in the changelogged table `site-state`); one
 `SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
-at a time (a few per second per site), so Faust's own ack-after-processing holds across a stop. A grid
+at a time (a few per second per site). A grid
 reading at or before the last decided event time is ignored, so a replay never decides twice."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pipeline.agents.deadletter import header_map, parse_reading, send_deadlette
 from pipeline.agents.tables import save_all
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
-from pipeline.sinks import Record, Sink, record_json, record_key
+from pipeline.sinks import Record, Sink
 
 
 def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust.TopicT,
@@ -30,10 +30,6 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
     async def dead(event: EventT, error: str) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
                               source_topic=topics.SITE_READINGS, stage="surplus", error=error)
-
-    async def reject(record: Record, error: str) -> None:
-        await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
-                              source_topic=topics.SITE_READINGS, stage="sink", error=error)
 
     async def process(events: Sequence[EventT]) -> None:
         signals: list[Record] = []
@@ -59,7 +55,7 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
             if signal is not None:
                 sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
                 signals.append(signal)
-        await write_all(sink, signals, settings.worker.retry_max_seconds, reject)
+        await write_all(sink, signals, settings.worker.retry_max_seconds, deadletter, topics.SITE_READINGS)
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
         save_all(states, touched, last)
 

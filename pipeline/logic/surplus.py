@@ -172,8 +172,7 @@ def _switch_phases(site: Site, st: SiteState, now: int, usable: float, since: Ca
         return None
     if st.down_since is None:
         st.down_since = now
-    down_delay = site.phase_down_delay_seconds or 0.0  # the validator sets it
-    if since(st.down_since) < down_delay or usable < _power(site, 1, site.min_current_a):
+    if since(st.down_since) < site.down_delay_seconds or usable < _power(site, 1, site.min_current_a):
         return None
     st.phases, st.switched_at, st.down_since, st.short_since = 1, now, None, None
-    return f"switch to 1 phase: surplus {usable:.0f} W short of {three_min:.0f} W for {down_delay:.0f} s"
+    return f"switch to 1 phase: surplus {usable:.0f} W short of {three_min:.0f} W for {site.down_delay_seconds:.0f} s"

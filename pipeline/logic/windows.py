@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.models import Average, Reading, Stats
+from pipeline.settings import WindowSettings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -38,6 +39,11 @@ class WindowConfig:
     debounce_us: int = 300_000_000  # 5 min buckets
     window_us: int = 600_000_000  # 10 min windows
     grace_us: int = 60_000_000  # a window closes when the watermark passes end + grace
+
+    @classmethod
+    def of(cls, settings: WindowSettings) -> WindowConfig:
+        return cls(debounce_us=settings.debounce_seconds * 1_000_000, window_us=settings.average_seconds * 1_000_000,
+                   grace_us=int(settings.grace_seconds * 1_000_000))
 
 
 class FieldAcc:
