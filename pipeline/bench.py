@@ -2,7 +2,7 @@
 
 1. Starts Tansu, produces N IAMMETER payloads (simulated meters, 1- and 3-phase) to `meter.raw.iammeter`.
 2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (same decoder).
-3. Pipeline: the real Faust app (decode agent → `meter.readings` → sink agent, here a measuring sink in
+3. Pipeline: the real Faust app (decode agent → `meter.readings` → readings agent, here a measuring sink in
    place of InfluxDB) drains the same backlog: sustained readings/s from first to last sink write.
 4. Latency: payloads produced at a steady rate below the measured throughput; p50/p99 from the
    producer's `received_at` stamp to the sink's write.
