@@ -66,8 +66,8 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
         echonet.DRIVER: Stateful("broute-scaling", broute_step, reset_on_error=False),
     }
     for driver, decoder in decoders.items():
-        register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, settings.kafka.partitions,
-                        driver, decoder)
+        register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, settings.worker,
+                        settings.kafka.partitions, driver, decoder)
 
     chosen = sink or build_sink(settings)
     site_readings, surplus, roles = topic(topics.SITE_READINGS), topic(topics.SURPLUS), plant.roles()

@@ -1,6 +1,7 @@
-"""Batch agents: `take_events` batches of one input topic, and writing a batch of records to the sink
-while holding the stream: transient failures back off and retry (Kafka keeps the data, nothing is
-acked meanwhile); records the sink rejects for good are isolated one by one and dead-lettered."""
+"""Batch agents: `take_events` batches of one input topic, each record applied once (`progress`); and
+writing a batch of records to the sink while holding the stream: transient failures back off and retry
+(Kafka keeps the data, nothing is acked meanwhile); records the sink rejects for good are isolated one
+by one and dead-lettered."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
+from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.settings import WorkerSettings
 from pipeline.sinks import Record, Sink, SinkRejected, SinkUnavailable, record_json, record_key
 
@@ -47,20 +49,40 @@ async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float,
                                       source_topic=source_topic, stage="sink", error=str(exc))
 
 
-def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings,
+def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,
                      process: Callable[[Sequence[EventT]], Awaitable[None]], *, batched: bool = True) -> None:
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
-    `batch_seconds`, acked when `process` returns; `batched=False`: one event at a time, acked by Faust
-    when the next is taken (low-volume topics). Neither survives every stop yet: records fetched but not
-    processed when the worker stops have been lost (issue 4 note, the surplus restart test)."""
+    `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
+    in order per partition (`Progress`, table `<name>-progress`). `process` applies the batch and saves
+    its state; the progress is saved right after, in the same step."""
+    progress = Progress(app.Table(f"{name}-progress", key_type=bytes, value_type=bytes, partitions=partitions),
+                        earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
+
+    async def run(events: Sequence[EventT]) -> None:
+        admitted = await progress.admit(events)
+        if admitted:
+            await process(admitted)
+            progress.save(admitted)
 
     async def batches(stream: StreamT[bytes]) -> None:
         if batched:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-                await process(events)
+                await run(events)
         else:
             async for event in stream.events():
-                await process([event])
+                await run([event])
 
     batches.__name__ = batches.__qualname__ = name.replace("-", "_")
     app.agent(topic, name=name, concurrency=1)(batches)
+    app.timer(RESEEK_SECONDS, name=f"{name}-reseek")(progress.retry)
+
+
+async def _earliest(app: faust.App, tp: TP) -> int:
+    return (await app.consumer.earliest_offsets(tp))[tp]
+
+
+async def _seek(app: faust.App, tp: TP, offset: int) -> bool:
+    if tp not in app.consumer.assignment():
+        return False
+    await app.consumer.seek(tp, offset)
+    return True

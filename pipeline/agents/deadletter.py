@@ -26,8 +26,9 @@ async def send_deadletter(
     deadletter: TopicT[Any, Any], *, key: bytes | None, value: bytes | None,
     headers: Mapping[str, bytes], source_topic: str, stage: str, error: str,
 ) -> None:
+    """Returns once Kafka has it (before the agent saves its progress past the record)."""
     log.warning("dead letter: stage=%s source=%s key=%r error=%s", stage, source_topic, key, error)
-    await deadletter.send(
+    sent = await deadletter.send(
         key=key,
         value=value if value is not None else b"",
         headers={
@@ -40,6 +41,7 @@ async def send_deadletter(
         # (`take_events`) is not the event that failed, and publish it only when that one is committed.
         force=True,
     )
+    await sent
 
 
 async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topic: str) -> Reading | None:

@@ -4,19 +4,23 @@ scaling). Undecodable input goes to the dead-letter topic; the agent keeps going
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
 from pipeline import topics
+from pipeline.agents.batches import register_batches
 from pipeline.agents.deadletter import header_map, send_deadletter
+from pipeline.agents.tables import save
 from pipeline.drivers import Decoder, echonet, evn
 from pipeline.errors import IngestError
 from pipeline.models import Reading
+from pipeline.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +73,24 @@ def stateless(decoder: Decoder) -> Step:
 
 
 def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, deadletter: faust.TopicT,
-                    partitions: int, driver: str, decoder: Decoder | Stateful) -> None:
-    """The decode agent of one driver; a `Stateful` decoder gets its changelogged table."""
+                    settings: WorkerSettings, partitions: int, driver: str, decoder: Decoder | Stateful) -> None:
+    """The decode agent of one driver (batches, each record once: `agents.batches`); a `Stateful`
+    decoder gets its changelogged table. The readings of a batch are confirmed by Kafka before the
+    decoder state and the progress are saved."""
     states = app.Table(decoder.table, key_type=bytes, value_type=bytes, partitions=partitions) \
         if isinstance(decoder, Stateful) else None
     step = decoder.step if isinstance(decoder, Stateful) else stateless(decoder)
     reset_on_error = isinstance(decoder, Stateful) and decoder.reset_on_error
     source = topics.raw_topic(driver)
 
-    async def decode_raw(stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
+    async def process(events: Sequence[EventT]) -> None:
+        sent = []
+        touched: dict[bytes | None, bytes] = {}  # key → its decoder state after this batch
+        last: dict[bytes | None, EventT] = {}
+        for event in events:
             headers = header_map(event.headers)
             key: bytes | None = event.key
-            state = states.get(key) if states is not None else None
+            state = touched[key] if key in touched else states.get(key) if states is not None else None
             try:
                 decoded, new_state = step(event.value, received_at(headers, event),
                                           key.decode("utf-8", "replace") if key else None, state)
@@ -89,11 +98,14 @@ def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, d
                 await send_deadletter(deadletter, key=key, value=event.value, headers=headers,
                                       source_topic=source, stage=exc.stage, error=str(exc))
                 if states is not None and reset_on_error and state:
-                    states[key] = b""
+                    touched[key], last[key] = b"", event
                 continue
             if states is not None and new_state != (state or b""):
-                states[key] = new_state
+                touched[key], last[key] = new_state, event
             for reading in decoded:
-                await readings.send(key=reading.meter_id.encode(), value=reading.to_json())
+                sent.append(await readings.send(key=reading.meter_id.encode(), value=reading.to_json(), force=True))
+        await asyncio.gather(*sent)
+        for key, value in touched.items():
+            save(states, key, value, last[key])
 
-    app.agent(raw, name=f"decode-{driver}", concurrency=1)(decode_raw)
+    register_batches(app, raw, f"decode-{driver}", settings, partitions, process)

@@ -4,9 +4,8 @@ per batch (`stream.take_events`), each reading goes through its meter's debounce
 (state per meter in the changelogged table `meter-state`); the debounced readings go to
 `meter.readings.5m`, closed windows to `meter.averages.10m`, readings of a site's grid / PV / charger
 meter to `meter.readings.site`; the readings, debounced readings and averages are written to the sink.
-Only then is the state saved and the batch acked, so a stopped worker neither loses nor repeats a bucket
-or a window; the state remembers the last offset applied per meter, so a batch replayed after a crash is
-not counted twice either.
+Only then is the state saved (with the partition's progress, `agents.progress`), so a stopped worker
+neither loses nor repeats a bucket or a window.
 """
 
 from __future__ import annotations
@@ -61,10 +60,6 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
                 saved = states.get(key)
                 state = touched[key] = MeterState.load(json.loads(saved)) if saved else MeterState()
             last[key] = event
-            position = (event.message.partition, event.message.offset)
-            if state.applied is not None and state.applied[0] == position[0] and state.applied[1] >= position[1]:
-                continue  # replayed after a crash: already in the state (the sink write is idempotent)
-            state.applied = position
             result = step(state, reading, config)
             if result.debounced:
                 records.append(Debounced(reading))
@@ -83,4 +78,4 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
         await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])
         save_all(states, touched, last)
 
-    register_batches(app, readings, "readings", settings.worker, process)
+    register_batches(app, readings, "readings", settings.worker, settings.kafka.partitions, process)

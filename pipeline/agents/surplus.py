@@ -1,8 +1,8 @@
 """`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
 by site, through the surplus controller (state per site in the changelogged table `site-state`); one
 `SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
-at a time (a few per second per site). A grid
-reading at or before the last decided event time is ignored, so a replay never decides twice."""
+at a time (a few per second per site); each exactly once (`agents.progress`). A grid reading at or
+before the last decided event time (out of order) gets no decision."""
 
 from __future__ import annotations
 
@@ -59,4 +59,5 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
         save_all(states, touched, last)
 
-    register_batches(app, site_readings, "surplus", settings.worker, process, batched=False)
+    register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
+                     batched=False)

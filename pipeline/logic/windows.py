@@ -129,7 +129,6 @@ class MeterState:
     """Everything the per-meter logic remembers between readings (one table entry per meter)."""
 
     driver: str = ""
-    applied: tuple[int, int] | None = None  # (partition, offset) of the last input applied: not twice
     bucket_us: int | None = None  # start of the last 5-minute bucket that let a reading through
     watermark_us: int | None = None  # the latest event time seen
     closed_until_us: int | None = None  # every window ending at or before this has been emitted
@@ -138,7 +137,7 @@ class MeterState:
     ahead: int = 0  # readings left out because their clock was far ahead of their arrival
 
     def dump(self) -> dict[str, Any]:
-        return {"driver": self.driver, "applied": self.applied, "bucket": self.bucket_us,
+        return {"driver": self.driver, "bucket": self.bucket_us,
                 "watermark": self.watermark_us, "closed_until": self.closed_until_us,
                 "late": self.late, "ahead": self.ahead,
                 "windows": {str(start): {"count": acc.count,
@@ -149,8 +148,7 @@ class MeterState:
     def load(cls, data: dict[str, Any]) -> MeterState:
         windows = {int(start): WindowAcc(w["count"], {k: FieldAcc(v) for k, v in w["fields"].items()})
                    for start, w in data["windows"].items()}
-        applied = tuple(data["applied"]) if data["applied"] else None
-        return cls(driver=data["driver"], applied=applied, bucket_us=data["bucket"],
+        return cls(driver=data["driver"], bucket_us=data["bucket"],
                    watermark_us=data["watermark"], closed_until_us=data["closed_until"], windows=windows,
                    late=data["late"], ahead=data["ahead"])
 

@@ -1,0 +1,131 @@
+"""`Progress`: which events of a partition an agent applies, with a plain dict for the table and a
+recording consumer (the Faust and Tansu side is in tests/integration/test_windows_e2e.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import TP
+
+from pipeline.agents.progress import RESEEK_SECONDS, Progress
+
+A, B = TP("meter.readings", 0), TP("meter.readings", 1)
+
+
+@dataclass
+class Message:
+    tp: TP
+    offset: int
+
+    @property
+    def partition(self) -> int:
+        return self.tp.partition
+
+
+class Event:  # weak-referenceable, like Faust's events
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.message = Message(tp, offset)
+
+
+@dataclass
+class Consumer:
+    earliest: dict[TP, int] = field(default_factory=dict)
+    assigned: set[TP] = field(default_factory=lambda: {A, B})
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    now: float = 0.0
+
+    async def first(self, tp: TP) -> int:
+        return self.earliest.get(tp, 0)
+
+    async def seek(self, tp: TP, offset: int) -> bool:
+        if tp not in self.assigned:
+            return False
+        self.seeks.append((tp, offset))
+        return True
+
+
+def progress(consumer: Consumer, table: dict[bytes, bytes] | None = None) -> Progress:
+    return Progress(table if table is not None else {}, earliest=consumer.first, seek=consumer.seek,
+                    clock=lambda: consumer.now)
+
+
+def admit(p: Progress, *events: tuple[TP, int]) -> list[tuple[TP, int]]:
+    admitted = asyncio.run(p.admit([Event(tp, offset) for tp, offset in events]))
+    p.save(admitted)
+    return [(e.message.tp, e.message.offset) for e in admitted]
+
+
+def offsets(tp: TP, *numbers: int) -> list[tuple[TP, int]]:
+    return [(tp, n) for n in numbers]
+
+
+def test_in_order_from_the_first_offset_each_once() -> None:
+    consumer, table = Consumer(), {}
+    p = progress(consumer, table)
+    assert admit(p, *offsets(A, 0, 1, 2)) == offsets(A, 0, 1, 2)
+    assert table == {b"meter.readings/0": b"3"}
+    assert admit(p, *offsets(A, 1, 2, 3, 4)) == offsets(A, 3, 4)  # a replay: only what is new
+    assert table == {b"meter.readings/0": b"5"} and not consumer.seeks
+
+
+def test_a_gap_sends_the_partition_back_and_waits_for_the_missing_offset() -> None:
+    consumer = Consumer()
+    p = progress(consumer, {b"meter.readings/0": b"3"})
+    assert admit(p, *offsets(A, 5, 6, 7)) == []  # 3 and 4 were dropped by the consumer
+    assert consumer.seeks == [(A, 3)]  # once, not per event
+    consumer.earliest[A] = 99  # no more broker queries while waiting
+    assert admit(p, *offsets(A, 8)) == [] and consumer.seeks == [(A, 3)]
+    assert admit(p, *offsets(A, 3, 4, 5, 6, 7, 8)) == offsets(A, 3, 4, 5, 6, 7, 8)
+    assert p.waiting == {}
+
+
+def test_the_head_of_a_partition_never_read_before_counts_too() -> None:
+    consumer = Consumer(earliest={A: 10})
+    p = progress(consumer)
+    assert admit(p, *offsets(A, 12, 13)) == []  # 10 and 11 dropped at start-up (faust-streaming#596)
+    assert consumer.seeks == [(A, 10)]
+    assert admit(p, *offsets(A, 10, 11, 12)) == offsets(A, 10, 11, 12)
+
+
+def test_offsets_deleted_by_retention_are_the_one_gap_accepted() -> None:
+    consumer = Consumer(earliest={A: 40})
+    p = progress(consumer, {b"meter.readings/0": b"3"})
+    assert admit(p, *offsets(A, 40, 41)) == offsets(A, 40, 41) and not consumer.seeks
+
+
+def test_partitions_are_independent() -> None:
+    consumer = Consumer()
+    p = progress(consumer, {b"meter.readings/0": b"2", b"meter.readings/1": b"7"})
+    events = [(A, 2), (B, 9), (A, 3), (B, 10), (A, 4)]
+    assert admit(p, *events) == offsets(A, 2, 3, 4)
+    assert consumer.seeks == [(B, 7)] and set(p.waiting) == {B}
+
+
+def test_retry_sends_back_again_only_after_a_while_and_not_what_moved_away() -> None:
+    consumer = Consumer()
+    p = progress(consumer, {b"meter.readings/0": b"3", b"meter.readings/1": b"3"})
+    admit(p, (A, 9), (B, 9))
+    assert consumer.seeks == [(A, 3), (B, 3)]
+    consumer.now = RESEEK_SECONDS / 2
+    asyncio.run(p.retry())
+    assert len(consumer.seeks) == 2
+    consumer.now, consumer.assigned = RESEEK_SECONDS, {A}  # B was rebalanced to another worker
+    asyncio.run(p.retry())
+    assert consumer.seeks[2:] == [(A, 3)] and set(p.waiting) == {A}
+
+
+def test_saved_next_to_the_last_admitted_event_of_each_partition() -> None:
+    saved: dict[bytes, Any] = {}
+
+    class Table(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            ref = _current_event.get()
+            saved[key] = (value, ref().message.offset if ref else None)
+            super().__setitem__(key, value)
+
+    p = progress(Consumer(), Table())
+    admit(p, (A, 0), (B, 0), (A, 1))
+    assert saved == {b"meter.readings/0": (b"2", 1), b"meter.readings/1": (b"1", 0)}
