@@ -23,12 +23,13 @@ async def deadletters(bootstrap: str, key: bytes, within: float = 30) -> list[tu
     return found
 
 
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]],
+                  headers: list[list[tuple[str, bytes]]] | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        for key, value in records:
-            await producer.send(topic, value=value, key=key)
+        for (key, value), record_headers in zip(records, headers or [[] for _ in records], strict=True):
+            await producer.send(topic, value=value, key=key, headers=record_headers)
         await producer.flush()
     finally:
         await producer.stop()
