@@ -32,7 +32,7 @@ RESEEK_SECONDS = 1.0  # a partition still waiting for its missing record after t
 class Progress:
     def __init__(self, table: Any, earliest: Callable[[TP], Awaitable[int]],
                  seek: Callable[[TP, int], Awaitable[bool]], clock: Callable[[], float] = time.monotonic) -> None:
-        self.table = table  # str(partition key) → next offset to apply, as decimal bytes
+        self.table = table  # b"<topic>/<partition>" → the next offset to apply, as decimal digits
         self._earliest = earliest  # the first offset the broker still has
         self._seek = seek  # False: the partition is not assigned here (any more)
         self._clock = clock
