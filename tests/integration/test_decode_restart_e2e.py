@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pipeline import topics
 from pipeline.models import Reading
 from tests.conftest import Stack
-from tests.frames import vectors
+from tests.frames import iammeter_stream
 from tests.kafka import consume, produce
-
-PAYLOAD = str(vectors("iammeter")["iammeter-doc-three-phase-nem"]["input"]).encode()  # SN from the key
-T0 = datetime(2025, 6, 21, 9, tzinfo=UTC)
-METERS, SECONDS = 10, 600
 
 
 def test_every_raw_payload_is_decoded_once_across_a_restart(stack: Stack) -> None:
-    records, headers = [], []
-    for second in range(SECONDS):
-        for meter in range(METERS):
-            records.append((f"M{meter:03d}".encode(), PAYLOAD))
-            headers.append([(topics.H_RECEIVED_AT, (T0 + timedelta(seconds=second)).isoformat().encode())])
+    records, headers = iammeter_stream(meters=10, seconds=600, start=datetime(2025, 6, 21, 9, tzinfo=UTC))
     bootstrap, influx = stack.tansu.address, stack.influx
 
     worker = stack.start("worker", "worker")
