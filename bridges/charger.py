@@ -24,11 +24,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as mqtt
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-
-from bridges.kafka import ensure_topics
+from bridges.kafka import follow
+from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.models import SurplusSignal
 from pipeline.settings import Charger, Settings
@@ -73,44 +70,14 @@ class Dispatcher:
         return out
 
 
-def _mqtt_client(settings: Settings) -> mqtt.Client:
-    s = settings.mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-charger")
-    if s.username:
-        client.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
-    client.reconnect_delay_set(1, 30)
-    client.connect_async(s.host, s.port, s.keepalive)
-    client.loop_start()
-    return client
-
-
-async def _consumer(bootstrap: str, partitions: int) -> AIOKafkaConsumer:
-    """Assigned every partition of `power.surplus` (created if the worker has not produced yet), at the
-    end; waits for Kafka."""
-    while True:
-        try:
-            await ensure_topics(bootstrap, [topics.SURPLUS], partitions)
-            break
-        except KafkaError as exc:
-            log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
-            await asyncio.sleep(2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    await consumer.topics()  # fresh metadata, with the topic
-    assigned = [TopicPartition(topics.SURPLUS, p) for p in sorted(consumer.partitions_for_topic(topics.SURPLUS) or ())]
-    consumer.assign(assigned)
-    await consumer.seek_to_end(*assigned)
-    return consumer
-
-
 async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
     chargers = settings.plant().charger
     if not chargers:
         raise SystemExit("no [[charger]] in the meters file (WATTSTREAM_METERS_FILE)")
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
-    dispatcher, client = Dispatcher(chargers), _mqtt_client(settings)
-    consumer = await _consumer(settings.kafka.bootstrap, settings.kafka.partitions)
+    dispatcher, client = Dispatcher(chargers), publishing_client(settings.mqtt, "charger")
+    consumer = await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions)
     log.info("following %s", topics.SURPLUS)
     try:
         while not stop.is_set():

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -40,6 +40,25 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
                 pass
     finally:
         await admin.close()
+
+
+async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
+    """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
+    what is published from here on, never stale values. Waits for Kafka."""
+    while True:
+        try:
+            await ensure_topics(bootstrap, [topic], partitions)
+            break
+        except KafkaError as exc:
+            log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
+            await asyncio.sleep(2)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    await consumer.topics()  # fresh metadata, with the topic
+    assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(assigned)
+    await consumer.seek_to_end(*assigned)
+    return consumer
 
 
 class RawProducer:

@@ -40,6 +40,19 @@ ROUTES: Final = MappingProxyType({
 })
 
 
+def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
+    """A connected (in the background, reconnecting) MQTT client for publishing, client id
+    `<client_id>-<role>`."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-{role}")
+    if settings.username:
+        client.username_pw_set(settings.username,
+                               settings.password.get_secret_value() if settings.password else None)
+    client.reconnect_delay_set(1, 30)
+    client.connect_async(settings.host, settings.port, settings.keepalive)
+    client.loop_start()
+    return client
+
+
 def route_for(topic: str) -> tuple[Route, str] | None:
     """The route of an incoming topic and the record key (device id, else the topic itself)."""
     for pattern, route in ROUTES.items():

@@ -6,6 +6,7 @@
     wattstream bridge serial --port P   serial line sensors → Kafka
     wattstream bridge broute --port P   Wi-SUN dongle (B-route meter) → Kafka
     wattstream charger             power.surplus → the chargers of the meters file, over MQTT
+    wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
     wattstream simulate            simulated meters (IAMMETER, Acrel, EVN) and a PV site with a car, on MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
     wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
@@ -101,6 +102,10 @@ def _worker(settings: Settings) -> int:
     from pipeline.worker import run_worker
 
     settings.worker_datadir.mkdir(parents=True, exist_ok=True)
+    if settings.worker.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker.metrics_port)  # a daemon thread: /metrics (pipeline.health)
     run_worker(create_app(settings), settings.worker.log_level)
     return 0
 
@@ -201,6 +206,13 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _publish(settings: Settings) -> int:
+    from bridges.publish import run_publish
+
+    _run_until_signal(lambda stop: run_publish(settings, stop))
+    return 0
+
+
 def _charger(settings: Settings) -> int:
     from bridges.charger import run_chargers
 
@@ -238,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--spool", help="serial, broute: spool directory (default: <files dir>/spool/<kind>-<port>)")
     bridge.add_argument("--spool-max-mb", type=int, default=100, help="serial, broute: spool bound in MiB")
     sub.add_parser("charger", help="drive the chargers of the meters file from power.surplus")
+    sub.add_parser("publish", help="republish readings on MQTT, with Home Assistant discovery")
     simulate = sub.add_parser("simulate", help="simulated meters and a PV site with a car, publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
@@ -277,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return _backtest(settings, args)
     if args.command == "charger":
         return _charger(settings)
+    if args.command == "publish":
+        return _publish(settings)
     return _bench(settings, args)
 
 

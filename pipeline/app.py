@@ -3,18 +3,24 @@ at import time; `pipeline.__main__` builds the settings and the app, tests build
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
+
 import faust
 import mode
 
-from pipeline import topics
+from pipeline import health, topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
 from pipeline.agents.readings import Outputs, register_readings
 from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.settings import Meter, Settings
-from pipeline.sinks import Sink
+from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.influx import InfluxSink
+
+log = logging.getLogger(__name__)
 
 
 def build_sink(settings: Settings) -> Sink:
@@ -89,4 +95,14 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
             await chosen.close()
 
     app.service(Outlets)
+    if isinstance(chosen, InfluxSink):
+        worker = f"{settings.worker.app_id}@{socket.gethostname()}"
+
+        async def write_health() -> None:
+            try:
+                await chosen.write_lines(health.lines(worker, time.time_ns() // 1000))
+            except (SinkUnavailable, SinkRejected) as exc:  # the next snapshot has the same counters
+                log.info("pipeline health not written: %s", exc)
+
+        app.timer(settings.worker.health_seconds, name="pipeline-health")(write_health)
     return app

@@ -79,6 +79,8 @@ class WorkerSettings(_Section):
     batch_seconds: float = Field(default=0.5, gt=0)  # ...or this long
     retry_max_seconds: float = Field(default=30.0, gt=0)  # sink back-off ceiling while holding the stream
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)  # Prometheus `/metrics` on all interfaces; 0: off
+    health_seconds: float = Field(default=10.0, gt=0)  # how often the InfluxDB measurement `pipeline` is written
     # Consumer group timing. A worker that leaves without saying so keeps its partitions this long;
     # Tansu also holds a fresh group's first join for about half the rebalance timeout.
     session_timeout: float = Field(default=30.0, gt=0)

@@ -20,6 +20,7 @@ from pipeline.embedded.servers import (
     ServerFailed,
     ServerMissing,
     forwarder_url,
+    free_port,
     influx_query,
     start_influxdb,
     start_mosquitto,
@@ -145,6 +146,8 @@ class Stack:
             "WATTSTREAM_WORKER_BATCH_SECONDS": "0.2",
             "WATTSTREAM_WORKER_SESSION_TIMEOUT": "6",
             "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": "6",
+            "WATTSTREAM_WORKER_METRICS_PORT": str(free_port()),
+            "WATTSTREAM_WORKER_HEALTH_SECONDS": "1",
         }
         self.processes: list[Process] = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
@@ -14,6 +15,7 @@ from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
+from pipeline.health import LAG, RECORDS, SINK_FAILURES, SINK_WRITE
 from pipeline.settings import WorkerSettings
 from pipeline.sinks import Record, Sink, SinkRejected, SinkUnavailable, record_json, record_key
 
@@ -24,10 +26,16 @@ async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float)
     """Write until it succeeds; SinkRejected passes through."""
     backoff = 0.5
     while True:
+        started = time.monotonic()
         try:
             await sink.write(batch)
+            SINK_WRITE.labels(sink.name).observe(time.monotonic() - started)
             return
+        except SinkRejected:
+            SINK_FAILURES.labels(sink.name).inc()
+            raise
         except SinkUnavailable as exc:
+            SINK_FAILURES.labels(sink.name).inc()
             log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s",
                         sink.name, len(batch), backoff, exc)
             await asyncio.sleep(backoff)
@@ -63,6 +71,15 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         if admitted:
             await process(admitted)
             progress.save(admitted)
+            RECORDS.labels(name).inc(len(admitted))
+
+    async def tick() -> None:
+        await progress.retry()
+        for tp in app.consumer.assignment():
+            if tp.topic == topic.get_topic_name():
+                highwater = app.consumer.highwater(tp)
+                if highwater is not None and highwater >= 0:
+                    LAG.labels(name, str(tp.partition)).set(max(highwater - progress.next_offset(tp, highwater), 0))
 
     async def batches(stream: StreamT[bytes]) -> None:
         if batched:
@@ -74,7 +91,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
 
     batches.__name__ = batches.__qualname__ = name.replace("-", "_")
     app.agent(topic, name=name, concurrency=1)(batches)
-    app.timer(RESEEK_SECONDS, name=f"{name}-reseek")(progress.retry)
+    app.timer(RESEEK_SECONDS, name=f"{name}-tick")(tick)
 
 
 async def _earliest(app: faust.App, tp: TP) -> int:

@@ -11,6 +11,7 @@ from faust.types import EventT, TopicT
 from pydantic import ValidationError
 
 from pipeline import topics
+from pipeline.health import DEADLETTERS
 from pipeline.models import Reading
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ async def send_deadletter(
 ) -> None:
     """Returns once Kafka has it (before the agent saves its progress past the record)."""
     log.warning("dead letter: stage=%s source=%s key=%r error=%s", stage, source_topic, key, error)
+    DEADLETTERS.labels(stage, source_topic).inc()
     sent = await deadletter.send(
         key=key,
         value=value if value is not None else b"",

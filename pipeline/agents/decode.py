@@ -19,6 +19,7 @@ from pipeline.agents.deadletter import header_map, send_deadletter
 from pipeline.agents.tables import save
 from pipeline.drivers import Decoder, echonet, evn
 from pipeline.errors import IngestError
+from pipeline.health import READINGS
 from pipeline.models import Reading
 from pipeline.settings import WorkerSettings
 
@@ -82,6 +83,7 @@ def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, d
     step = decoder.step if isinstance(decoder, Stateful) else stateless(decoder)
     reset_on_error = isinstance(decoder, Stateful) and decoder.reset_on_error
     source = topics.raw_topic(driver)
+    decoded_count = READINGS.labels(driver)
 
     async def process(events: Sequence[EventT]) -> None:
         sent = []
@@ -102,6 +104,7 @@ def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, d
                 continue
             if states is not None and new_state != (state or b""):
                 touched[key], last[key] = new_state, event
+            decoded_count.inc(len(decoded))
             for reading in decoded:
                 sent.append(await readings.send(key=reading.meter_id.encode(), value=reading.to_json(), force=True))
         await asyncio.gather(*sent)

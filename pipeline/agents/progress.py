@@ -71,6 +71,11 @@ class Progress:
                 await self._reread(tp, expected[tp])
         return admitted
 
+    def next_offset(self, tp: TP, default: int) -> int:
+        """The next offset of `tp` to apply, as far as this worker's table knows."""
+        stored = self.table.get(self.key(tp))
+        return int(stored) if stored else default
+
     def save(self, admitted: Sequence[EventT]) -> None:
         """After the admitted events are applied (and their state saved): the next offsets."""
         last = {event.message.tp: event for event in admitted}

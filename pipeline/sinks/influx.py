@@ -117,6 +117,11 @@ class InfluxSink:
 
     async def write(self, batch: Sequence[Record]) -> None:
         lines = [point.to_line_protocol() for record in batch for point in points(record)]
+        await self.write_lines(lines, indivisible=len(batch) == 1)
+
+    async def write_lines(self, lines: list[str], indivisible: bool = True) -> None:
+        """Line protocol as it is (also the worker's `pipeline` health points); `indivisible`: too large
+        (413) is final, not to be retried in smaller parts."""
         if not lines:
             return
         try:
@@ -125,7 +130,7 @@ class InfluxSink:
                 write_precision=PRECISION,
             )
         except ApiException as exc:
-            if exc.status in (400, 422) or (exc.status == 413 and len(batch) == 1):
+            if exc.status in (400, 422) or (exc.status == 413 and indivisible):
                 raise SinkRejected(f"InfluxDB refused the write ({exc.status}): {exc.body!r:.200}") from exc
             raise SinkUnavailable(f"InfluxDB answered {exc.status} {exc.reason}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -1,0 +1,141 @@
+"""`wattstream publish`: `meter.readings` → MQTT for Home Assistant, Node-RED and scripts (DESIGN §5).
+
+Per meter (`<id>` = the meter id with `:` as `_`, e.g. `iammeter_DA2BED94`), retained:
+
+| topic | payload |
+|---|---|
+| `wattstream/<id>/state` | EVN-decoder style: `{"PIn": {"value": 366, "unit": "W"}, "WIn": {...}, ..., "ts": ...}` |
+| `wattstream/<id>/reading` | the `Reading` JSON |
+| `homeassistant/sensor/wattstream_<id>/<key>/config` | Home Assistant MQTT discovery, one sensor per key of `state` |
+
+Keys: `PIn`/`POut` (W, import/export of the total power), `WIn`/`WOut` (Wh), `QIn`/`QOut` (varh),
+`U`, `I`, `P` (total voltage, current, signed power), `PF`, `f` (Hz), `Q` (var), `S` (VA) and per phase
+`U1`..`U3`, `I1`..`I3`, `P1`..`P3`, `PF1`.., `WIn1`.. ; other sensors under their own name. Energy
+counters are announced as `device_class: energy`, `state_class: total_increasing`. A meter's discovery
+goes out when it is first seen and again when it shows a key not announced before. Only readings
+produced after the start are published (the consumer starts at the end of the topic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridges.kafka import follow
+from bridges.mqtt import publishing_client
+from pipeline import topics
+from pipeline.models import Reading, Values
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_PREFIX = "homeassistant"
+
+# Values field → (key, unit, Home Assistant device_class, state_class)
+_FIELDS: dict[str, tuple[str, str, str, str]] = {
+    "voltage_v": ("U", "V", "voltage", "measurement"),
+    "current_a": ("I", "A", "current", "measurement"),
+    "power_w": ("P", "W", "power", "measurement"),
+    "power_factor": ("PF", "", "power_factor", "measurement"),
+    "frequency_hz": ("f", "Hz", "frequency", "measurement"),
+    "reactive_power_var": ("Q", "var", "reactive_power", "measurement"),
+    "apparent_power_va": ("S", "VA", "apparent_power", "measurement"),
+    "energy_import_wh": ("WIn", "Wh", "energy", "total_increasing"),
+    "energy_export_wh": ("WOut", "Wh", "energy", "total_increasing"),
+    "reactive_energy_import_varh": ("QIn", "varh", "reactive_energy", "total_increasing"),
+    "reactive_energy_export_varh": ("QOut", "varh", "reactive_energy", "total_increasing"),
+}
+_POWER = ("W", "power", "measurement")
+
+
+def node_id(meter_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in meter_id)
+
+
+def _scope(values: Values, suffix: str) -> Iterator[tuple[str, float | int, tuple[str, str, str]]]:
+    for name, value in values.present().items():
+        key, unit, device_class, state_class = _FIELDS[name]
+        yield key + suffix, value, (unit, device_class, state_class)
+        if name == "power_w" and not suffix:  # the EVN decoder's import / export power
+            yield "PIn", max(value, 0.0), _POWER
+            yield "POut", max(-value, 0.0), _POWER
+
+
+def quantities(reading: Reading) -> dict[str, tuple[float | int, tuple[str, str, str]]]:
+    """key → (value, (unit, device_class, state_class)) of one reading (pure)."""
+    out = {key: (value, meta) for key, value, meta in _scope(reading.total, "")}
+    for phase, values in sorted(reading.phases.items()):
+        out |= {key: (value, meta) for key, value, meta in _scope(values, phase.removeprefix("L"))}
+    for name, value in reading.extra.items():
+        out[name] = (value, ("", "", "measurement"))
+    return out
+
+
+def state(reading: Reading) -> bytes:
+    """The EVN-decoder style JSON of a reading."""
+    body: dict[str, Any] = {key: {"value": value, "unit": meta[0]} for key, (value, meta) in
+                            quantities(reading).items()}
+    body["ts"] = reading.ts.isoformat().replace("+00:00", "Z")
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def discovery(reading: Reading, key: str, meta: tuple[str, str, str]) -> tuple[str, bytes]:
+    """The Home Assistant discovery topic and config of one sensor of a meter."""
+    node = node_id(reading.meter_id)
+    unit, device_class, state_class = meta
+    config: dict[str, Any] = {
+        "name": key,
+        "unique_id": f"wattstream_{node}_{key}",
+        "object_id": f"wattstream_{node}_{key}",
+        "state_topic": f"wattstream/{node}/state",
+        "value_template": f"{{{{ value_json['{key}'].value }}}}",
+        "state_class": state_class,
+        "device": {"identifiers": [f"wattstream_{node}"], "name": reading.meter_id,
+                   "manufacturer": reading.driver, "model": "wattstream"},
+    }
+    if unit:
+        config["unit_of_measurement"] = unit
+    if device_class:
+        config["device_class"] = device_class
+    return f"{DISCOVERY_PREFIX}/sensor/wattstream_{node}/{key}/config", json.dumps(config).encode()
+
+
+@dataclass
+class Publisher:
+    """What goes out for each reading: discovery for keys not announced yet, then state and reading."""
+
+    announced: dict[str, set[str]] = field(default_factory=dict)
+
+    def messages(self, reading: Reading) -> list[tuple[str, bytes]]:
+        node = node_id(reading.meter_id)
+        known = self.announced.setdefault(reading.meter_id, set())
+        out = [discovery(reading, key, meta) for key, (_, meta) in quantities(reading).items() if key not in known]
+        known.update(quantities(reading))
+        out.append((f"wattstream/{node}/state", state(reading)))
+        out.append((f"wattstream/{node}/reading", reading.to_json()))
+        return out
+
+
+async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
+    publisher, client = Publisher(), publishing_client(settings.mqtt, "publish")
+    consumer = await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions)
+    log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    try:
+                        reading = Reading.from_json(record.value)
+                    except ValueError as exc:
+                        log.warning("not a Reading at offset %d: %s", record.offset, exc)
+                        continue
+                    for topic, body in publisher.messages(reading):
+                        client.publish(topic, body, qos=1, retain=True)
+    finally:
+        await consumer.stop()
+        client.loop_stop()
+        client.disconnect()

@@ -1,0 +1,56 @@
+"""`bridges.publish`: what goes out on MQTT for a reading (pure; the real broker is in
+tests/integration/test_publish_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from bridges.publish import Publisher
+from pipeline.drivers import DRIVERS
+from pipeline.models import Reading
+from tests.frames import vectors
+
+NEM = str(vectors("iammeter")["iammeter-doc-three-phase-nem"]["input"]).encode()
+T0 = datetime(2025, 6, 21, 9, tzinfo=UTC)
+
+
+def nem_reading() -> Reading:
+    [reading] = DRIVERS["iammeter"](NEM, received_at=T0, device_id="M001")
+    return reading
+
+
+def test_state_in_the_evn_decoder_shape_and_discovery_per_key() -> None:
+    messages = dict(Publisher().messages(nem_reading()))
+    state = json.loads(messages["wattstream/iammeter_M001/state"])
+    assert state["PIn"] == {"value": 594.0, "unit": "W"} and state["POut"] == {"value": 0.0, "unit": "W"}
+    assert state["WIn"] == {"value": 1275075, "unit": "Wh"} and state["WIn1"] == {"value": 423678, "unit": "Wh"}
+    assert (state["U1"], state["I2"], state["P3"]) == ({"value": 225.8, "unit": "V"}, {"value": 1.42, "unit": "A"},
+                                                        {"value": 199.0, "unit": "W"})
+    assert state["ts"] == "2025-06-21T09:00:00Z"
+    assert Reading.from_json(messages["wattstream/iammeter_M001/reading"]) == nem_reading()
+
+    configs = {topic.split("/")[3]: json.loads(body) for topic, body in messages.items()
+               if topic.startswith("homeassistant/sensor/wattstream_iammeter_M001/")}
+    assert set(configs) == set(state) - {"ts"}  # one sensor per quantity
+    energy = configs["WIn2"]
+    assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == \
+        ("energy", "total_increasing", "Wh")
+    assert energy["state_topic"] == "wattstream/iammeter_M001/state"
+    assert energy["value_template"] == "{{ value_json['WIn2'].value }}"
+    assert energy["device"]["identifiers"] == ["wattstream_iammeter_M001"]
+    assert (configs["U3"]["device_class"], configs["U3"]["state_class"]) == ("voltage", "measurement")
+    assert "unit_of_measurement" not in configs["PF"]  # a power factor has no unit in Home Assistant
+    assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+
+
+def test_discovery_once_per_meter_and_key_and_export_as_pout() -> None:
+    publisher = Publisher()
+    publisher.messages(nem_reading())
+    exporting = nem_reading().model_copy(update={"total": nem_reading().total.model_copy(update={"power_w": -250.0}),
+                                                 "extra": {"temperature_c": 21.5}})
+    messages = dict(publisher.messages(exporting))
+    assert [t for t in messages if t.startswith("homeassistant/")] == \
+        ["homeassistant/sensor/wattstream_iammeter_M001/temperature_c/config"]  # only the new key
+    state = json.loads(messages["wattstream/iammeter_M001/state"])
+    assert (state["PIn"]["value"], state["POut"]["value"], state["P"]["value"]) == (0.0, 250.0, -250.0)
