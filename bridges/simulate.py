@@ -219,6 +219,16 @@ class SimulatedSite:
                 f'[[charger]]\nname = "demo-car"\nsite = "{self.name}"\nformat = "wattstream"\ninterval_seconds = 0\n')
 
 
+def demo_meters_toml() -> str:
+    """The meters-file entries the simulators need: the simulated EVN meter with its demo key, the PV
+    site with its meters and chargers (`meters.demo.toml` is this text; the embedded run appends it)."""
+    sim, site = SimulatedEvn(), SimulatedSite()
+    return (f'[[meter]]\ndriver = "evn"\ndevice = "{sim.system_title.hex().upper()}"\n'
+            f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n\n{site.meters_toml()}\n'
+            f'[[charger]]\nname = "openevse"\nsite = "{site.name}"\nformat = "openevse"\n\n'
+            f'[[charger]]\nname = "000123"\nsite = "{site.name}"\nformat = "goe"\n')
+
+
 def default_meters() -> list[SimulatedIammeter]:
     return [SimulatedIammeter("5A1E0001", phases=1, seed=1),
             SimulatedIammeter("5A1E0003", phases=3, pv_peak_w=9000, seed=3)]

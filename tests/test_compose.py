@@ -1,13 +1,18 @@
-"""compose.yaml checked statically (no Docker engine here): images, build context, mounted paths,
-and every ${VAR} defined in .env.example without a real secret."""
+"""compose.yaml checked statically (no Docker engine here): services, images, build context, ports,
+healthchecks and start order, mounted paths, profiles, and every ${VAR} defined in .env.example without
+a real secret."""
 
 import re
 from pathlib import Path
 
 import yaml
 
+from bridges.simulate import demo_meters_toml
+
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+OURS = ("worker", "bridge", "publish", "charger", "simulate", "serial")
 
 
 def env_example() -> dict[str, str]:
@@ -16,27 +21,68 @@ def env_example() -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def test_services_and_images() -> None:
-    services = COMPOSE["services"]
-    images = {name: service.get("image", "") for name, service in services.items()}
+def test_services_images_and_the_project_image() -> None:
+    images = {name: service.get("image", "") for name, service in SERVICES.items()}
     assert images["kafka"].startswith("apache/kafka:")
     assert images["mosquitto"].startswith("eclipse-mosquitto:")
     assert images["influxdb"].startswith("influxdb:2")
     assert images["grafana"].startswith("grafana/grafana:")
-    for name in ("worker", "bridge"):
-        assert services[name]["build"] == "." and (ROOT / "Dockerfile").exists()
-    assert services["worker"]["command"] == "worker"
-    assert services["bridge"]["command"] == ["bridge", "mqtt"]
+    for image in filter(None, images.values()):
+        assert re.search(r":\d", image), f"{image} is not pinned to a version"
+    for name in OURS:
+        assert SERVICES[name]["build"] == ".", name
+    commands = {name: SERVICES[name]["command"] for name in OURS}
+    assert commands["worker"] == "worker" and commands["bridge"] == ["bridge", "mqtt"]
+    assert commands["publish"] == "publish" and commands["charger"] == "charger"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1] not in ("root", "0")  # runs as non-root
+    assert "tests" in (ROOT / ".dockerignore").read_text().split()  # a small build context
 
 
-def test_bind_mounts_exist() -> None:
-    for service in COMPOSE["services"].values():
+def test_ports_for_meters_grafana_influxdb_and_remote_bridges() -> None:
+    published = {port.split(":")[0] for service in SERVICES.values() for port in service.get("ports", [])}
+    assert published == {"1883", "3000", "8086", "9094"}
+    assert "EXTERNAL://${KAFKA_EXTERNAL_HOST}:9094" in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_healthchecks_and_start_order_by_health() -> None:
+    healthy = {name for name, service in SERVICES.items() if service.get("healthcheck", {}).get("test")}
+    assert {"kafka", "mosquitto", "influxdb", "grafana", "worker"} <= healthy
+    for name, service in SERVICES.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for dependency, condition in depends.items():
+            assert condition == {"condition": "service_healthy"} and dependency in healthy, (name, dependency)
+    assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "influxdb"}
+    assert set(SERVICES["bridge"]["depends_on"]) == {"kafka", "mosquitto"}
+    assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (README "Pipeline health")
+
+
+def test_profiles_demo_and_serial() -> None:
+    profiles = {name: service.get("profiles") for name, service in SERVICES.items() if service.get("profiles")}
+    assert profiles == {"simulate": ["demo"], "serial": ["serial"]}
+    assert SERVICES["serial"]["devices"] == ["${SERIAL_DEVICE}:/dev/wattstream-serial"]
+    assert SERVICES["serial"]["command"][:4] == ["bridge", "broute", "--port", "/dev/wattstream-serial"]
+    demo = (ROOT / "meters.demo.toml").read_text()
+    assert demo.endswith(demo_meters_toml())  # the demo's meters file is what the simulators need
+
+
+def test_mounted_paths_exist_and_volumes_are_declared() -> None:
+    for name, service in SERVICES.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                assert (ROOT / source).exists(), source
+                assert (ROOT / source).exists(), (name, source)
             else:
-                assert source in COMPOSE["volumes"], source
+                assert source in COMPOSE["volumes"], (name, source)
+    assert "./mosquitto:/mosquitto/config:ro" in SERVICES["mosquitto"]["volumes"]
+    conf = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^listener 1883$", conf, re.M)
+    assert "password_file" in conf and "certfile" in conf  # auth and TLS documented where they are set
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/wattstream.yaml").read_text())["providers"][0]
+    mounted = dict(v.split(":")[1::-1] for v in SERVICES["grafana"]["volumes"] if v.startswith("./"))
+    assert provider["options"]["path"] in mounted and (ROOT / mounted[provider["options"]["path"]]).is_dir()
 
 
 def test_every_variable_is_in_env_example_and_no_secret_is_real() -> None:
@@ -45,7 +91,7 @@ def test_every_variable_is_in_env_example_and_no_secret_is_real() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", text))
     defined = env_example()
     provided_by_compose = {"WATTSTREAM_INFLUX_URL"}  # set on the grafana service itself
-    assert used - provided_by_compose <= set(defined), used - set(defined)
+    assert used - provided_by_compose == set(defined), (used - set(defined), set(defined) - used)
     for key, value in defined.items():
         if any(word in key for word in ("PASSWORD", "TOKEN")):
             assert "change-me" in value, key

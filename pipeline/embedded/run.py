@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from bridges.rl7023_sim import SimulatedRl7023
-from bridges.simulate import SimulatedEvn, SimulatedSite, run_line_sensor
+from bridges.simulate import demo_meters_toml, run_line_sensor
 from pipeline import topics
 from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
 from pipeline.models import Reading, SurplusSignal
@@ -131,12 +131,8 @@ def _meters_with_simulated(settings: Settings, work: Path) -> Path:
     """The user's meters file plus the simulated EVN meter and its demo key and the simulated PV site
     with its chargers, in the run's private temp dir (deleted at the end; readable by this user only,
     as it may hold the user's keys)."""
-    sim, site = SimulatedEvn(), SimulatedSite()
     text = settings.meters_file.read_text() if settings.meters_file else ""
-    text += (f'\n[[meter]]\ndriver = "evn"\ndevice = "{sim.system_title.hex().upper()}"\n'
-             f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n\n{site.meters_toml()}\n'
-             f'[[charger]]\nname = "openevse"\nsite = "{site.name}"\nformat = "openevse"\n\n'
-             f'[[charger]]\nname = "000123"\nsite = "{site.name}"\nformat = "goe"\n')
+    text += "\n" + demo_meters_toml()
     path = work / "meters.toml"
     path.touch(mode=0o600)
     path.write_text(text)
