@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from bridges.kafka import follow
+from bridges.kafka import follow, following
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.models import SurplusSignal
@@ -77,22 +77,19 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     dispatcher, client = Dispatcher(chargers), publishing_client(settings.mqtt, "charger")
-    consumer = await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions)
+    records = following(await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions), stop)
     log.info("following %s", topics.SURPLUS)
     try:
-        while not stop.is_set():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    try:
-                        signal = SurplusSignal.from_json(record.value)
-                    except ValueError as exc:
-                        log.warning("not a SurplusSignal at offset %d: %s", record.offset, exc)
-                        continue
-                    for charger, body in dispatcher.messages(signal, time.monotonic()):
-                        qos = 1 if charger.format == "wattstream" else 0  # a missed grid value is soon stale
-                        client.publish(charger.mqtt_topic, body, qos=qos)
-                    log.debug("%s: %s", signal.site, signal.reason)
+        async for record in records:
+            try:
+                signal = SurplusSignal.from_json(record.value)
+            except ValueError as exc:
+                log.warning("not a SurplusSignal at offset %d: %s", record.offset, exc)
+                continue
+            for charger, body in dispatcher.messages(signal, time.monotonic()):
+                qos = 1 if charger.format == "wattstream" else 0  # a missed grid value is soon stale
+                client.publish(charger.mqtt_topic, body, qos=qos)
+            log.debug("%s: %s", signal.site, signal.reason)
     finally:
-        await consumer.stop()
         client.loop_stop()
         client.disconnect()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -59,6 +59,17 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
     consumer.assign(assigned)
     await consumer.seek_to_end(*assigned)
     return consumer
+
+
+async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """The records of a `follow` consumer until `stop` is set; then the consumer is stopped."""
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    yield record
+    finally:
+        await consumer.stop()
 
 
 class RawProducer:

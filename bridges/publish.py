@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridges.kafka import follow
+from bridges.kafka import follow, following
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.models import Reading, Values
@@ -122,20 +122,17 @@ class Publisher:
 
 async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
     publisher, client = Publisher(), publishing_client(settings.mqtt, "publish")
-    consumer = await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions)
+    records = following(await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions), stop)
     log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)
     try:
-        while not stop.is_set():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    try:
-                        reading = Reading.from_json(record.value)
-                    except ValueError as exc:
-                        log.warning("not a Reading at offset %d: %s", record.offset, exc)
-                        continue
-                    for topic, body in publisher.messages(reading):
-                        client.publish(topic, body, qos=1, retain=True)
+        async for record in records:
+            try:
+                reading = Reading.from_json(record.value)
+            except ValueError as exc:
+                log.warning("not a Reading at offset %d: %s", record.offset, exc)
+                continue
+            for topic, body in publisher.messages(reading):
+                client.publish(topic, body, qos=1, retain=True)
     finally:
-        await consumer.stop()
         client.loop_stop()
         client.disconnect()
