@@ -77,15 +77,10 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     dispatcher, client = Dispatcher(chargers), publishing_client(settings.mqtt, "charger")
-    records = following(await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions), stop)
+    consumer = await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions)
     log.info("following %s", topics.SURPLUS)
     try:
-        async for record in records:
-            try:
-                signal = SurplusSignal.from_json(record.value)
-            except ValueError as exc:
-                log.warning("not a SurplusSignal at offset %d: %s", record.offset, exc)
-                continue
+        async for signal in following(consumer, stop, SurplusSignal.from_json):
             for charger, body in dispatcher.messages(signal, time.monotonic()):
                 qos = 1 if charger.format == "wattstream" else 0  # a missed grid value is soon stale
                 client.publish(charger.mqtt_topic, body, qos=qos)

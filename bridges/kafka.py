@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -16,6 +17,7 @@ from pipeline import topics
 from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[str, bytes]]:
@@ -61,13 +63,19 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
     return consumer
 
 
-async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """The records of a `follow` consumer until `stop` is set; then the consumer is stopped."""
+async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
+                    parse: Callable[[bytes], T]) -> AsyncIterator[T]:
+    """The records of a `follow` consumer, parsed, until `stop` is set; then the consumer is stopped.
+    A record `parse` refuses (ValueError) is logged and skipped."""
     try:
         while not stop.is_set():
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    yield record
+                    try:
+                        yield parse(record.value)
+                    except ValueError as exc:
+                        log.warning("%s[%d] offset %d not understood: %s", record.topic, record.partition,
+                                    record.offset, exc)
     finally:
         await consumer.stop()
 

@@ -122,15 +122,10 @@ class Publisher:
 
 async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
     publisher, client = Publisher(), publishing_client(settings.mqtt, "publish")
-    records = following(await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions), stop)
+    consumer = await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions)
     log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)
     try:
-        async for record in records:
-            try:
-                reading = Reading.from_json(record.value)
-            except ValueError as exc:
-                log.warning("not a Reading at offset %d: %s", record.offset, exc)
-                continue
+        async for reading in following(consumer, stop, Reading.from_json):
             for topic, body in publisher.messages(reading):
                 client.publish(topic, body, qos=1, retain=True)
     finally:

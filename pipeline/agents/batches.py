@@ -79,7 +79,8 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
             if tp.topic == topic.get_topic_name():
                 highwater = app.consumer.highwater(tp)
                 if highwater is not None and highwater >= 0:
-                    LAG.labels(name, str(tp.partition)).set(max(highwater - progress.next_offset(tp, highwater), 0))
+                    applied = progress.stored(tp)
+                    LAG.labels(name, str(tp.partition)).set(max(highwater - (applied or highwater), 0))
 
     async def batches(stream: StreamT[bytes]) -> None:
         if batched:

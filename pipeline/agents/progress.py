@@ -49,9 +49,8 @@ class Progress:
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             if tp not in expected:
-                stored = self.table.get(self.key(tp))
-                waiting = self.waiting.get(tp)
-                expected[tp] = int(stored) if stored else waiting[0] if waiting else await self._earliest(tp)
+                stored, waiting = self.stored(tp), self.waiting.get(tp)
+                expected[tp] = stored if stored is not None else waiting[0] if waiting else await self._earliest(tp)
             if offset > expected[tp]:
                 if tp in self.waiting:
                     continue  # fetched before it was sent back; `retry` sends it back again if need be
@@ -71,10 +70,10 @@ class Progress:
                 await self._reread(tp, expected[tp])
         return admitted
 
-    def next_offset(self, tp: TP, default: int) -> int:
-        """The next offset of `tp` to apply, as far as this worker's table knows."""
-        stored = self.table.get(self.key(tp))
-        return int(stored) if stored else default
+    def stored(self, tp: TP) -> int | None:
+        """The saved next offset of `tp` to apply (None: nothing applied yet)."""
+        value = self.table.get(self.key(tp))
+        return int(value) if value else None
 
     def save(self, admitted: Sequence[EventT]) -> None:
         """After the admitted events are applied (and their state saved): the next offsets."""

@@ -10,9 +10,11 @@ from typing import Any
 from faust.streams import _current_event
 from faust.types import TP
 
+from pipeline import topics
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 
-A, B = TP("meter.readings", 0), TP("meter.readings", 1)
+A, B = TP(topics.READINGS, 0), TP(topics.READINGS, 1)
+KEY_A, KEY_B = f"{topics.READINGS}/0".encode(), f"{topics.READINGS}/1".encode()
 
 
 @dataclass
@@ -66,14 +68,14 @@ def test_in_order_from_the_first_offset_each_once() -> None:
     consumer, table = Consumer(), {}
     p = progress(consumer, table)
     assert admit(p, *offsets(A, 0, 1, 2)) == offsets(A, 0, 1, 2)
-    assert table == {b"meter.readings/0": b"3"}
+    assert table == {KEY_A: b"3"}
     assert admit(p, *offsets(A, 1, 2, 3, 4)) == offsets(A, 3, 4)  # a replay: only what is new
-    assert table == {b"meter.readings/0": b"5"} and not consumer.seeks
+    assert table == {KEY_A: b"5"} and not consumer.seeks
 
 
 def test_a_gap_sends_the_partition_back_and_waits_for_the_missing_offset() -> None:
     consumer = Consumer()
-    p = progress(consumer, {b"meter.readings/0": b"3"})
+    p = progress(consumer, {KEY_A: b"3"})
     assert admit(p, *offsets(A, 5, 6, 7)) == []  # 3 and 4 were dropped by the consumer
     assert consumer.seeks == [(A, 3)]  # once, not per event
     consumer.earliest[A] = 99  # no more broker queries while waiting
@@ -92,13 +94,13 @@ def test_the_head_of_a_partition_never_read_before_counts_too() -> None:
 
 def test_offsets_deleted_by_retention_are_the_one_gap_accepted() -> None:
     consumer = Consumer(earliest={A: 40})
-    p = progress(consumer, {b"meter.readings/0": b"3"})
+    p = progress(consumer, {KEY_A: b"3"})
     assert admit(p, *offsets(A, 40, 41)) == offsets(A, 40, 41) and not consumer.seeks
 
 
 def test_partitions_are_independent() -> None:
     consumer = Consumer()
-    p = progress(consumer, {b"meter.readings/0": b"2", b"meter.readings/1": b"7"})
+    p = progress(consumer, {KEY_A: b"2", KEY_B: b"7"})
     events = [(A, 2), (B, 9), (A, 3), (B, 10), (A, 4)]
     assert admit(p, *events) == offsets(A, 2, 3, 4)
     assert consumer.seeks == [(B, 7)] and set(p.waiting) == {B}
@@ -106,7 +108,7 @@ def test_partitions_are_independent() -> None:
 
 def test_retry_sends_back_again_only_after_a_while_and_not_what_moved_away() -> None:
     consumer = Consumer()
-    p = progress(consumer, {b"meter.readings/0": b"3", b"meter.readings/1": b"3"})
+    p = progress(consumer, {KEY_A: b"3", KEY_B: b"3"})
     admit(p, (A, 9), (B, 9))
     assert consumer.seeks == [(A, 3), (B, 3)]
     consumer.now = RESEEK_SECONDS / 2
@@ -128,4 +130,4 @@ def test_saved_next_to_the_last_admitted_event_of_each_partition() -> None:
 
     p = progress(Consumer(), Table())
     admit(p, (A, 0), (B, 0), (A, 1))
-    assert saved == {b"meter.readings/0": (b"2", 1), b"meter.readings/1": (b"1", 0)}
+    assert saved == {KEY_A: (b"2", 1), KEY_B: (b"1", 0)}

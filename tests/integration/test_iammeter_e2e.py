@@ -77,7 +77,7 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_goes_on(stack: Sta
     first, second = (headers for _, headers in dead)
     assert first[topics.H_STAGE] == b"frame" and b"not JSON" in first[topics.H_ERROR]
     assert b"must be a list of 7 numbers" in second[topics.H_ERROR]
-    assert first[topics.H_SOURCE_TOPIC] == b"meter.raw.iammeter"
+    assert first[topics.H_SOURCE_TOPIC] == topics.raw_topic("iammeter").encode()
     # the bridge's headers travel with the bytes
     assert first[topics.H_DRIVER] == b"iammeter" and first[topics.H_ORIGIN] == b"device/BAD00001/realtime"
     assert first[topics.H_RECEIVED_AT].endswith(b"Z")
