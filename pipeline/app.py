@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
                         settings.kafka.partitions, driver, decoder)
 
     chosen = sink or build_sink(settings)
+    health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure
     site_readings, surplus, roles = topic(topics.SITE_READINGS), topic(topics.SURPLUS), plant.roles()
     outputs = Outputs(readings_5m=topic(topics.READINGS_5M), averages=topic(topics.AVERAGES_10M),
                       site_readings=site_readings, deadletter=deadletter)

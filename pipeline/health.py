@@ -3,14 +3,7 @@
 InfluxDB measurement `pipeline` for the Grafana pipeline dashboard. Counters count since the worker
 started (Prometheus' convention; `non_negative_derivative` gives rates), tagged by `worker`.
 
-| metric (`/metrics`)                       | `pipeline` field            | tags / labels        |
-|-------------------------------------------|-----------------------------|----------------------|
-| `wattstream_records_total`                | `records_total`             | `agent`              |
-| `wattstream_readings_total`               | `readings_total`            | `driver`             |
-| `wattstream_deadletters_total`            | `deadletters_total`         | `stage`, `source`    |
-| `wattstream_sink_write_seconds` (histogram) | `sink_write_seconds_sum`, `_count` | `sink`    |
-| `wattstream_sink_failures_total`          | `sink_failures_total`       | `sink`               |
-| `wattstream_consumer_lag`                 | `consumer_lag`              | `agent`, `partition` |
+The metrics, their fields and labels: README, "Pipeline health".
 """
 
 from __future__ import annotations
@@ -23,8 +16,8 @@ MEASUREMENT = "pipeline"
 
 RECORDS = Counter(f"{PREFIX}records", "Input records applied, by agent", ["agent"])
 READINGS = Counter(f"{PREFIX}readings", "Readings decoded, by driver", ["driver"])
-DEADLETTERS = Counter(f"{PREFIX}deadletters", "Records sent to meter.deadletter, by stage and source topic",
-                      ["stage", "source"])
+DEADLETTERS = Counter(f"{PREFIX}deadletters", "Records sent to meter.deadletter, by stage, reason and source topic",
+                      ["stage", "reason", "source"])
 SINK_WRITE = Histogram(f"{PREFIX}sink_write_seconds", "Successful sink writes (a batch each), by sink", ["sink"])
 SINK_FAILURES = Counter(f"{PREFIX}sink_failures", "Sink writes that failed (held and retried, or split), by sink",
                         ["sink"])

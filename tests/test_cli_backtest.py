@@ -9,7 +9,8 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
-PROFILES = Path(__file__).parent / "profiles"
+from tests.profiles import PROFILES
+
 METERS = '[[meter]]\ndriver = "iammeter"\ndevice = "GRID"\nrole = "grid"\n\n[[site]]\nname = "home"\nphases = "auto"\n'
 
 

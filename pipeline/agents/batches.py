@@ -54,7 +54,8 @@ async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float,
                 await write_holding(sink, [record], max_backoff)
             except SinkRejected as exc:
                 await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
-                                      source_topic=source_topic, stage="sink", error=str(exc))
+                                      source_topic=source_topic, stage="sink", reason="rejected",
+                                      error=str(exc))
 
 
 def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,

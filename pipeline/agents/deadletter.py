@@ -1,5 +1,6 @@
 """Sending what could not be processed to `meter.deadletter`: the original key, bytes and headers,
-plus `stage`, `error` and `source_topic` headers. Nothing is dropped silently."""
+plus `stage`, `error` and `source_topic` headers. Nothing is dropped silently. Counted by stage, reason
+(a short, fixed name for the kind of failure) and source topic."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ def header_map(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
 
 async def send_deadletter(
     deadletter: TopicT[Any, Any], *, key: bytes | None, value: bytes | None,
-    headers: Mapping[str, bytes], source_topic: str, stage: str, error: str,
+    headers: Mapping[str, bytes], source_topic: str, stage: str, reason: str, error: str,
 ) -> None:
     """Returns once Kafka has it (before the agent saves its progress past the record)."""
     log.warning("dead letter: stage=%s source=%s key=%r error=%s", stage, source_topic, key, error)
-    DEADLETTERS.labels(stage, source_topic).inc()
+    DEADLETTERS.labels(stage, reason, source_topic).inc()
     sent = await deadletter.send(
         key=key,
         value=value if value is not None else b"",
@@ -52,6 +53,6 @@ async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topi
         return Reading.from_json(event.value)
     except ValidationError as exc:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
-                              source_topic=source_topic, stage="decode",
+                              source_topic=source_topic, stage="decode", reason="not_a_reading",
                               error=f"not a Reading: {exc.errors()[0]['msg']}")
         return None

@@ -98,7 +98,8 @@ def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, d
                                           key.decode("utf-8", "replace") if key else None, state)
             except IngestError as exc:
                 await send_deadletter(deadletter, key=key, value=event.value, headers=headers,
-                                      source_topic=source, stage=exc.stage, error=str(exc))
+                                      source_topic=source, stage=exc.stage, reason=exc.reason,
+                                      error=str(exc))
                 if states is not None and reset_on_error and state:
                     touched[key], last[key] = b"", event
                 continue

@@ -27,9 +27,9 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
                      sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
     states = app.Table("site-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
-    async def dead(event: EventT, error: str) -> None:
+    async def dead(event: EventT, reason: str, error: str) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
-                              source_topic=topics.SITE_READINGS, stage="surplus", error=error)
+                              source_topic=topics.SITE_READINGS, stage="surplus", reason=reason, error=error)
 
     async def process(events: Sequence[EventT]) -> None:
         signals: list[Record] = []
@@ -43,7 +43,7 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
             site_name, role = roles.get(reading.meter_id, ("", "other"))
             site = sites.get(site_name)
             if site is None:  # the meters file changed since the reading was forwarded
-                await dead(event, f"{reading.meter_id} feeds no site in the meters file")
+                await dead(event, "no_site", f"{reading.meter_id} feeds no site in the meters file")
                 continue
             key = site_name.encode()
             state = touched.get(key)

@@ -47,8 +47,9 @@ def test_metrics_and_pipeline_points_count_what_went_through(stack: Stack) -> No
     assert metrics["wattstream_records_total", (("agent", "decode-iammeter"),)] == 21
     assert metrics["wattstream_records_total", (("agent", "readings"),)] == 20
     dead = {labels: v for (name, labels), v in metrics.items() if name == "wattstream_deadletters_total"}
-    assert list(dead.values()) == [1] and ("source", topics.raw_topic("iammeter")) in next(iter(dead))
+    assert dead == {(("reason", "malformed"), ("source", topics.raw_topic("iammeter")), ("stage", "frame")): 1}
     assert metrics["wattstream_sink_write_seconds_count", (("sink", "influxdb"),)] >= 1
+    assert metrics["wattstream_sink_failures_total", (("sink", "influxdb"),)] == 0
 
     rows = []
     deadline = time.monotonic() + 30

@@ -5,7 +5,6 @@ stopped and started again in the middle of a window and a debounce bucket."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,8 @@ from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import load_meters
 from tests.conftest import Stack
 from tests.kafka import consume, produce
+from tests.profiles import hour_of
 
-PROFILES = Path(__file__).parent.parent / "profiles"
 METERS = """
 [[meter]]
 driver = "iammeter"
@@ -35,12 +34,6 @@ phases = "auto"
 """
 
 
-def hour_of_clouds() -> list[Reading]:
-    with gzip.open(PROFILES / "clouds.jsonl.gz") as source:
-        day = [Reading.from_json(line) for line in source]
-    return [r for r in day if r.ts.hour == 9]
-
-
 def window_start(ts: datetime, minutes: int) -> datetime:
     return ts.replace(minute=ts.minute - ts.minute % minutes, second=0, microsecond=0)
 
@@ -49,7 +42,7 @@ def test_windows_and_surplus_survive_a_worker_restart_exactly_once(stack: Stack,
     meters = tmp_path / "meters.toml"
     meters.write_text(METERS)
     stack.env["WATTSTREAM_METERS_FILE"] = str(meters)
-    readings = hour_of_clouds()
+    readings = hour_of("clouds", 9)
     cut = next(i for i, r in enumerate(readings) if r.ts >= r.ts.replace(minute=27, second=35))
     records = [(r.meter_id.encode(), r.to_json()) for r in readings]
     bootstrap, influx = stack.tansu.address, stack.influx

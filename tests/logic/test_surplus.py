@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from pipeline.backtest import Backtest, read_readings
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.models import Reading, SurplusSignal
 from pipeline.settings import Meter, MetersFile, Site
+from tests.profiles import PROFILES
 
-PROFILES = Path(__file__).parent.parent / "profiles"
 T0 = datetime(2025, 6, 21, 10, tzinfo=UTC)
 
 

@@ -1,0 +1,127 @@
+"""Every panel of every provisioned dashboard, its InfluxQL expanded as Grafana does, returns data from
+the real InfluxDB after the worker processed a live-like stream: raw three-phase IAMMETER payloads (two
+meters, rising import counters, one garbage payload) arriving in three slices, and an hour of the
+recorded cloudy day of a grid and a PV meter (surplus decisions on and off)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline import topics
+from tests.conftest import Influx, Stack
+from tests.frames import vectors
+from tests.grafana import dashboards, expand, interval, panel_range, panels
+from tests.kafka import produce
+from tests.profiles import hour_of
+
+METERS = """
+[[meter]]
+driver = "iammeter"
+device = "GRID"
+role = "grid"
+
+[[meter]]
+driver = "iammeter"
+device = "PV"
+role = "pv"
+
+[[site]]
+name = "home"
+phases = "auto"
+"""
+STEP = timedelta(seconds=5)
+STEPS = 300  # 25 minutes of IAMMETER payloads: two closed 10-minute windows at least
+SLICES = 3
+CHOSEN = {"meter": "iammeter:M000", "site": "home"}
+
+
+def rising_payloads(meters: int, start: datetime) -> tuple[list[tuple[bytes, bytes]], list[list[tuple[str, bytes]]]]:
+    """The captured NEM payload every `STEP` per meter, its net import counter 1 Wh higher each time."""
+    payload = json.loads(str(vectors("iammeter")["iammeter-doc-three-phase-nem"]["input"]))
+    records, headers = [], []
+    for step in range(STEPS):
+        payload["Datas"][3][3] = round(1275.075 + step / 1000, 3)
+        for meter in range(meters):
+            records.append((f"M{meter:03d}".encode(), json.dumps(payload).encode()))
+            headers.append([(topics.H_RECEIVED_AT, (start + step * STEP).isoformat().encode())])
+    return records, headers
+
+
+def wait_for(influx: Influx, q: str, at_least: float, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = influx.query(q)
+        value = next((v for v in rows[0].values() if isinstance(v, int | float)), 0) if rows else 0
+        if value >= at_least:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{q!r} gave {rows}, wanted at least {at_least}")
+        time.sleep(0.5)
+
+
+def values(rows: list[dict[str, Any]]) -> list[Any]:
+    return [v for row in rows for k, v in row.items() if k != "time" and v is not None]
+
+
+def test_every_dashboard_panel_returns_data_from_the_pipeline(stack: Stack, tmp_path: Path) -> None:
+    meters = tmp_path / "meters.toml"
+    meters.write_text(METERS)
+    stack.env["WATTSTREAM_METERS_FILE"] = str(meters)
+    now = datetime.now(UTC)
+    # the IAMMETER stream ends now, within today (the "today" panels): after midnight it starts then
+    start = max(now - STEPS * STEP, now.replace(hour=0, minute=0, second=0, microsecond=0))
+    cloudy = hour_of("clouds", 9)
+    shift = start - cloudy[-1].ts - STEP
+    site = [(r.meter_id.encode(), r.model_copy(update={"ts": r.ts + shift}).to_json()) for r in cloudy]
+    raw, headers = rising_payloads(meters=2, start=start)
+    raw.insert(1, (b"M999", b"not an IAMMETER payload"))
+    headers.insert(1, [])
+    bootstrap, influx = stack.tansu.address, stack.influx
+
+    worker = stack.start("worker", "worker")
+    worker.wait_for("Worker]: Ready")
+    asyncio.run(produce(bootstrap, topics.READINGS, site))
+    size = -(-len(raw) // SLICES)
+    for i in range(SLICES):  # as a live stream: the health points see the counters move
+        asyncio.run(produce(bootstrap, topics.raw_topic("iammeter"), raw[i * size:(i + 1) * size],
+                            headers[i * size:(i + 1) * size]))
+        wait_for(influx, "SELECT count(power_w) FROM readings WHERE phase = 'total' AND driver = 'iammeter' "
+                 "AND meter =~ /M00/", at_least=min(len(raw) - 1, (i + 1) * size - 1))
+        time.sleep(11)  # the pipeline panels' minimum interval is 10 s
+    wait_for(influx, "SELECT count(surplus_w) FROM surplus", at_least=sum(r.meter_id.endswith("GRID") for r in cloudy))
+    wait_for(influx, "SELECT count(power_w_mean) FROM averages_10m WHERE meter = 'iammeter:M000'", at_least=2)
+
+    for name, board in dashboards().items():
+        now = max(datetime.now(UTC), start + STEPS * STEP)
+        chosen = {}
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            offered = values(influx.query(variable["query"]))
+            assert CHOSEN[variable["name"]] in offered, (name, variable["name"], offered)
+            chosen[variable["name"]] = CHOSEN[variable["name"]]
+        for panel in panels(board):
+            span = panel_range(board, panel, now)
+            for target in panel["targets"]:
+                q = expand(target["query"], span, interval(span, panel.get("interval")), chosen)
+                rows = influx.query(q)
+                assert values(rows), f"{name} / {panel['title']}: no data for {q}"
+
+    # a few values a user reads off them
+    board = dashboards()["overview"]
+    today = next(p for p in panels(board) if p["title"] == "Import today")
+    span = panel_range(board, today, max(datetime.now(UTC), start + STEPS * STEP))
+    rows = influx.query(expand(today["targets"][0]["query"], span, timedelta(seconds=1), {}))
+    assert {row["meter"]: round(row["spread"], 3) for row in rows} == \
+        {"iammeter:M000": (STEPS - 1) / 1000, "iammeter:M001": (STEPS - 1) / 1000}
+    board = dashboards()["pipeline"]
+    dead = next(p for p in panels(board) if p["title"] == "Dead letters since the worker started")
+    span = panel_range(board, dead, datetime.now(UTC))
+    rows = influx.query(expand(dead["targets"][0]["query"], span, timedelta(seconds=10), {}))
+    assert [(row["stage"], row["reason"], row["source"], row["last"]) for row in rows] == \
+        [("frame", "malformed", topics.raw_topic("iammeter"), 1)]
