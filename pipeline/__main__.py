@@ -10,6 +10,7 @@
     wattstream simulate            simulated meters (IAMMETER, Acrel, EVN) and a PV site with a car, on MQTT
     wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
     wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
+    wattstream replay [--since T]  what Kafka holds of the worker's outputs → InfluxDB again
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
 """
 
@@ -220,6 +221,35 @@ def _charger(settings: Settings) -> int:
     return 0
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from pipeline.replay import PARSERS, replay
+    from pipeline.sinks.influx import InfluxSink
+
+    if not settings.influx.url:
+        print("replay writes to InfluxDB: set WATTSTREAM_INFLUX_URL (the daily files would get every line twice)",
+              file=sys.stderr)
+        return 2
+    sink = InfluxSink(settings.influx)
+
+    async def main() -> dict[str, int]:
+        try:
+            return await replay(settings.kafka.bootstrap, sink, args.topic or list(PARSERS), since=args.since,
+                                until=args.until, batch_size=settings.worker.batch_size,
+                                max_backoff=settings.worker.retry_max_seconds)
+        finally:
+            await sink.close()
+
+    started = time.monotonic()
+    counts = asyncio.run(main())
+    written = ", ".join(f"{name} {counts.get(name, 0)}" for name in args.topic or PARSERS)
+    print(f"replayed into InfluxDB bucket {settings.influx.bucket}: {written}; unreadable "
+          f"{counts.get('unreadable', 0)}, refused by InfluxDB {counts.get('rejected', 0)} "
+          f"({time.monotonic() - started:.1f} s)")
+    return 1 if counts.get("unreadable") or counts.get("rejected") else 0
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.embedded.run import run_embedded
 
@@ -232,8 +262,15 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(args.count, rate=args.rate, profile=args.profile)
 
 
+def _timestamp(text: str) -> datetime:
+    """An ISO 8601 time; without a zone, the machine's."""
+    ts = datetime.fromisoformat(text)
+    return ts if ts.tzinfo else ts.astimezone()
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline.drivers import DRIVERS
+    from pipeline.replay import PARSERS
 
     parser = argparse.ArgumentParser(prog="wattstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -264,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     backtest.add_argument("--meters", help="the meters file (default: WATTSTREAM_METERS_FILE)")
     backtest.add_argument("--simulate-charger", action="store_true",
                           help="a day recorded without a car: each site's charger draws what was decided")
+    replay = sub.add_parser("replay", help="write what Kafka holds of the worker's outputs to InfluxDB again")
+    replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
+                        "(ISO 8601, e.g. 2026-11-01T00:00+01:00; default: all it holds)")
+    replay.add_argument("--until", type=_timestamp, help="up to the records stamped before this time")
+    replay.add_argument("--topic", action="append", choices=sorted(PARSERS),
+                        help="only this topic (repeat for more; default: all four)")
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
@@ -292,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         return _charger(settings)
     if args.command == "publish":
         return _publish(settings)
+    if args.command == "replay":
+        return _replay(settings, args)
     return _bench(settings, args)
 
 

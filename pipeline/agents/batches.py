@@ -1,13 +1,8 @@
-"""Batch agents: `take_events` batches of one input topic, each record applied once (`progress`); and
-writing a batch of records to the sink while holding the stream: transient failures back off and retry
-(Kafka keeps the data, nothing is acked meanwhile); records the sink rejects for good are isolated one
-by one and dead-lettered."""
+"""Batch agents: `take_events` batches of one input topic, each record applied once (`progress`); the
+records the sink rejects for good (`sinks.write_all`) are dead-lettered."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
@@ -15,47 +10,20 @@ from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
-from pipeline.health import LAG, RECORDS, SINK_FAILURES, SINK_WRITE
+from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
-from pipeline.sinks import Record, Sink, SinkRejected, SinkUnavailable, record_json, record_key
-
-log = logging.getLogger(__name__)
+from pipeline.sinks import Record, Rejected, SinkRejected, record_json, record_key
 
 
-async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float) -> None:
-    """Write until it succeeds; SinkRejected passes through."""
-    backoff = 0.5
-    while True:
-        started = time.monotonic()
-        try:
-            await sink.write(batch)
-            SINK_WRITE.labels(sink.name).observe(time.monotonic() - started)
-            return
-        except SinkRejected:
-            SINK_FAILURES.labels(sink.name).inc()
-            raise
-        except SinkUnavailable as exc:
-            SINK_FAILURES.labels(sink.name).inc()
-            log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s",
-                        sink.name, len(batch), backoff, exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff)
+def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
+    """What the agents do with a record the sink refuses for good: dead-letter its JSON, keyed by meter
+    or site, stage `sink`."""
 
+    async def rejected(record: Record, exc: SinkRejected) -> None:
+        await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
+                              source_topic=source_topic, stage="sink", reason="rejected", error=str(exc))
 
-async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float,
-                    deadletter: faust.TopicT, source_topic: str) -> None:
-    """Write the batch; if the sink refuses it, write record by record and dead-letter the offenders
-    (their JSON, keyed by meter or site, stage `sink`)."""
-    try:
-        await write_holding(sink, batch, max_backoff)
-    except SinkRejected:
-        for record in batch:
-            try:
-                await write_holding(sink, [record], max_backoff)
-            except SinkRejected as exc:
-                await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
-                                      source_topic=source_topic, stage="sink", reason="rejected",
-                                      error=str(exc))
+    return rejected
 
 
 def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,

@@ -20,12 +20,12 @@ import faust
 from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.batches import register_batches, write_all
+from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import parse_reading
 from pipeline.agents.tables import save_all
 from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.settings import Role, Settings
-from pipeline.sinks import Debounced, Record, Sink
+from pipeline.sinks import Debounced, Record, Sink, write_all
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
     states = app.Table("meter-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
     config = WindowConfig.of(settings.windows)
     retry = settings.worker.retry_max_seconds
+    rejected = dead_lettering(out.deadletter, topics.READINGS)
 
     async def process(events: Sequence[EventT]) -> None:
         records: list[Record] = []
@@ -72,7 +73,7 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
                          reading.meter_id, reading.ts, state.late)
             if reading.meter_id in roles:
                 sends.append((out.site_readings, roles[reading.meter_id][0].encode(), event.value))
-        await write_all(sink, records, retry, out.deadletter, topics.READINGS)
+        await write_all(sink, records, retry, rejected)
         # Sent now (not attached to whichever event is current) and confirmed before the state is saved:
         # a stop or crash in between makes a restarted worker produce them again, never lose them.
         await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])

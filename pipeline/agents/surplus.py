@@ -14,18 +14,19 @@ import faust
 from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.batches import register_batches, write_all
+from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
 from pipeline.agents.tables import save_all
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
-from pipeline.sinks import Record, Sink
+from pipeline.sinks import Record, Sink, write_all
 
 
 def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust.TopicT,
                      deadletter: faust.TopicT, sink: Sink, settings: Settings,
                      sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
     states = app.Table("site-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
+    rejected = dead_lettering(deadletter, topics.SITE_READINGS)
 
     async def dead(event: EventT, reason: str, error: str) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
@@ -55,7 +56,7 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
             if signal is not None:
                 sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
                 signals.append(signal)
-        await write_all(sink, signals, settings.worker.retry_max_seconds, deadletter, topics.SITE_READINGS)
+        await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
         save_all(states, touched, last)
 

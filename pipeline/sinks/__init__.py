@@ -3,19 +3,25 @@
 A batch holds `Record`s: readings, debounced readings, averages and surplus signals; each sink maps
 every kind it stores (InfluxDB: all four measurements; files: the daily and the 10-minute `sum` file).
 
-A sink raises `SinkUnavailable` for a transient failure (the agent backs off and retries while holding
-the stream: Kafka keeps the data) and `SinkRejected` when the target refuses the data for good (the
-agent isolates the offending readings and dead-letters them). Writes are idempotent: the same reading
+A sink raises `SinkUnavailable` for a transient failure (`write_all` backs off and retries while the
+agent holds the stream: Kafka keeps the data) and `SinkRejected` when the target refuses the data for
+good (`write_all` isolates the offending records; the agents dead-letter them). Writes are idempotent: the same reading
 always becomes the same point/line, so a replay after a crash creates no duplicates in InfluxDB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.health import SINK_FAILURES, SINK_WRITE
 from pipeline.models import Average, Reading, SurplusSignal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,3 +59,39 @@ class Sink(Protocol):
     async def write(self, batch: Sequence[Record]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+Rejected = Callable[[Record, SinkRejected], Awaitable[None]]
+
+
+async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float) -> None:
+    """Write until it succeeds; SinkRejected passes through."""
+    backoff = 0.5
+    while True:
+        started = time.monotonic()
+        try:
+            await sink.write(batch)
+            SINK_WRITE.labels(sink.name).observe(time.monotonic() - started)
+            return
+        except SinkRejected:
+            SINK_FAILURES.labels(sink.name).inc()
+            raise
+        except SinkUnavailable as exc:
+            SINK_FAILURES.labels(sink.name).inc()
+            log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s",
+                        sink.name, len(batch), backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
+async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rejected: Rejected) -> None:
+    """Write the batch; if the sink refuses it, write record by record and hand each offender to
+    `rejected`."""
+    try:
+        await write_holding(sink, batch, max_backoff)
+    except SinkRejected:
+        for record in batch:
+            try:
+                await write_holding(sink, [record], max_backoff)
+            except SinkRejected as exc:
+                await rejected(record, exc)

@@ -17,23 +17,8 @@ from tests.conftest import Influx, Stack
 from tests.frames import vectors
 from tests.grafana import dashboards, expand, interval, panel_range, panels
 from tests.kafka import produce
-from tests.profiles import hour_of
+from tests.profiles import METERS, hour_of
 
-METERS = """
-[[meter]]
-driver = "iammeter"
-device = "GRID"
-role = "grid"
-
-[[meter]]
-driver = "iammeter"
-device = "PV"
-role = "pv"
-
-[[site]]
-name = "home"
-phases = "auto"
-"""
 STEP = timedelta(seconds=5)
 STEPS = 300  # 25 minutes of IAMMETER payloads: two closed 10-minute windows at least
 SLICES = 3

@@ -15,23 +15,7 @@ from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import load_meters
 from tests.conftest import Stack
 from tests.kafka import consume, produce
-from tests.profiles import hour_of
-
-METERS = """
-[[meter]]
-driver = "iammeter"
-device = "GRID"
-role = "grid"
-
-[[meter]]
-driver = "iammeter"
-device = "PV"
-role = "pv"
-
-[[site]]
-name = "home"
-phases = "auto"
-"""
+from tests.profiles import METERS, hour_of
 
 
 def window_start(ts: datetime, minutes: int) -> datetime:

@@ -6,6 +6,22 @@ from pathlib import Path
 from pipeline.models import Reading
 
 PROFILES = Path(__file__).parent
+# the meters file of the recorded site
+METERS = """
+[[meter]]
+driver = "iammeter"
+device = "GRID"
+role = "grid"
+
+[[meter]]
+driver = "iammeter"
+device = "PV"
+role = "pv"
+
+[[site]]
+name = "home"
+phases = "auto"
+"""
 
 
 def hour_of(day: str, hour: int) -> list[Reading]:
