@@ -231,6 +231,10 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         print("replay writes to InfluxDB: set WATTSTREAM_INFLUX_URL (the daily files would get every line twice)",
               file=sys.stderr)
         return 2
+    unknown = set(args.topic or ()) - set(PARSERS)
+    if unknown:
+        print(f"replay: no such output topic {sorted(unknown)}; choose from {sorted(PARSERS)}", file=sys.stderr)
+        return 2
     sink = InfluxSink(settings.influx)
 
     async def main() -> dict[str, int]:
@@ -270,7 +274,6 @@ def _timestamp(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.drivers import DRIVERS
-    from pipeline.replay import PARSERS
 
     parser = argparse.ArgumentParser(prog="wattstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
                         "(ISO 8601, e.g. 2026-11-01T00:00+01:00; default: all it holds)")
     replay.add_argument("--until", type=_timestamp, help="up to the records stamped before this time")
-    replay.add_argument("--topic", action="append", choices=sorted(PARSERS),
-                        help="only this topic (repeat for more; default: all four)")
+    replay.add_argument("--topic", action="append", help="only this topic: meter.readings, meter.readings.5m, "
+                        "meter.averages.10m or power.surplus (repeat for more; default: all four)")
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
