@@ -61,3 +61,18 @@ def test_site_delays_must_let_an_overdraw_end_within_the_disable_delay(tmp_path:
     path.write_text('[[site]]\nname = "home"\nphase_down_delay_seconds = 300\n')
     with pytest.raises(ValueError, match="phase_down_delay_seconds"):
         load_meters(path)
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    settings = Settings()
+    missing = []
+    for section in type(settings).model_fields:
+        fields = getattr(type(getattr(settings, section)), "model_fields", {})
+        # a row names a variable in full or, after the first of its section, as `_NAME`
+        missing += [f"WATTSTREAM_{section.upper()}_{name.upper()}" for name in fields
+                    if f"WATTSTREAM_{section.upper()}_{name.upper()}`" not in readme
+                    and f"_{name.upper()}`" not in readme]
+        if not fields and f"WATTSTREAM_{section.upper()}`" not in readme:
+            missing.append(f"WATTSTREAM_{section.upper()}")
+    assert not missing
