@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
                         "(ISO 8601, e.g. 2026-11-01T00:00+01:00; default: all it holds)")
     replay.add_argument("--until", type=_timestamp, help="up to the records stamped before this time")
-    replay.add_argument("--topic", action="append", help="only this topic: meter.readings, meter.readings.5m, "
-                        "meter.averages.10m or power.surplus (repeat for more; default: all four)")
+    replay.add_argument("--topic", action="append",
+                        help="only this output topic (repeat for more; default: all four the sink stores)")
     bench = sub.add_parser("bench", help="throughput and latency beside a plain aiokafka baseline")
     bench.add_argument("--count", type=int, default=50_000)
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "

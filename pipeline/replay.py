@@ -55,19 +55,19 @@ async def replay(bootstrap: str, sink: Sink, names: Sequence[str], *, since: dat
         if not tps:
             return counts
         consumer.assign(tps)
+        pending = set(tps)
         if since is None:
             await consumer.seek_to_beginning(*tps)
         else:
             found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
             for tp in tps:
-                if found[tp] is None:
-                    await consumer.seek_to_end(tp)
+                if found[tp] is None:  # nothing stamped since then
+                    pending.discard(tp)
                 else:
                     consumer.seek(tp, found[tp].offset)
         # The end of a partition is the high watermark of its first fetch, not `end_offsets`: Tansu
         # answers ListOffsets(latest) with the base offset of the last batch.
         ends: dict[TopicPartition, int] = {}
-        pending = set(tps)
         batch: list[Record] = []
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)

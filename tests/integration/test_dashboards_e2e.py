@@ -37,16 +37,8 @@ def rising_payloads(meters: int, start: datetime) -> tuple[list[tuple[bytes, byt
     return records, headers
 
 
-def wait_for(influx: Influx, q: str, at_least: float, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = influx.query(q)
-        value = next((v for v in rows[0].values() if isinstance(v, int | float)), 0) if rows else 0
-        if value >= at_least:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{q!r} gave {rows}, wanted at least {at_least}")
-        time.sleep(0.5)
+def wait_rows(influx: Influx, q: str, count: int) -> None:
+    assert len(influx.wait_rows(q, count, timeout=90)) >= count, q
 
 
 def values(rows: list[dict[str, Any]]) -> list[Any]:
@@ -75,11 +67,11 @@ def test_every_dashboard_panel_returns_data_from_the_pipeline(stack: Stack, tmp_
     for i in range(SLICES):  # as a live stream: the health points see the counters move
         asyncio.run(produce(bootstrap, topics.raw_topic("iammeter"), raw[i * size:(i + 1) * size],
                             headers[i * size:(i + 1) * size]))
-        wait_for(influx, "SELECT count(power_w) FROM readings WHERE phase = 'total' AND driver = 'iammeter' "
-                 "AND meter =~ /M00/", at_least=min(len(raw) - 1, (i + 1) * size - 1))
+        wait_rows(influx, "SELECT power_w FROM readings WHERE phase = 'total' AND meter =~ /M00/",
+                  count=min(len(raw) - 1, (i + 1) * size - 1))
         time.sleep(11)  # the pipeline panels' minimum interval is 10 s
-    wait_for(influx, "SELECT count(surplus_w) FROM surplus", at_least=sum(r.meter_id.endswith("GRID") for r in cloudy))
-    wait_for(influx, "SELECT count(power_w_mean) FROM averages_10m WHERE meter = 'iammeter:M000'", at_least=2)
+    wait_rows(influx, "SELECT surplus_w FROM surplus", count=sum(r.meter_id.endswith("GRID") for r in cloudy))
+    wait_rows(influx, "SELECT power_w_mean FROM averages_10m WHERE meter = 'iammeter:M000'", count=2)
 
     for name, board in dashboards().items():
         now = max(datetime.now(UTC), start + STEPS * STEP)

@@ -53,7 +53,7 @@ def test_replay_rebuilds_a_bucket_and_doubles_nothing(stack: Stack, tmp_path: Pa
     empty = Influx(stack.influx.server)
     stack.env["WATTSTREAM_INFLUX_BUCKET"] = empty.bucket
     out = finished(stack.start("replay-empty", "replay"))
-    assert f"meter.readings {len(readings)}," in out and f"power.surplus {grid};" in out, out
+    assert f"{topics.READINGS} {len(readings)}," in out and f"{topics.SURPLUS} {grid};" in out, out
     assert content(empty) == written
 
     # over the worker's own bucket: nothing doubles
@@ -65,7 +65,7 @@ def test_replay_rebuilds_a_bucket_and_doubles_nothing(stack: Stack, tmp_path: Pa
     later = Influx(stack.influx.server)
     stack.env["WATTSTREAM_INFLUX_BUCKET"] = later.bucket
     out = finished(stack.start("replay-since", "replay", "--since", since.isoformat(), "--topic", topics.READINGS))
-    assert f"meter.readings {len(records) - half};" in out, out
+    assert f"{topics.READINGS} {len(records) - half};" in out, out
     second = {(r.meter_id, r.ts.strftime("%Y-%m-%dT%H:%M:%SZ")) for r in readings[half:]}
     assert sorted(later.query("SELECT * FROM readings"), key=repr) == \
         [row for row in written["readings"] if (row["meter"], row["time"]) in second]
