@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bridges.kafka import follow, following
 from bridges.mqtt import publishing_client
@@ -50,13 +51,20 @@ def _decision(signal: SurplusSignal) -> tuple[bool, int, float]:
 
 @dataclass
 class Dispatcher:
-    """Which charger gets which signal when (pure apart from the clock passed in)."""
+    """Which charger gets which signal when (pure apart from the clock passed in). A site's decisions
+    come in event-time order, one per grid reading; one whose time is not after the site's last is a
+    decision the worker sent again after it was killed (the same one) and is not acted on twice."""
 
     chargers: tuple[Charger, ...]
     _sent_at: dict[str, float] = field(default_factory=dict)
     _decided: dict[str, tuple[bool, int, float]] = field(default_factory=dict)
+    _latest: dict[str, datetime] = field(default_factory=dict)
 
     def messages(self, signal: SurplusSignal, now: float) -> list[tuple[Charger, bytes]]:
+        last = self._latest.get(signal.site)
+        if last is not None and signal.ts <= last:
+            return []
+        self._latest[signal.site] = signal.ts
         changed = self._decided.get(signal.site) != _decision(signal)
         self._decided[signal.site] = _decision(signal)
         out = []

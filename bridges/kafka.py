@@ -44,6 +44,31 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         await admin.close()
 
 
+async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartition],
+                      within: float = 10.0) -> dict[TopicPartition, int]:
+    """Each partition's end (the offset the next record will get), as a fetch response states it.
+
+    `AIOKafkaConsumer.end_offsets` asks ListOffsets, and Tansu 0.6.0 answers that with the first offset
+    of the partition's last produce batch + 1, not its end (measured: 10 records in one batch → 1).
+    Faust stops restoring a table there and a consumer that seeks to it reads old records. The high
+    watermark of a fetch is right, so this fetches from just below the reported end. On Apache Kafka
+    both agree."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        reported = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(reported[tp] - 1, 0))
+        deadline = asyncio.get_running_loop().time() + within
+        while (waiting := [tp for tp in partitions if consumer.highwater(tp) is None]) and \
+                asyncio.get_running_loop().time() < deadline:
+            await consumer.getmany(*waiting, timeout_ms=500)
+        return {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
 async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
     """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
     what is published from here on, never stale values. Waits for Kafka."""
@@ -59,7 +84,8 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
     await consumer.topics()  # fresh metadata, with the topic
     assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(assigned)
-    await consumer.seek_to_end(*assigned)
+    for tp, end in (await end_offsets(bootstrap, assigned)).items():
+        consumer.seek(tp, end)
     return consumer
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bridges.kafka import follow, following
@@ -106,11 +107,20 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str]) -> tuple[s
 
 @dataclass
 class Publisher:
-    """What goes out for each reading: discovery for keys not announced yet, then state and reading."""
+    """What goes out for each reading: discovery for keys not announced yet, then state and reading.
+    Only a reading newer than the meter's last published one goes out: the retained state is the
+    meter's latest, and a reading sent again after a worker was killed (DESIGN §4), or one that came
+    late, would otherwise show an older counter after a newer one — Home Assistant takes a
+    `total_increasing` value that goes back for a meter reset and counts the whole register again."""
 
     announced: dict[str, set[str]] = field(default_factory=dict)
+    latest: dict[str, datetime] = field(default_factory=dict)
 
     def messages(self, reading: Reading) -> list[tuple[str, bytes]]:
+        last = self.latest.get(reading.meter_id)
+        if last is not None and reading.ts <= last:
+            return []
+        self.latest[reading.meter_id] = reading.ts
         node = node_id(reading.meter_id)
         known = self.announced.setdefault(reading.meter_id, set())
         out = [discovery(reading, key, meta) for key, (_, meta) in quantities(reading).items() if key not in known]

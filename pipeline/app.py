@@ -12,9 +12,11 @@ import mode
 
 from pipeline import health, topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
+from pipeline.agents.faust_internals import restore_tables_to_the_real_end
 from pipeline.agents.readings import Outputs, register_readings
 from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
+from pipeline.logic.plausible import Limits
 from pipeline.settings import Meter, Settings
 from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
 from pipeline.sinks.files import FileSink
@@ -44,6 +46,7 @@ def evn_keys(meters: tuple[Meter, ...]) -> dict[str, bytes]:
 
 
 def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
+    restore_tables_to_the_real_end()
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -68,12 +71,13 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     deadletter = topic(topics.DEADLETTER)
     decoders: dict[str, Decoder | Stateful] = {
         **DRIVERS,
-        evn.DRIVER: Stateful("evn-pending", evn_step(evn_keys(plant.meter)), reset_on_error=True),
-        echonet.DRIVER: Stateful("broute-scaling", broute_step, reset_on_error=False),
+        evn.DRIVER: Stateful(evn_step(evn_keys(plant.meter)), reset_on_error=True),
+        echonet.DRIVER: Stateful(broute_step, reset_on_error=False),
     }
+    limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
     for driver, decoder in decoders.items():
         register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, settings.worker,
-                        settings.kafka.partitions, driver, decoder)
+                        settings.kafka.partitions, driver, decoder, limits)
 
     chosen = sink or build_sink(settings)
     health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure

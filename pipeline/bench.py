@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,7 +52,10 @@ class MeasuringSink:
     def __init__(self, stats: Path) -> None:
         self._stats = stats.open("a", buffering=1)
 
-    async def write(self, batch: Sequence[Record]) -> None:
+    def written(self, source: str) -> None:
+        return None
+
+    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
         now = time.time()
         readings = [r for r in batch if isinstance(r, Reading)]
         if readings:

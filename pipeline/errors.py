@@ -40,6 +40,14 @@ class UnknownField(IngestError):
     reason = "unknown_field"
 
 
+class Implausible(IngestError):
+    """A well-formed reading whose values cannot be physically true: out of range, a register going
+    backwards or rising faster than the meter could count (`pipeline.logic.plausible`)."""
+
+    stage = "check"
+    reason = "implausible"
+
+
 def shorten(value: object, limit: int = 80) -> str:
     """The offending value for an error message, cut to a readable length."""
     text = repr(value)

@@ -82,7 +82,8 @@ class WorkerSettings(_Section):
     metrics_port: int = Field(default=9108, ge=0, le=65535)  # Prometheus `/metrics` on all interfaces; 0: off
     health_seconds: float = Field(default=10.0, gt=0)  # how often the InfluxDB measurement `pipeline` is written
     # Consumer group timing. A worker that leaves without saying so keeps its partitions this long;
-    # Tansu also holds a fresh group's first join for about half the rebalance timeout.
+    # Tansu also holds every join (a fresh group's first, and the rejoin after a member died) for about
+    # half the rebalance timeout. Failover ≈ session + rebalance / 2 + 3 s (scripts/failover.py).
     session_timeout: float = Field(default=30.0, gt=0)
     rebalance_timeout: float = Field(default=30.0, gt=0)
 
@@ -95,6 +96,10 @@ class Meter(_Section):
     role: Role = "other"
     site: str = "home"
     key: SecretStr | None = None  # EVN decryption key (hex)
+    # Plausibility limits: a reading beyond them (or a register rising faster than this power could
+    # count) is implausible and goes to the dead letters instead of the sinks.
+    max_power_w: float = Field(default=50_000.0, gt=0)  # active, apparent and reactive, total and per phase
+    max_current_a: float = Field(default=100.0, gt=0)  # |current| of every scope (phase, total)
 
     @property
     def meter_id(self) -> str:
@@ -218,6 +223,7 @@ def load_meters(path: Path) -> MetersFile:
     device = "DA2BED94"
     role = "grid"          # grid | pv | charger | other
     site = "home"
+    max_power_w = 50000    # plausibility limits (defaults); also max_current_a = 100
 
     [[site]]
     name = "home"

@@ -21,9 +21,16 @@ H_DRIVER: Final = "driver"
 H_ORIGIN: Final = "origin"  # MQTT topic or serial port
 H_RECEIVED_AT: Final = "received_at"  # ISO 8601 UTC, when the bridge received the bytes
 
+# Header on the records an agent produces from its input (`meter.readings`, `meter.readings.site`):
+# `<topic>/<partition>/<offset>/<index>` of the input record it came from and its place among that
+# record's outputs. A kill can make an agent send an output again; the agent downstream knows the
+# repeat by this (pipeline/agents/state.py).
+H_POSITION: Final = "position"
+
 # Headers added on dead-letter records (the value and the original headers are kept unchanged).
-H_STAGE: Final = "stage"  # frame | decrypt | decode | sink
-H_ERROR: Final = "error"  # the reason, human readable
+H_STAGE: Final = "stage"  # frame | decrypt | decode | check | sink | surplus
+H_REASON: Final = "reason"  # a short fixed name for the kind of failure (`implausible`, `checksum`, ...)
+H_ERROR: Final = "error"  # what exactly, human readable
 H_SOURCE_TOPIC: Final = "source_topic"
 
 

@@ -39,10 +39,16 @@ async def consume(bootstrap: str, topic: str, count: int, within: float = 60,
                   idle: float = 2.0) -> list[tuple[bytes, bytes]]:
     """Everything on `topic` from the start: until `count` records arrived and `idle` seconds passed
     without more (so extra, unwanted records are seen too), or `within` seconds."""
+    return [(key, value) for key, value, _ in await consume_records(bootstrap, topic, count, within, idle)]
+
+
+async def consume_records(bootstrap: str, topic: str, count: int, within: float = 60,
+                          idle: float = 2.0) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+    """`consume` with each record's headers."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
-    found: list[tuple[bytes, bytes]] = []
+    found: list[tuple[bytes, bytes, dict[str, bytes]]] = []
     try:
         loop = asyncio.get_running_loop()
         deadline, quiet_since = loop.time() + within, loop.time()
@@ -51,7 +57,7 @@ async def consume(bootstrap: str, topic: str, count: int, within: float = 60,
             if any(batch.values()):
                 quiet_since = loop.time()
             for records in batch.values():
-                found += [(r.key, r.value) for r in records]
+                found += [(r.key, r.value, dict(r.headers)) for r in records]
             if len(found) >= count and loop.time() - quiet_since >= idle:
                 break
     finally:

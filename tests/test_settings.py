@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.logic.plausible import Limits
 from pipeline.settings import Settings, load_meters
 
 
@@ -76,3 +77,14 @@ def test_readme_lists_every_setting() -> None:
         if not fields and f"WATTSTREAM_{section.upper()}`" not in readme:
             missing.append(f"WATTSTREAM_{section.upper()}")
     assert not missing
+
+
+def test_meter_limits(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "A"\n\n'
+                    '[[meter]]\ndriver = "adw300"\ndevice = "B"\nmax_power_w = 120000\nmax_current_a = 250\n')
+    assert [Limits.of(meter) for meter in load_meters(path).meter] == \
+        [Limits(), Limits(max_power_w=120_000.0, max_current_a=250.0)]
+    path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "A"\nmax_power_w = 0\n')
+    with pytest.raises(ValueError, match="max_power_w"):
+        load_meters(path)

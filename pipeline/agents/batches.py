@@ -1,5 +1,5 @@
-"""Batch agents: `take_events` batches of one input topic, each record applied once (`progress`); the
-records the sink rejects for good (`sinks.write_all`) are dead-lettered."""
+"""Batch agents: `take_events` batches of one input topic, each record applied once (`progress`, `state`);
+the records the sink rejects for good (`sinks.write_all`) are dead-lettered."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
+from pipeline.agents.state import Batch
 from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
-from pipeline.sinks import Record, Rejected, SinkRejected, record_json, record_key
+from pipeline.sinks import Record, Rejected, Sink, SinkRejected, record_json, record_key
 
 
 def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
@@ -26,19 +27,46 @@ def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
     return rejected
 
 
+class SinkPositions:
+    """Which events of a batch a sink that keeps its own position (`Sink.written`) has already."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._written: dict[str, int | None] = {}
+
+    def written(self, event: EventT) -> bool:
+        source = _source(event)
+        if source not in self._written:
+            self._written[source] = self._sink.written(source)
+        first_missing = self._written[source]
+        return first_missing is not None and event.message.offset < first_missing
+
+    @staticmethod
+    def through(events: Sequence[EventT]) -> dict[str, int]:
+        """The next offset of each input partition after `events` (what the sink has once it wrote them)."""
+        return {_source(event): event.message.offset + 1 for event in events}
+
+
+def _source(event: EventT) -> str:
+    return f"{event.message.topic}/{event.message.partition}"
+
+
 def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,
-                     process: Callable[[Sequence[EventT]], Awaitable[None]], *, batched: bool = True) -> None:
+                     process: Callable[[Sequence[EventT], Batch], Awaitable[None]], *, batched: bool = True) -> None:
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
     `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
-    in order per partition (`Progress`, table `<name>-progress`). `process` applies the batch and saves
-    its state; the progress is saved right after, in the same step."""
-    progress = Progress(app.Table(f"{name}-progress", key_type=bytes, value_type=bytes, partitions=partitions),
-                        earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
+    in order per partition (`Progress`). `process` applies the events to the entries it takes from the
+    `Batch` and has its outputs confirmed; then the changed entries are saved and the progress after
+    them, in the one table `<name>-state` (`agents.state` says why)."""
+    table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
+    progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
 
     async def run(events: Sequence[EventT]) -> None:
         admitted = await progress.admit(events)
         if admitted:
-            await process(admitted)
+            batch = Batch(table)
+            await process(admitted, batch)
+            batch.save()
             progress.save(admitted)
             RECORDS.labels(name).inc(len(admitted))
 

@@ -1,5 +1,5 @@
 """Sending what could not be processed to `meter.deadletter`: the original key, bytes and headers,
-plus `stage`, `error` and `source_topic` headers. Nothing is dropped silently. Counted by stage, reason
+plus `stage`, `reason`, `error` and `source_topic` headers. Nothing is dropped silently. Counted by stage, reason
 (a short, fixed name for the kind of failure) and source topic."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ async def send_deadletter(
         headers={
             **headers,
             topics.H_STAGE: stage.encode(),
+            topics.H_REASON: reason.encode(),
             topics.H_ERROR: error.encode(),
             topics.H_SOURCE_TOPIC: source_topic.encode(),
         },

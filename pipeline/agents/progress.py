@@ -7,7 +7,8 @@ rebalance are skipped *and acked*, and Faust then commits past them. Either way,
 applied and a restarted worker did not read them again.
 
 So each batch agent keeps, per input partition, the next offset to apply in its changelogged table
-`<agent>-progress` (saved with the agent's own state, to the same partition). An event below it was
+(`agents.state`: the same table as its per-key state, written after the states of a batch, to the
+same changelog partition). An event below it was
 applied already (a replay after Faust committed less than was done) and is dropped; an event above it
 means records went missing: the consumer is sent back to the expected offset and later events are
 dropped until that one arrives. The only gap accepted is records deleted by retention before any worker
@@ -22,7 +23,7 @@ from typing import Any
 
 from faust.types import TP, EventT
 
-from pipeline.agents.tables import save
+from pipeline.agents.faust_internals import as_current
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ RESEEK_SECONDS = 1.0  # a partition still waiting for its missing record after t
 class Progress:
     def __init__(self, table: Any, earliest: Callable[[TP], Awaitable[int]],
                  seek: Callable[[TP, int], Awaitable[bool]], clock: Callable[[], float] = time.monotonic) -> None:
-        self.table = table  # b"<topic>/<partition>" → the next offset to apply, as decimal digits
+        self.table = table  # key(tp) → the next offset to apply, as decimal digits
         self._earliest = earliest  # the first offset the broker still has
         self._seek = seek  # False: the partition is not assigned here (any more)
         self._clock = clock
@@ -40,7 +41,7 @@ class Progress:
 
     @staticmethod
     def key(tp: TP) -> bytes:
-        return f"{tp.topic}/{tp.partition}".encode()
+        return f"\0progress/{tp.topic}/{tp.partition}".encode()  # \0: no meter, device or site is named so
 
     async def admit(self, events: Sequence[EventT]) -> list[EventT]:
         """The events to apply now: each partition's next offsets in order, none twice, none past a gap."""
@@ -79,7 +80,8 @@ class Progress:
         """After the admitted events are applied (and their state saved): the next offsets."""
         last = {event.message.tp: event for event in admitted}
         for tp, event in last.items():
-            save(self.table, self.key(tp), str(event.message.offset + 1).encode(), event)
+            with as_current(event):
+                self.table[self.key(tp)] = str(event.message.offset + 1).encode()
 
     async def retry(self) -> None:
         """Send back again the partitions whose missing record has not come yet: the consumer can drop the

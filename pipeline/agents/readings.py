@@ -1,17 +1,17 @@
 """`meter.readings` → everything that topic feeds, in one agent (DESIGN §4b: one agent per input topic):
 
 per batch (`stream.take_events`), each reading goes through its meter's debounce and event-time windows
-(state per meter in the changelogged table `meter-state`); the debounced readings go to
+(state per meter in the agent's table, `agents.state`); the debounced readings go to
 `meter.readings.5m`, closed windows to `meter.averages.10m`, readings of a site's grid / PV / charger
-meter to `meter.readings.site`; the readings, debounced readings and averages are written to the sink.
-Only then is the state saved (with the partition's progress, `agents.progress`), so a stopped worker
-neither loses nor repeats a bucket or a window.
+meter to `meter.readings.site`; the readings, debounced readings and averages are written to the sink
+(except what a sink that keeps its own position has already, `SinkPositions`). Only then is the state
+saved, so a killed worker neither loses nor repeats a bucket or a window; a reading the decode agent
+sent again after a kill is known by its position and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +20,9 @@ import faust
 from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.batches import dead_lettering, register_batches
-from pipeline.agents.deadletter import parse_reading
-from pipeline.agents.tables import save_all
+from pipeline.agents.batches import SinkPositions, dead_lettering, register_batches
+from pipeline.agents.deadletter import header_map, parse_reading
+from pipeline.agents.state import Batch, Entry, position
 from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.settings import Role, Settings
 from pipeline.sinks import Debounced, Record, Sink, write_all
@@ -40,43 +40,51 @@ class Outputs:
 
 def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink: Sink, settings: Settings,
                       roles: Mapping[str, tuple[str, Role]]) -> None:
-    states = app.Table("meter-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
     config = WindowConfig.of(settings.windows)
     retry = settings.worker.retry_max_seconds
     rejected = dead_lettering(out.deadletter, topics.READINGS)
 
-    async def process(events: Sequence[EventT]) -> None:
+    async def process(events: Sequence[EventT], batch: Batch) -> None:
         records: list[Record] = []
-        sends: list[tuple[faust.TopicT, bytes, bytes]] = []
-        touched: dict[bytes, MeterState] = {}
-        last: dict[bytes, EventT] = {}
+        sends: list[tuple[faust.TopicT, bytes, bytes, dict[str, bytes] | None]] = []
+        states: dict[bytes, tuple[Entry, MeterState]] = {}
+        has = SinkPositions(sink)
         for event in events:
             reading = await parse_reading(event, out.deadletter, topics.READINGS)
             if reading is None:
                 continue
-            records.append(reading)
             key = reading.meter_id.encode()
-            state = touched.get(key)
-            if state is None:
-                saved = states.get(key)
-                state = touched[key] = MeterState.load(json.loads(saved)) if saved else MeterState()
-            last[key] = event
+            entry = batch.take(key, event, header_map(event.headers))
+            if entry is None:
+                continue
+            if key not in states:
+                states[key] = entry, MeterState.load(entry.state) if entry.state else MeterState()
+            state = states[key][1]
             result = step(state, reading, config)
+            to_sink = not has.written(event)
+            if to_sink:
+                records.append(reading)
             if result.debounced:
-                records.append(Debounced(reading))
-                sends.append((out.readings_5m, key, event.value))
+                sends.append((out.readings_5m, key, event.value, None))
+                if to_sink:
+                    records.append(Debounced(reading))
             for average in result.averages:
-                records.append(average)
-                sends.append((out.averages, key, average.to_json()))
+                sends.append((out.averages, key, average.to_json(), None))
+                if to_sink:
+                    records.append(average)
             if result.late:
                 log.info("late reading of %s at %s left out of its closed window (%d so far)",
                          reading.meter_id, reading.ts, state.late)
             if reading.meter_id in roles:
-                sends.append((out.site_readings, roles[reading.meter_id][0].encode(), event.value))
-        await write_all(sink, records, retry, rejected)
+                place = position(topics.READINGS, event.message.partition, event.message.offset, 0)
+                sends.append((out.site_readings, roles[reading.meter_id][0].encode(), event.value,
+                              {topics.H_POSITION: place}))
+        await write_all(sink, records, retry, rejected, has.through(events))
         # Sent now (not attached to whichever event is current) and confirmed before the state is saved:
-        # a stop or crash in between makes a restarted worker produce them again, never lose them.
-        await asyncio.gather(*[await topic.send(key=key, value=value, force=True) for topic, key, value in sends])
-        save_all(states, touched, last)
+        # a kill in between makes a restarted worker send them again, never lose them.
+        await asyncio.gather(*[await topic.send(key=key, value=value, headers=headers, force=True)
+                               for topic, key, value, headers in sends])
+        for entry, state in states.values():
+            entry.state = state.dump()
 
     register_batches(app, readings, "readings", settings.worker, settings.kafka.partitions, process)

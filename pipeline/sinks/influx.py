@@ -12,7 +12,7 @@ The same record always maps to the same points (idempotent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -115,7 +115,11 @@ class InfluxSink:
             )
         return self._client.write_api()
 
-    async def write(self, batch: Sequence[Record]) -> None:
+    def written(self, source: str) -> None:
+        """None: no position kept, the same record always overwrites the same points."""
+        return None
+
+    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
         lines = [point.to_line_protocol() for record in batch for point in points(record)]
         await self.write_lines(lines, indivisible=len(batch) == 1)
 

@@ -14,7 +14,7 @@ from pipeline import topics
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 
 A, B = TP(topics.READINGS, 0), TP(topics.READINGS, 1)
-KEY_A, KEY_B = f"{topics.READINGS}/0".encode(), f"{topics.READINGS}/1".encode()
+KEY_A, KEY_B = Progress.key(A), Progress.key(B)
 
 
 @dataclass

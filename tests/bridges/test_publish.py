@@ -4,7 +4,7 @@ tests/integration/test_publish_e2e.py)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bridges.publish import Publisher
 from pipeline.drivers import DRIVERS
@@ -48,9 +48,19 @@ def test_discovery_once_per_meter_and_key_and_export_as_pout() -> None:
     publisher = Publisher()
     publisher.messages(nem_reading())
     exporting = nem_reading().model_copy(update={"total": nem_reading().total.model_copy(update={"power_w": -250.0}),
-                                                 "extra": {"temperature_c": 21.5}})
+                                                 "extra": {"temperature_c": 21.5},
+                                                 "ts": nem_reading().ts + timedelta(seconds=5)})
     messages = dict(publisher.messages(exporting))
     assert [t for t in messages if t.startswith("homeassistant/")] == \
         ["homeassistant/sensor/wattstream_iammeter_M001/temperature_c/config"]  # only the new key
     state = json.loads(messages["wattstream/iammeter_M001/state"])
     assert (state["PIn"]["value"], state["POut"]["value"], state["P"]["value"]) == (0.0, 250.0, -250.0)
+
+
+def test_a_reading_not_newer_than_the_last_published_one_is_left_out() -> None:
+    publisher, first = Publisher(), nem_reading()
+    assert publisher.messages(first)
+    assert publisher.messages(first) == []  # sent again after a worker was killed
+    assert publisher.messages(first.model_copy(update={"ts": first.ts - timedelta(seconds=1)})) == []  # late
+    later = publisher.messages(first.model_copy(update={"ts": first.ts + timedelta(seconds=1)}))
+    assert [topic for topic, _ in later] == ["wattstream/iammeter_M001/state", "wattstream/iammeter_M001/reading"]

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bridges.kafka import RawProducer
 from bridges.rl7023_sim import SimulatedRl7023
+from pipeline.agents.state import Entry
 from tests.conftest import Stack
 
 
@@ -55,9 +56,10 @@ def test_scaling_state_survives_a_worker_restart(stack: Stack) -> None:
                             "energy_import_wh > 0", count=1)
     assert [(r["energy_import_wh"], r["energy_export_wh"]) for r in rows] == [(10000, 50000)]
     # the state came from the table's changelog, not from re-reading D3/E1: the first worker committed them
-    changelog_topic = f"{stack.env['WATTSTREAM_WORKER_APP_ID']}-broute-scaling-changelog"
-    changelog = asyncio.run(records(stack.tansu.address, changelog_topic))
-    assert changelog[-1] == (b"JP01", b'{"coefficient": 1, "unit": 1, "digits": null}')
+    changelog_topic = f"{stack.env['WATTSTREAM_WORKER_APP_ID']}-decode-broute-state-changelog"
+    entries = [Entry.load(value) for key, value in asyncio.run(records(stack.tansu.address, changelog_topic))
+               if key == b"JP01"]
+    assert bytes.fromhex(entries[-1].state["decoder"]) == b'{"coefficient": 1, "unit": 1, "digits": null}'
     assert "left out until D3/E1" not in restarted.output()
 
 

@@ -30,3 +30,40 @@ def test_unwritable_directory_holds_the_stream(tmp_path: Path) -> None:
     sink = FileSink(FilesSettings(dir=blocker / "sub"))
     with pytest.raises(SinkUnavailable):
         asyncio.run(sink.write([reading(datetime(2025, 6, 1, tzinfo=UTC))]))
+
+
+def day_file(tmp_path: Path) -> Path:
+    return tmp_path / "20250601-home.txt"
+
+
+def line(second: int) -> str:
+    return f"2025/06/01 10:00:{second:02d},iammeter:F1,power_w,5.0,iammeter\n"
+
+
+def at(second: int) -> Reading:
+    return reading(datetime(2025, 6, 1, 10, 0, second, tzinfo=UTC))
+
+
+def test_what_a_killed_batch_left_half_written_is_cut_off_and_the_position_says_so(tmp_path: Path) -> None:
+    settings = FilesSettings(dir=tmp_path, name="home", tz="UTC")
+    sink = FileSink(settings)
+    asyncio.run(sink.write([at(0), at(1)], {"meter.readings/0": 2}))
+    assert sink.written("meter.readings/0") == 2 and sink.written("meter.readings/1") is None
+    with day_file(tmp_path).open("a") as out:  # the next batch was killed after part of a line
+        out.write(line(2) + "2025/06/01 10:0")
+    again = FileSink(settings)  # the restarted worker
+    assert again.written("meter.readings/0") == 2  # so the agent writes offsets 2.. again
+    assert day_file(tmp_path).read_text() == line(0) + line(1)
+    asyncio.run(again.write([at(2), at(3)], {"meter.readings/0": 4}))
+    assert day_file(tmp_path).read_text() == line(0) + line(1) + line(2) + line(3)
+
+
+def test_a_new_file_is_entered_before_the_first_line_goes_in(tmp_path: Path) -> None:
+    settings = FilesSettings(dir=tmp_path, name="home", tz="UTC")
+    sink = FileSink(settings)
+    asyncio.run(sink.write([at(0)], {"meter.readings/0": 1}))
+    next_day = tmp_path / "20250602-home.txt"
+    sink._journal().begin([next_day])  # the worker is killed right after this, the line half written
+    next_day.write_text("2025/06/02 00:00:00,iam")
+    FileSink(settings).written("meter.readings/0")  # the restarted worker reads its journal
+    assert next_day.read_text() == "" and day_file(tmp_path).read_text() == line(0)

@@ -1,0 +1,61 @@
+"""The one place wattstream touches Faust's private API (faust-streaming, pinned in pyproject.toml).
+
+`as_current(event)`: Faust picks a table's changelog partition from the stream's *current* event, a
+private context variable. `take_events` batches do not set it per record (it holds whatever the
+stream read last, or nothing once the stream stops), and the state of a key must go to the changelog
+partition of the events it came from, or a restarted worker would not find it. So a state is saved
+as if while processing that key's last event.
+
+`restore_tables_to_the_real_end()`: Faust restores a table up to the changelog's end as ListOffsets
+reports it; Tansu reports it short (see `bridges.kafka.end_offsets`).
+
+tests/agents/test_faust_internals.py pins what this relies on: the installed version, that a table
+write inside `as_current(event)` goes to the changelog partition of `event`, in write order, and
+that Faust's consumer thread takes its highwaters from `end_offsets` — against a real Tansu.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from aiokafka import TopicPartition
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, EventT
+
+from bridges.kafka import end_offsets
+
+FAUST_VERSION = "0.15.3"  # the version whose behaviour the test pins (pyproject.toml pins the same)
+
+
+@contextmanager
+def as_current(event: EventT) -> Iterator[None]:
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def restore_tables_to_the_real_end() -> None:
+    """Make Faust take each changelog's end from `bridges.kafka.end_offsets` (a fetch's high watermark)
+    instead of ListOffsets, which Tansu answers short: Faust would stop restoring a table before its
+    last records (measured: 7 of 50 keys back after a restart) and a standby would fail its consistency
+    check. Patches the aiokafka consumer thread's `_highwaters`, for every app in the process; idempotent."""
+    thread = aiokafka_driver.AIOKafkaConsumerThread
+    if getattr(thread._highwaters, "wattstream", False):
+        return
+
+    async def _highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]:
+        if self.consumer.in_transaction:  # not used by wattstream; Faust's own answer
+            return await original(self, partitions)
+        ends = await end_offsets(aiokafka_driver.server_list(self.transport.url, self.transport.default_port),
+                                 [TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    original = thread._highwaters
+    _highwaters.wattstream = True  # type: ignore[attr-defined]
+    thread._highwaters = _highwaters

@@ -1,0 +1,105 @@
+"""Per-key agent state that says by itself which input it has applied, so that no kill between two
+saves makes a restarted worker skip or repeat input (DESIGN §4).
+
+Each agent keeps one changelogged table. Every key in it (a raw topic's device, a meter, a site) has
+one `Entry`: the agent's state for that key, the input position (partition, offset) of the last event
+applied to it, and, for input another agent produced, the last upstream position taken from each
+upstream partition. The partitions' progress (`agents.progress`) lives in the same table. A worker
+can be killed between any two changelog writes and then reads its input again from the saved
+progress; this is why each piece is there:
+
+- an entry is one record: a key's state and the offset it has applied are never apart;
+- a batch's progress is written after its states, to the same changelog partition (the states are
+  written as if processing their key's last event, `faust_internals.as_current`): Kafka keeps one
+  partition's records in order, and aiokafka sends one batch per partition at a time, so a saved
+  progress means its states are saved too;
+- states written after the last saved progress (a kill in the middle of a save) already hold events
+  the worker reads again: an event at or below its key's offset is skipped (`Batch.take`);
+- outputs are confirmed before the state is saved, so a kill in between sends them again, the same
+  ones (the logic is deterministic and starts from the same state): each carries the position of the
+  input record it came from and its index among that record's outputs (`topics.H_POSITION`), and the
+  agent downstream skips a position it has taken already.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import EventT
+
+from pipeline import topics
+from pipeline.agents.faust_internals import as_current
+
+
+def position(tp_topic: str, partition: int, offset: int, index: int) -> bytes:
+    """The `topics.H_POSITION` header of an output: `<topic>/<partition>/<offset>/<index>`."""
+    return f"{tp_topic}/{partition}/{offset}/{index}".encode()
+
+
+def upstream(headers: Mapping[str, bytes] | None) -> tuple[str, tuple[int, int]] | None:
+    """(`<topic>/<partition>`, (offset, index)) of a record's `H_POSITION` header; None without one
+    (a record someone else produced: taken as it comes)."""
+    raw = headers.get(topics.H_POSITION) if headers else None
+    if not raw:
+        return None
+    try:
+        source, offset, index = raw.decode().rsplit("/", 2)
+        return source, (int(offset), int(index))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+@dataclass
+class Entry:
+    state: Any = None  # the agent's own state of the key (JSON-able)
+    at: tuple[int, int] | None = None  # (input partition, offset) of the last event applied
+    taken: dict[str, tuple[int, int]] = field(default_factory=dict)  # upstream partition → last (offset, index)
+
+    def dump(self) -> bytes:
+        return json.dumps({"s": self.state, "at": self.at, "up": self.taken}, separators=(",", ":")).encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> Entry:
+        data = json.loads(raw)
+        at = data["at"]
+        return cls(data["s"], tuple(at) if at else None, {k: tuple(v) for k, v in data["up"].items()})
+
+
+class Batch:
+    """The entries one batch of an agent reads and changes; `save` writes the changed ones."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.entries: dict[bytes, Entry] = {}
+        self._last: dict[bytes, EventT] = {}
+
+    def take(self, key: bytes, event: EventT, headers: Mapping[str, bytes] | None = None) -> Entry | None:
+        """The entry of `key` to apply `event` to, or None when it must not be applied: the key's saved
+        state holds it already (read again after a kill), or it repeats an upstream output the key took
+        already (sent again after a kill upstream)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            saved = self.table.get(key)
+            entry = Entry.load(saved) if saved else Entry()
+        message = event.message
+        if entry.at is not None and entry.at[0] == message.partition and message.offset <= entry.at[1]:
+            return None
+        came = upstream(headers)
+        if came is not None:
+            source, place = came
+            seen = entry.taken.get(source)
+            if seen is not None and place <= seen:
+                return None
+            entry.taken[source] = place
+        entry.at = (message.partition, message.offset)
+        self.entries[key], self._last[key] = entry, event
+        return entry
+
+    def save(self) -> None:
+        """Each changed entry, to the changelog partition of its key's last event."""
+        for key, entry in self.entries.items():
+            with as_current(self._last[key]):
+                self.table[key] = entry.dump()

@@ -1,0 +1,478 @@
+"""How long a failover takes: two workers in one consumer group, one of them SIGKILLed, and the time
+until every meter's readings reach InfluxDB again.
+
+    .venv/bin/python scripts/failover.py [--runs 3] [--session-timeout S] [--devices 20] [--keep]
+
+Per run: a fresh Tansu and InfluxDB database, two `wattstream worker` processes (one group, their own
+data dirs, the worker's default settings unless `--session-timeout S` is given: then S is both
+`WATTSTREAM_WORKER_SESSION_TIMEOUT` and `_REBALANCE_TIMEOUT`), warmed up until both own partitions and
+every device's first reading is in InfluxDB. Then one worker is killed with SIGKILL while a producer
+sends one IAMMETER payload per second per device (`received_at` = send time, the reading's time), and
+per device the seconds from the kill until its first reading sent after the kill is in InfluxDB are
+measured. Devices whose raw and `meter.readings` partitions were both the survivor's are "unaffected".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+from pipeline import topics
+from pipeline.embedded.servers import Server, forwarder_url, influx_query, start_influxdb, start_tansu
+from pipeline.settings import KafkaSettings, WorkerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+READY = "Worker]: Ready"
+RAW = topics.raw_topic("iammeter")
+PARTITIONS = KafkaSettings().partitions
+# Faust gives a worker the same partition numbers of an agent's input topic and of its table's changelog.
+DECODE_CHANGELOG = "decode-iammeter-state-changelog"  # ~ meter.raw.iammeter
+READINGS_CHANGELOG = "readings-state-changelog"  # ~ meter.readings (the agent that writes InfluxDB)
+LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+REBALANCE = re.compile(r"rebalanc|_on_partitions_(assigned|revoked)|generation id|heartbeat|member|revok"
+                       r"|Recovery\]: (Restoring state|Worker ready)", re.IGNORECASE)
+
+
+class ImportCrash(RuntimeError):
+    """A worker died on start with an import error (the code under pipeline/ being edited)."""
+
+
+def payload() -> bytes:
+    vectors = json.loads((ROOT / "tests" / "frames" / "iammeter" / "vectors.json").read_text())
+    by_id = {entry["id"]: entry for entry in vectors}
+    return str(by_id["iammeter-doc-three-phase-nem"]["input"]).encode()
+
+
+def partition(key: bytes) -> int:
+    """aiokafka's (and Kafka's) default partitioner."""
+    return (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+
+
+def choose_devices(count: int) -> list[str]:
+    """`count` device ids covering every (raw partition, readings partition) pair, then evenly spread: whichever
+    partitions a worker gets, some devices are all on the survivor and some were on the killed one."""
+    chosen: list[str] = []
+    pairs: dict[tuple[int, int], int] = {}
+    for rounds in range(1, 1000):
+        for number in range(5000):
+            device = f"F{number:04d}"
+            pair = (partition(device.encode()), partition(f"iammeter:{device}".encode()))
+            if device not in chosen and pairs.get(pair, 0) < rounds:
+                chosen.append(device)
+                pairs[pair] = pairs.get(pair, 0) + 1
+                if len(chosen) == count:
+                    return chosen
+    raise AssertionError("unreachable")
+
+
+class Worker:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.log = workdir / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env, cwd=workdir,
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            text = self.output()
+            if "ImportError" in text or "ModuleNotFoundError" in text or "SyntaxError" in text:
+                raise ImportCrash(f"{self.name} exited with {self.proc.returncode} on start:\n{text[-2000:]}")
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{text[-3000:]}")
+
+    def assignment(self) -> tuple[int, dict[str, set[int]]]:
+        """(generation, changelog topic suffix → partitions) of the latest assignment the worker logged."""
+        lines = self.output().splitlines()
+        generation, start = -1, None
+        for index, line in enumerate(lines):
+            if m := re.search(r"generation id (\d+)", line):
+                generation = int(m.group(1))
+            if "Highwater for active changelog partitions" in line:
+                start = index
+        found: dict[str, set[int]] = {}
+        if start is None:
+            return generation, found
+        current = ""
+        for line in lines[start + 1:]:
+            if line.startswith("+"):
+                continue
+            if not line.startswith("|"):
+                break
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if len(cells) < 2 or not cells[1].isdigit():
+                continue
+            if cells[0] != "〃":
+                current = cells[0]
+            for suffix in (DECODE_CHANGELOG, READINGS_CHANGELOG):
+                if current.endswith(suffix):
+                    found.setdefault(suffix, set()).add(int(cells[1]))
+        return generation, found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Result:
+    run: int
+    timeout: float
+    killed: str
+    latency: dict[str, float]  # device → seconds from the kill until its first post-kill reading was in InfluxDB
+    affected: dict[str, bool]  # device → its raw or readings partition was the killed worker's
+    missing: dict[str, int]  # device → post-kill payloads sent but not in InfluxDB at the end
+    log_lines: list[str] = field(default_factory=list)  # the survivor's rebalance lines, relative to the kill
+    group: list[str] = field(default_factory=list)  # the group's state changes (Tansu's DescribeGroups) after the kill
+    startup: float = 0.0
+    timed_out: list[str] = field(default_factory=list)
+
+    @property
+    def failover(self) -> float:
+        return max(self.latency.values())
+
+    def unaffected_median(self) -> float:
+        values = [v for d, v in self.latency.items() if not self.affected[d]]
+        return statistics.median(values) if values else float("nan")
+
+    def affected_values(self) -> list[float]:
+        return sorted(v for d, v in self.latency.items() if self.affected[d])
+
+
+class Influx:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.bucket = f"f{uuid.uuid4().hex[:12]}"
+        influx_query(server.port, f'CREATE DATABASE "{self.bucket}"')
+
+    def rows(self, q: str) -> list[dict[str, object]]:
+        statement = influx_query(self.server.port, q, db=self.bucket)["results"][0]  # type: ignore[index]
+        if "error" in statement:
+            raise RuntimeError(f"InfluxQL error for {q!r}: {statement['error']}")
+        found = []
+        for series in statement.get("series", []):
+            for values in series["values"]:
+                found.append({**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))})
+        return found
+
+    def counts(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+        """meter → readings (phase total) in [since, until)."""
+        where = ["phase = 'total'"]
+        if since is not None:
+            where.append(f"time >= '{since.isoformat().replace('+00:00', 'Z')}'")
+        if until is not None:
+            where.append(f"time < '{until.isoformat().replace('+00:00', 'Z')}'")
+        rows = self.rows(f"SELECT count(power_w) FROM readings WHERE {' AND '.join(where)} GROUP BY meter")
+        return {str(row["meter"]).removeprefix("iammeter:"): int(row["count"]) for row in rows}  # type: ignore[call-overload]
+
+
+async def create_raw_topic(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(RAW, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+class Producer:
+    """One payload per device and second, `received_at` = send time; remembers what it sent."""
+
+    def __init__(self, bootstrap: str, devices: list[str]) -> None:
+        self.bootstrap, self.devices, self.value = bootstrap, devices, payload()
+        self.sent: list[datetime] = []  # the send time of each round (all devices)
+
+    async def send_round(self, producer: AIOKafkaProducer) -> None:
+        now = datetime.now(UTC)
+        headers = [(topics.H_RECEIVED_AT, now.isoformat().encode())]
+        futures = [await producer.send(RAW, value=self.value, key=d.encode(), headers=headers) for d in self.devices]
+        await asyncio.gather(*futures)
+        self.sent.append(now)
+
+    async def every_second(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        while not stop.is_set():
+            await self.send_round(producer)
+            tick += 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(tick - loop.time(), 0))
+
+
+async def watch_group(bootstrap: str, group: str, since: float, changes: list[str], stop: asyncio.Event) -> None:
+    """The group's state and member count as Tansu describes it, each change as `+S.S s  state, N member(s)`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        last = None
+        while not stop.is_set():
+            try:
+                described = (await admin.describe_consumer_groups([group]))[0].groups[0]
+                now = (described[2], len(described[5]))  # (state, members)
+            except Exception as exc:  # a failed look is a data point too, not the end of the run
+                now = (f"describe failed: {type(exc).__name__}", -1)
+            if now != last:
+                changes.append(f"{time.monotonic() - since:+7.1f} s  {now[0]}, {now[1]} member(s)")
+                last = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+    finally:
+        await admin.close()
+
+
+def log_offsets(worker: Worker, killed_at: datetime) -> list[str]:
+    """The survivor's rebalance-related lines after the kill, as `+S.S s  line`."""
+    local_kill = killed_at.astimezone().replace(tzinfo=None)
+    found = []
+    for line in worker.output().splitlines():
+        m = LOG_TIME.match(line)
+        if not m or not REBALANCE.search(line):
+            continue
+        at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if at >= local_kill - timedelta(seconds=1):
+            found.append(f"{(at - local_kill).total_seconds():+7.1f} s  {line[m.end():].strip()[:150]}")
+    return found
+
+
+async def measure(run: int, session_timeout: float | None, devices: list[str], influxd: Server, workdir: Path,
+                  kill_index: int) -> Result:
+    began = time.monotonic()
+    tansu = start_tansu(workdir / "tansu")
+    workers: list[Worker] = []
+    try:
+        influx = Influx(influxd)
+        bootstrap = tansu.address
+        await create_raw_topic(bootstrap)
+        group = f"failover-{uuid.uuid4().hex[:8]}"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")},
+               "WATTSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+               "WATTSTREAM_INFLUX_URL": forwarder_url(influxd),
+               "WATTSTREAM_INFLUX_TOKEN": "failover",
+               "WATTSTREAM_INFLUX_BUCKET": influx.bucket,
+               "WATTSTREAM_WORKER_APP_ID": group,
+               "WATTSTREAM_WORKER_METRICS_PORT": "0"}
+        if session_timeout is not None:
+            env |= {"WATTSTREAM_WORKER_SESSION_TIMEOUT": f"{session_timeout:g}",
+                    "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": f"{session_timeout:g}"}
+        for name in ("worker-a", "worker-b"):
+            workers.append(Worker(name, {**env, "WATTSTREAM_WORKER_DATADIR": str(workdir / name)}, workdir))
+
+        # Ready, one generation, partitions split, and every device's first reading in InfluxDB.
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            feed = Producer(bootstrap, devices)
+            deadline = time.monotonic() + 120
+            warm = False
+            while True:
+                for worker in workers:
+                    worker.check_alive()
+                ready = all(READY in w.output() for w in workers)
+                assigned = [w.assignment() for w in workers]
+                split = (ready and len({g for g, _ in assigned}) == 1
+                         and all(a.get(DECODE_CHANGELOG) and a.get(READINGS_CHANGELOG) for _, a in assigned))
+                if split and not warm:
+                    await feed.send_round(producer)
+                    warm = True
+                if warm and len(await asyncio.to_thread(influx.counts)) == len(devices):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not warm within 120 s: ready {ready}, assignments {assigned}")
+                await asyncio.sleep(0.5)
+            startup = time.monotonic() - began
+            victim, survivor = workers[kill_index], workers[1 - kill_index]
+            kept = survivor.assignment()[1]
+            mine = {d for d in devices if partition(d.encode()) in kept[DECODE_CHANGELOG]
+                    and partition(f"iammeter:{d}".encode()) in kept[READINGS_CHANGELOG]}
+            affected = {d: d not in mine for d in devices}
+
+            # A steady stream for 3 s, the kill, and from that moment the stream again.
+            stop = asyncio.Event()
+            streaming = asyncio.create_task(feed.every_second(producer, stop))
+            await asyncio.sleep(3.0)
+            stop.set()
+            await streaming
+            killed_at, killed_mono = datetime.now(UTC), time.monotonic()
+            victim.proc.kill()
+            victim.proc.wait()
+            stop = asyncio.Event()
+            streaming = asyncio.create_task(feed.every_second(producer, stop))
+            group_changes: list[str] = []
+            watching = asyncio.create_task(watch_group(bootstrap, group, killed_mono, group_changes, stop))
+            since_kill = killed_at.isoformat().replace("+00:00", "Z")
+            latency: dict[str, float] = {}
+            limit = 2 * (session_timeout or WorkerSettings().session_timeout) + 60
+            timed_out: list[str] = []
+            while len(latency) < len(devices):
+                survivor.check_alive()
+                if streaming.done():
+                    streaming.result()
+                rows = await asyncio.to_thread(
+                    influx.rows, f"SELECT first(power_w) FROM readings WHERE phase = 'total' AND "
+                                 f"time >= '{since_kill}' GROUP BY meter")
+                now = time.monotonic() - killed_mono
+                for row in rows:
+                    latency.setdefault(str(row["meter"]).removeprefix("iammeter:"), now)
+                if now > limit:
+                    timed_out = [d for d in devices if d not in latency]
+                    for device in timed_out:
+                        latency[device] = float("inf")
+                    break
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(2.0)  # a few more rounds after the last device came back
+            stop.set()
+            await streaming
+            await watching
+        finally:
+            await producer.stop()
+
+        # Everything sent after the kill in InfluxDB? (the latency of the pre-kill rounds as a baseline)
+        sent_after = [t for t in feed.sent if t >= killed_at]
+        missing: dict[str, int] = {}
+        wait_until = time.monotonic() + 15
+        while True:
+            counts = await asyncio.to_thread(influx.counts, killed_at)
+            missing = {d: len(sent_after) - counts.get(d, 0) for d in devices}
+            if not any(missing.values()) or time.monotonic() > wait_until:
+                break
+            await asyncio.sleep(0.5)
+        return Result(run, session_timeout or WorkerSettings().session_timeout, victim.name, latency, affected,
+                      {d: n for d, n in missing.items() if n}, log_offsets(survivor, killed_at), group_changes,
+                      startup, timed_out)
+    finally:
+        for worker in workers:
+            worker.stop()
+        tansu.stop()
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:5.1f}" if seconds != float("inf") else "  inf"
+
+
+def report(result: Result, devices: int) -> None:
+    aff = result.affected_values()
+    print(f"\nrun {result.run}: session/rebalance timeout {result.timeout:g} s, killed {result.killed} "
+          f"(warm-up {result.startup:.1f} s)")
+    print(f"  failover (max over {devices} devices): {fmt(result.failover).strip()} s")
+    print(f"  unaffected devices ({devices - len(aff)}): median {fmt(result.unaffected_median()).strip()} s, "
+          f"max {fmt(max((v for d, v in result.latency.items() if not result.affected[d]), default=0)).strip()} s")
+    if aff:
+        print(f"  devices on the killed worker's partitions ({len(aff)}): min {aff[0]:.1f}, "
+              f"median {statistics.median(aff):.1f}, max {fmt(aff[-1]).strip()} s")
+    print("  per device (s): " + ", ".join(f"{d}{'*' if result.affected[d] else ''} {v:.1f}"
+                                           for d, v in sorted(result.latency.items(), key=lambda kv: kv[1])))
+    print("    (* = raw or meter.readings partition was the killed worker's)")
+    if result.timed_out:
+        print(f"  NO post-kill reading within the limit for: {', '.join(result.timed_out)}")
+    if result.missing:
+        print(f"  post-kill readings missing in InfluxDB at the end: {result.missing}")
+    else:
+        print("  every reading sent after the kill is in InfluxDB")
+    print("  the group as Tansu describes it after the kill (state, members):")
+    for line in result.group or ["(nothing)"]:
+        print(f"    {line}")
+    rebalance = [line for line in result.log_lines if "rebalanc" in line.lower()]
+    print(f"  survivor's log after the kill ({len(rebalance)} line(s) with 'rebalanc'; assignment and recovery lines):")
+    for line in result.log_lines or ["(none)"]:
+        print(f"    {line}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--session-timeout", type=float, default=None,
+                        help="session and rebalance timeout (s); default: the worker's default setting")
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) also after a success")
+    args = parser.parse_args()
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    began = time.monotonic()
+    devices = choose_devices(args.devices)
+    root = Path(tempfile.mkdtemp(prefix="wattstream-failover-"))
+    settings = WorkerSettings()
+    print(f"failover: {args.runs} run(s), session timeout "
+          f"{args.session_timeout if args.session_timeout is not None else settings.session_timeout:g} s, "
+          f"rebalance timeout "
+          f"{args.session_timeout if args.session_timeout is not None else settings.rebalance_timeout:g} s"
+          f"{'' if args.session_timeout is not None else ' (defaults)'}, {len(devices)} devices, "
+          f"{PARTITIONS} partitions; logs in {root}", flush=True)
+    results: list[Result] = []
+    ok, influxd = False, None
+    try:
+        influxd = start_influxdb(root / "influxdb", "failover")
+        for run in range(1, args.runs + 1):
+            for attempt in range(1, 4):
+                workdir = root / f"run{run}-{attempt}"
+                try:
+                    result = asyncio.run(measure(run, args.session_timeout, devices, influxd, workdir,
+                                                 kill_index=(run - 1) % 2))
+                    break
+                except ImportCrash as exc:
+                    if attempt == 3:
+                        raise
+                    print(f"run {run}: a worker crashed on start with an import error, retrying in 60 s:\n"
+                          f"{str(exc)[-600:]}", flush=True)
+                    time.sleep(60)
+            results.append(result)
+            report(result, len(devices))
+            sys.stdout.flush()
+        ok = True
+    finally:
+        if influxd is not None:
+            influxd.stop()
+        if ok and not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"logs kept in {root}")
+
+    print("\nrun  timeout  killed    failover (max)  unaffected median  affected median")
+    for r in results:
+        aff = r.affected_values()
+        print(f"{r.run:>3}  {r.timeout:>5g} s  {r.killed:<8}  {fmt(r.failover)} s         "
+              f"{fmt(r.unaffected_median())} s            {fmt(statistics.median(aff)) if aff else '    -'} s")
+    failovers = [r.failover for r in results]
+    print(f"overall: failover median {statistics.median(failovers):.1f} s, max {max(failovers):.1f} s over "
+          f"{len(results)} run(s); unaffected median "
+          f"{statistics.median(r.unaffected_median() for r in results):.1f} s")
+    print(f"script took {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

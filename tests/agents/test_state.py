@@ -1,0 +1,80 @@
+"""`agents.state`: which events an agent applies to a key's entry after a kill (pure: a dict for the
+table; the real Faust, Tansu and kills are in tests/integration/test_crash_e2e.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import TP
+
+from pipeline import topics
+from pipeline.agents.state import Batch, Entry, position, upstream
+from tests.agents.test_progress import Event
+
+IN = topics.READINGS
+
+
+def event(partition: int, offset: int) -> Any:
+    return Event(TP(IN, partition), offset)
+
+
+def source(offset: int, index: int, partition: int = 0) -> dict[str, bytes]:
+    return {topics.H_POSITION: position(topics.raw_topic("iammeter"), partition, offset, index)}
+
+
+def test_an_event_the_saved_entry_holds_already_is_not_applied_again() -> None:
+    table = {b"m": Entry({"n": 3}, at=(1, 5)).dump()}
+    batch = Batch(table)
+    assert batch.take(b"m", event(1, 4)) is None
+    assert batch.take(b"m", event(1, 5)) is None  # applied before the kill, the progress did not say so
+    entry = batch.take(b"m", event(1, 6))
+    assert entry is not None and entry.state == {"n": 3} and entry.at == (1, 6)
+    assert batch.take(b"m", event(1, 7)) is entry  # the same entry through the batch
+    assert batch.take(b"x", event(1, 2)) is not None  # another key: its own offset
+
+
+def test_an_offset_of_another_partition_says_nothing() -> None:
+    batch = Batch({b"m": Entry(None, at=(1, 5)).dump()})
+    assert batch.take(b"m", event(0, 3)) is not None
+
+
+def test_an_output_sent_again_upstream_is_known_by_its_position() -> None:
+    batch = Batch({})
+    assert batch.take(b"m", event(0, 0), source(10, 0)) is not None
+    assert batch.take(b"m", event(0, 1), source(10, 1)) is not None
+    assert batch.take(b"m", event(0, 2), source(10, 0)) is None  # sent again after a kill upstream
+    assert batch.take(b"m", event(0, 3), source(10, 1)) is None
+    assert batch.take(b"m", event(0, 4), source(9, 7)) is None
+    assert batch.take(b"m", event(0, 5), source(3, 0, partition=1)) is not None  # another upstream partition
+    assert batch.take(b"m", event(0, 6), source(11, 0)) is not None
+    assert batch.take(b"m", event(0, 7)) is not None  # produced by someone else: taken as it comes
+    assert batch.entries[b"m"].taken == {"meter.raw.iammeter/0": (11, 0), "meter.raw.iammeter/1": (3, 0)}
+
+
+def test_a_malformed_position_is_taken_as_no_position() -> None:
+    assert upstream({topics.H_POSITION: b"nonsense"}) is None
+    assert upstream({topics.H_POSITION: b"t/0/x/1"}) is None
+    assert upstream({}) is None and upstream(None) is None
+
+
+def test_saved_entries_round_trip_each_with_its_keys_last_event() -> None:
+    saved: dict[bytes, tuple[bytes, int | None]] = {}
+
+    class Table(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            ref = _current_event.get()
+            saved[key] = (value, ref().message.partition if ref else None)
+            super().__setitem__(key, value)
+
+    table = Table()
+    batch = Batch(table)
+    for key, partition, offset in ((b"a", 2, 0), (b"b", 3, 0), (b"a", 2, 1)):
+        entry = batch.take(key, event(partition, offset), source(offset, 0))
+        assert entry is not None
+        entry.state = {"last": offset, "big": 2**80}  # exact integers survive
+    batch.save()
+    assert {key: partition for key, (_, partition) in saved.items()} == {b"a": 2, b"b": 3}
+    again = Entry.load(table[b"a"])
+    assert (again.state, again.at, again.taken) == ({"last": 1, "big": 2**80}, (2, 1), {"meter.raw.iammeter/0": (1, 0)})
+    assert Batch(table).take(b"a", event(2, 1)) is None
