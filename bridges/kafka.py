@@ -53,7 +53,7 @@ async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartitio
     Faust stops restoring a table there and a consumer that seeks to it reads old records. The high
     watermark of a fetch is right, so this fetches from just below the reported end. On Apache Kafka
     both agree."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
     await consumer.start()
     try:
         reported = await consumer.end_offsets(partitions)

@@ -13,7 +13,7 @@ from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.agents.state import Batch
 from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
-from pipeline.sinks import Record, Rejected, Sink, SinkRejected, record_json, record_key
+from pipeline.sinks import Record, Rejected, SinkRejected, record_json, record_key
 
 
 def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
@@ -25,30 +25,6 @@ def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
                               source_topic=source_topic, stage="sink", reason="rejected", error=str(exc))
 
     return rejected
-
-
-class SinkPositions:
-    """Which events of a batch a sink that keeps its own position (`Sink.written`) has already."""
-
-    def __init__(self, sink: Sink) -> None:
-        self._sink = sink
-        self._written: dict[str, int | None] = {}
-
-    def written(self, event: EventT) -> bool:
-        source = _source(event)
-        if source not in self._written:
-            self._written[source] = self._sink.written(source)
-        first_missing = self._written[source]
-        return first_missing is not None and event.message.offset < first_missing
-
-    @staticmethod
-    def through(events: Sequence[EventT]) -> dict[str, int]:
-        """The next offset of each input partition after `events` (what the sink has once it wrote them)."""
-        return {_source(event): event.message.offset + 1 for event in events}
-
-
-def _source(event: EventT) -> str:
-    return f"{event.message.topic}/{event.message.partition}"
 
 
 def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,
@@ -64,7 +40,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     async def run(events: Sequence[EventT]) -> None:
         admitted = await progress.admit(events)
         if admitted:
-            batch = Batch(table)
+            batch = Batch(table, progress.stored)
             await process(admitted, batch)
             batch.save()
             progress.save(admitted)

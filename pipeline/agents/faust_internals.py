@@ -16,18 +16,22 @@ that Faust's consumer thread takes its highwaters from `end_offsets` — against
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT
 
 from bridges.kafka import end_offsets
 
+log = logging.getLogger(__name__)
 FAUST_VERSION = "0.15.3"  # the version whose behaviour the test pins (pyproject.toml pins the same)
 
 
@@ -40,6 +44,9 @@ def as_current(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+FETCH_SECONDS = 15.0  # how long the changelog ends may take before Faust's own are used
+
+
 def restore_tables_to_the_real_end() -> None:
     """Make Faust take each changelog's end from `bridges.kafka.end_offsets` (a fetch's high watermark)
     instead of ListOffsets, which Tansu answers short: Faust would stop restoring a table before its
@@ -50,11 +57,17 @@ def restore_tables_to_the_real_end() -> None:
         return
 
     async def _highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]:
-        if self.consumer.in_transaction:  # not used by wattstream; Faust's own answer
-            return await original(self, partitions)
-        ends = await end_offsets(aiokafka_driver.server_list(self.transport.url, self.transport.default_port),
-                                 [TopicPartition(tp.topic, tp.partition) for tp in partitions])
-        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+        listed = await original(self, partitions)
+        if self.consumer.in_transaction:  # not used by wattstream
+            return listed
+        bootstrap = aiokafka_driver.server_list(self.transport.url, self.transport.default_port)
+        try:
+            ends = await asyncio.wait_for(end_offsets(bootstrap, [TopicPartition(tp.topic, tp.partition)
+                                                                  for tp in partitions]), FETCH_SECONDS)
+        except (KafkaError, TimeoutError) as exc:  # never hold recovery up: Faust's own answer then
+            log.warning("changelog ends not fetched (%r); restoring up to the listed ends", exc)
+            return listed
+        return {tp: max(listed[tp], ends[TopicPartition(tp.topic, tp.partition)]) for tp in partitions}
 
     original = thread._highwaters
     _highwaters.wattstream = True  # type: ignore[attr-defined]

@@ -8,11 +8,11 @@ applied and a restarted worker did not read them again.
 
 So each batch agent keeps, per input partition, the next offset to apply in its changelogged table
 (`agents.state`: the same table as its per-key state, written after the states of a batch, to the
-same changelog partition). An event below it was
-applied already (a replay after Faust committed less than was done) and is dropped; an event above it
-means records went missing: the consumer is sent back to the expected offset and later events are
-dropped until that one arrives. The only gap accepted is records deleted by retention before any worker
-read them (logged). Faust's own offset commits then only decide where reading starts."""
+same changelog partition). An event below it was applied already (a replay after Faust committed less
+than was done) and is dropped; an event above it means records went missing: the consumer is sent
+back to the expected offset and later events are dropped until that one arrives. The only gap accepted
+is records deleted by retention before any worker read them (logged). Faust's own offset commits then
+only decide where reading starts."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import faust
 from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.batches import SinkPositions, dead_lettering, register_batches
+from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading
 from pipeline.agents.state import Batch, Entry, position
 from pipeline.logic.windows import MeterState, WindowConfig, step
@@ -38,6 +38,39 @@ class Outputs:
     deadletter: faust.TopicT
 
 
+class SinkPositions:
+    """Which events of a batch a sink that keeps its own position (`Sink.written`, the files) has already.
+
+    After a kill the agent applies again what its saved state did not hold yet; the sink may have
+    written some of it. Its position counts only for a partition the agent has saved progress of: with
+    none, Kafka was started afresh (the embedded run's broker keeps nothing) and the position is from an
+    old history. The position never goes back otherwise (`through`)."""
+
+    def __init__(self, sink: Sink, batch: Batch) -> None:
+        self._sink, self._batch = sink, batch
+        self._first_missing: dict[str, int | None] = {}
+
+    def _position(self, event: EventT) -> tuple[str, int | None]:
+        tp = event.message.tp
+        source = f"{tp.topic}/{tp.partition}"
+        if source not in self._first_missing:
+            resumed = self._batch.stored(tp) is not None
+            self._first_missing[source] = self._sink.written(source) if resumed else None
+        return source, self._first_missing[source]
+
+    def written(self, event: EventT) -> bool:
+        first_missing = self._position(event)[1]
+        return first_missing is not None and event.message.offset < first_missing
+
+    def through(self, events: Sequence[EventT]) -> dict[str, int]:
+        """The sink's position once it has written what this batch gives it."""
+        ends: dict[str, int] = {}
+        for event in events:
+            source, first_missing = self._position(event)
+            ends[source] = max(event.message.offset + 1, first_missing or 0)
+        return ends
+
+
 def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink: Sink, settings: Settings,
                       roles: Mapping[str, tuple[str, Role]]) -> None:
     config = WindowConfig.of(settings.windows)
@@ -48,7 +81,7 @@ def register_readings(app: faust.App, readings: faust.TopicT, out: Outputs, sink
         records: list[Record] = []
         sends: list[tuple[faust.TopicT, bytes, bytes, dict[str, bytes] | None]] = []
         states: dict[bytes, tuple[Entry, MeterState]] = {}
-        has = SinkPositions(sink)
+        has = SinkPositions(sink, batch)
         for event in events:
             reading = await parse_reading(event, out.deadletter, topics.READINGS)
             if reading is None:

@@ -24,11 +24,11 @@ progress; this is why each piece is there:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from pipeline import topics
 from pipeline.agents.faust_internals import as_current
@@ -69,10 +69,12 @@ class Entry:
 
 
 class Batch:
-    """The entries one batch of an agent reads and changes; `save` writes the changed ones."""
+    """The entries one batch of an agent reads and changes; `save` writes the changed ones. `stored`:
+    the saved progress of an input partition (None: nothing of it applied yet, `Progress.stored`)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, stored: Callable[[TP], int | None] = lambda tp: None) -> None:
         self.table = table
+        self.stored = stored
         self.entries: dict[bytes, Entry] = {}
         self._last: dict[bytes, EventT] = {}
 

@@ -77,7 +77,6 @@ class FileSink:
     def _journal(self) -> Journal:
         if self._opened is None:
             self._opened = Journal(self._dir)
-            self._opened.restore()
         return self._opened
 
     async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
@@ -93,6 +92,7 @@ class FileSink:
             return
         try:
             journal = self._journal()
+            journal.restore()  # what a kill, or a failed attempt of this batch, left behind
             journal.begin(by_file)
             lengths = {}
             for path, lines in by_file.items():

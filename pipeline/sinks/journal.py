@@ -5,9 +5,9 @@ partition, the next offset whose records it does not have. One small JSON file, 
 Appending is not atomic: a kill or a power cut can come after some lines of a batch reached a file and
 before the journal says so. So, per batch: files not in the journal yet are entered with their length
 first (`begin`), then the lines are appended and fsynced, then the new lengths and positions are
-recorded (`commit`). When the sink starts, every file is cut back to its recorded length (`restore`):
-what a batch left half-written is gone, and since the positions do not include that batch, the agent
-writes it again. One worker per files directory.
+recorded (`commit`). Before each batch, every file is cut back to its recorded length (`restore`):
+what a killed or failed batch left half-written is gone, and since the positions do not include that
+batch, the agent writes it again. One worker per files directory.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Journal:
         for name, length in self.files.items():
             path = self._dir / name
             if path.exists() and path.stat().st_size > length:
-                log.warning("%s: cutting %d bytes a stopped batch left behind; they are written again",
+                log.warning("%s: cutting %d bytes a stopped or failed batch left behind; they are written again",
                             path, path.stat().st_size - length)
                 os.truncate(path, length)
 

@@ -77,13 +77,14 @@ def test_faust_takes_the_changelog_end_from_a_fetch_not_from_tansus_short_list_o
         await consumer.start()
         try:
             listed = (await consumer.end_offsets([tp]))[tp]
+            restore_tables_to_the_real_end()
+            thread = SimpleNamespace(  # what Faust's consumer thread offers `_highwaters`
+                _ensure_consumer=lambda: consumer, consumer=SimpleNamespace(in_transaction=False),
+                transport=SimpleNamespace(url=[URL(f"kafka://{tansu.address}")], default_port=9092))
+            highwaters = aiokafka_driver.AIOKafkaConsumerThread._highwaters
+            faust_end = (await highwaters(thread, [TP("changelog", 0)]))[TP("changelog", 0)]
         finally:
             await consumer.stop()
-        restore_tables_to_the_real_end()
-        thread = SimpleNamespace(consumer=SimpleNamespace(in_transaction=False),  # what `_highwaters` reads
-                                 transport=SimpleNamespace(url=[URL(f"kafka://{tansu.address}")], default_port=9092))
-        highwaters = aiokafka_driver.AIOKafkaConsumerThread._highwaters
-        faust_end = (await highwaters(thread, [TP("changelog", 0)]))[TP("changelog", 0)]
         return listed, (await end_offsets(tansu.address, [tp]))[tp], faust_end
 
     listed, fetched, faust_end = asyncio.run(scenario())

@@ -83,9 +83,6 @@ class Raw:
     def headers(self) -> list[tuple[str, bytes]]:
         return raw_headers(self.driver, self.origin or f"device/{self.device}/realtime", self.received_at)
 
-    def decode(self) -> list[Reading]:
-        return DRIVERS["iammeter"](self.payload, received_at=self.received_at, device_id=self.device)
-
 
 def plant() -> MetersFile:
     return MetersFile.model_validate(tomllib.loads(SITE_METERS))
@@ -215,7 +212,8 @@ def _site(start: datetime, minutes: int, meters: MetersFile) -> tuple[list[Raw],
         for phase in phases:
             phase.run(10)
         if is_grid:
-            signal = on_reading(site, state, raw.decode()[0], "grid")
+            [reading] = DRIVERS["iammeter"](raw.payload, received_at=raw.received_at, device_id=raw.device)
+            signal = on_reading(site, state, reading, "grid")
             if signal is not None:
                 decisions.append(signal)
                 draw = signal.power_w

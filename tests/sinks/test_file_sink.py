@@ -1,6 +1,7 @@
 """FileSink writes the daily kei-format file by event-time day."""
 
 import asyncio
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,7 +54,6 @@ def test_what_a_killed_batch_left_half_written_is_cut_off_and_the_position_says_
         out.write(line(2) + "2025/06/01 10:0")
     again = FileSink(settings)  # the restarted worker
     assert again.written("meter.readings/0") == 2  # so the agent writes offsets 2.. again
-    assert day_file(tmp_path).read_text() == line(0) + line(1)
     asyncio.run(again.write([at(2), at(3)], {"meter.readings/0": 4}))
     assert day_file(tmp_path).read_text() == line(0) + line(1) + line(2) + line(3)
 
@@ -65,5 +65,28 @@ def test_a_new_file_is_entered_before_the_first_line_goes_in(tmp_path: Path) -> 
     next_day = tmp_path / "20250602-home.txt"
     sink._journal().begin([next_day])  # the worker is killed right after this, the line half written
     next_day.write_text("2025/06/02 00:00:00,iam")
-    FileSink(settings).written("meter.readings/0")  # the restarted worker reads its journal
-    assert next_day.read_text() == "" and day_file(tmp_path).read_text() == line(0)
+    asyncio.run(FileSink(settings).write([at(1)], {"meter.readings/0": 2}))  # the restarted worker
+    assert next_day.read_text() == "" and day_file(tmp_path).read_text() == line(0) + line(1)
+
+
+def test_a_batch_that_failed_half_way_is_cut_back_before_it_is_written_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = FileSink(FilesSettings(dir=tmp_path, name="home", tz="UTC"))
+    asyncio.run(sink.write([at(0)], {"meter.readings/0": 1}))
+    next_day = reading(datetime(2025, 6, 2, 0, 0, 0, tzinfo=UTC))
+    real_fsync, calls = os.fsync, []
+
+    def failing_second_fsync(fd: int) -> None:  # the disk fails after the first file of the batch
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_second_fsync)
+    with pytest.raises(SinkUnavailable):
+        asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": 3}))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": 3}))  # the agent holds and retries
+    assert day_file(tmp_path).read_text() == line(0) + line(1)
+    assert (tmp_path / "20250602-home.txt").read_text() == "2025/06/02 00:00:00,iammeter:F1,power_w,5.0,iammeter\n"
+    assert sink.written("meter.readings/0") == 3
