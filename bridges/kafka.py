@@ -66,7 +66,25 @@ async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartitio
             await consumer.getmany(*waiting, timeout_ms=500)
         return {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in partitions}
     finally:
+        await stop_quietly(consumer)
+
+
+async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, without the CancelledError aiokafka raises when a consumer without a group is
+    stopped before its coordinator's task first ran (an error right after `start`): it would replace the
+    real error, or cancel whoever waits — Faust's table recovery, which then never ends. A cancellation
+    of the caller itself still propagates."""
+    try:
         await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+# A waiting fetch returns after this at the latest: Tansu answers it only then (Apache Kafka as soon as a
+# record arrives), so it is what a decision waits before a follower sees it (aiokafka's default is 500).
+FETCH_WAIT_MS = 100
 
 
 async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
@@ -79,7 +97,7 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
         except KafkaError as exc:
             log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
             await asyncio.sleep(2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS)
     await consumer.start()
     await consumer.topics()  # fresh metadata, with the topic
     assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

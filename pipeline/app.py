@@ -12,8 +12,7 @@ import mode
 
 from pipeline import health, topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
-from pipeline.agents.faust_internals import restore_tables_to_the_real_end
-from pipeline.agents.readings import Outputs, register_readings
+from pipeline.agents.faust_internals import fetch_promptly, restore_tables_to_the_real_end
 from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.logic.plausible import Limits
@@ -47,6 +46,7 @@ def evn_keys(meters: tuple[Meter, ...]) -> dict[str, bytes]:
 
 def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
     restore_tables_to_the_real_end()
+    fetch_promptly(settings.worker.fetch_wait_ms)
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -67,25 +67,22 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
     plant = settings.plant()
-    readings = topic(topics.READINGS)
     deadletter = topic(topics.DEADLETTER)
     decoders: dict[str, Decoder | Stateful] = {
         **DRIVERS,
         evn.DRIVER: Stateful(evn_step(evn_keys(plant.meter)), reset_on_error=True),
         echonet.DRIVER: Stateful(broute_step, reset_on_error=False),
     }
-    limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
-    for driver, decoder in decoders.items():
-        register_decode(app, topic(topics.raw_topic(driver)), readings, deadletter, settings.worker,
-                        settings.kafka.partitions, driver, decoder, limits)
-
     chosen = sink or build_sink(settings)
     health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure
-    site_readings, surplus, roles = topic(topics.SITE_READINGS), topic(topics.SURPLUS), plant.roles()
-    outputs = Outputs(readings_5m=topic(topics.READINGS_5M), averages=topic(topics.AVERAGES_10M),
-                      site_readings=site_readings, deadletter=deadletter)
-    register_readings(app, readings, outputs, chosen, settings, roles)
+    limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
+    roles = plant.roles()
+    for driver, decoder in decoders.items():
+        register_decode(app, topic(topics.raw_topic(driver)), deadletter, chosen, settings, driver, decoder,
+                        limits, roles)
+    site_readings, surplus = topic(topics.SITE_READINGS), topic(topics.SURPLUS)
     register_surplus(app, site_readings, surplus, deadletter, chosen, settings, plant.sites(), roles)
+    produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M)]
 
     class Outlets(mode.Service):
         """Creates the topics the agents only produce to before the first record goes out (a first
@@ -93,7 +90,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
         closes the sink at the end."""
 
         async def on_start(self) -> None:
-            for out in (readings, deadletter, outputs.readings_5m, outputs.averages, site_readings, surplus):
+            for out in (*produced, deadletter, site_readings, surplus):
                 await out.maybe_declare()
 
         async def on_stop(self) -> None:

@@ -1,18 +1,25 @@
 """`wattstream bench`: what one worker sustains, measured against a baseline in the same run.
 
-1. Starts Tansu, produces N IAMMETER payloads (simulated meters, 1- and 3-phase) to `meter.raw.iammeter`.
-2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (same decoder).
-3. Pipeline: the real Faust app (decode agent → `meter.readings` → readings agent, here a measuring sink in
-   place of InfluxDB) drains the same backlog: sustained readings/s from first to last sink write.
-4. Latency: payloads produced at a steady rate below the measured throughput; p50/p99 from the
+1. Starts Tansu and produces N IAMMETER payloads of 100 simulated meters (half of them three-phase)
+   to `meter.raw.iammeter`, each meter once a second in event time (`received_at` headers spread over
+   N / 100 s of the past, so windows close and the plausibility check sees real rates).
+2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (the same decoder).
+3. Stages: µs per reading of each step on its own, in this process (consume: aiokafka alone; decode;
+   check: plausibility; windows: debounce and averages; sink mapping: InfluxDB line protocol and gzip;
+   produce: the Reading JSON to Kafka through aiokafka). The pipeline's cost beyond their sum is Faust's.
+4. Pipeline: the real Faust app (the decode agent: decode, check, windows, the outputs to Kafka and
+   the sink write) drains the same backlog into `LineSink` (the InfluxDB sink up to the HTTP post):
+   sustained readings/s from first to last sink write.
+5. Latency: payloads produced at a steady rate below the measured throughput; p50/p99 from the
    producer's `received_at` stamp to the sink's write.
-With `--profile`, py-spy samples this process during step 3 and the hottest frames are printed.
+With `--profile`, py-spy samples the worker during step 4 and the hottest frames are printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gzip
 import shutil
 import statistics
 import subprocess
@@ -21,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -32,35 +39,44 @@ from pipeline import topics
 from pipeline.app import create_app
 from pipeline.drivers import iammeter
 from pipeline.embedded.servers import start_tansu
+from pipeline.logic.plausible import Limits, Plausibility, check
+from pipeline.logic.windows import MeterState, WindowConfig
+from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading
-from pipeline.settings import KafkaSettings, Settings, WorkerSettings
+from pipeline.settings import InfluxSettings, KafkaSettings, Settings, WorkerSettings
 from pipeline.sinks import Record
+from pipeline.sinks.influx import GZIP_LEVEL, InfluxSink, lines
 from pipeline.worker import run_worker
 
 METERS = 100
 PARTITIONS = 4
+RAW = topics.raw_topic("iammeter")
 Stats = list[tuple[float, int, list[float]]]  # per sink write: time, readings, latencies (ms)
+Payload = tuple[str, bytes, datetime]  # device, payload, received_at
 
 
-class MeasuringSink:
-    """Appends one line per written batch to a stats file: `<unix time> <count> <latency ms>,...`
-    (latency = write time - the producer's `received_at` stamp) of the readings in it; the debounced
-    readings and averages of the same batch are written too but not counted."""
+class LineSink(InfluxSink):
+    """The InfluxDB sink up to the HTTP post: every record becomes line protocol and the batch is
+    gzipped as it would be sent. Then one line per batch goes to a stats file:
+    `<unix time> <count> <latency ms>,...` (latency = write time - the producer's `received_at`) of
+    the readings in it; the debounced readings and averages are written too but not counted."""
 
     name = "bench"
 
     def __init__(self, stats: Path) -> None:
+        super().__init__(InfluxSettings(url="http://127.0.0.1:1"))
         self._stats = stats.open("a", buffering=1)
 
-    def written(self, source: str) -> None:
-        return None
-
     async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
+        await super().write(batch, through)
         now = time.time()
         readings = [r for r in batch if isinstance(r, Reading)]
         if readings:
             latencies = ",".join(f"{1000 * (now - r.received_at.timestamp()):.1f}" for r in readings)
             self._stats.write(f"{now} {len(readings)} {latencies}\n")
+
+    async def _post(self, body: bytes, indivisible: bool) -> None:
+        pass
 
     async def close(self) -> None:
         self._stats.close()
@@ -76,34 +92,41 @@ def read_stats(stats: Path) -> Stats:
     return rows
 
 
-def payloads(n: int) -> list[tuple[str, bytes]]:
-    meters = [SimulatedIammeter(f"BE{i:06X}", phases=3 if i % 2 else 1, pv_peak_w=6000 if i % 4 == 1 else 0,
-                                seed=i) for i in range(METERS)]
-    now = datetime.now().astimezone()
-    return [(meters[i % METERS].sn, meters[i % METERS].payload(now, 1.0)) for i in range(n)]
+def fleet() -> list[SimulatedIammeter]:
+    return [SimulatedIammeter(f"BE{i:06X}", phases=3 if i % 2 else 1, pv_peak_w=6000 if i % 4 == 1 else 0, seed=i)
+            for i in range(METERS)]
 
 
-async def produce(bootstrap: str, items: list[tuple[str, bytes]], rate: float | None = None) -> None:
+def payloads(meters: Sequence[SimulatedIammeter], n: int, start: datetime, every: float = 1.0) -> list[Payload]:
+    """`n` payloads, the meters in turn, each every `every` s of event time from `start`."""
+    return [(meters[i % METERS].sn, meters[i % METERS].payload(at := start + timedelta(seconds=i // METERS * every),
+                                                               every), at)
+            for i in range(n)]
+
+
+async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None) -> None:
+    """The payloads with their `received_at`; at `rate` per second stamped with the time of sending."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     try:
         started = time.monotonic()
         futures = []
-        for i, (sn, body) in enumerate(items):
+        for i, (sn, body, at) in enumerate(items):
             if rate is not None:
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            futures.append(await producer.send(topics.raw_topic("iammeter"), value=body, key=sn.encode(),
-                                               headers=raw_headers("iammeter", "bench", datetime.now(UTC))))
+                at = datetime.now(UTC)
+            headers = raw_headers("iammeter", "bench", at)
+            futures.append(await producer.send(RAW, value=body, key=sn.encode(), headers=headers))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def baseline(bootstrap: str, n: int) -> float:
-    """A plain aiokafka consumer decoding every payload: records/s."""
-    consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=f"bench-baseline-{uuid.uuid4().hex[:6]}", max_poll_records=5000)
+async def consume_all(bootstrap: str, n: int, decode: bool) -> float:
+    """A plain aiokafka consumer reading the `n` raw records (and decoding each): records/s."""
+    consumer = AIOKafkaConsumer(RAW, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=f"bench-baseline-{uuid.uuid4().hex[:6]}",
+                                max_poll_records=5000)
     await consumer.start()
     try:
         done, started = 0, None
@@ -111,12 +134,54 @@ async def baseline(bootstrap: str, n: int) -> float:
         while done < n:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 started = started or time.perf_counter()
-                for record in records:
-                    iammeter.decode(record.value, received_at=at, device_id=record.key.decode())
+                if decode:
+                    for record in records:
+                        iammeter.decode(record.value, received_at=at, device_id=record.key.decode())
                 done += len(records)
         return n / (time.perf_counter() - (started or time.perf_counter()))
     finally:
         await consumer.stop()
+
+
+async def produce_readings(bootstrap: str, readings: Sequence[Reading]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        futures = [await producer.send("bench.readings", value=r.to_json(), key=r.meter_id.encode()) for r in readings]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def stages(bootstrap: str, items: Sequence[Payload], count: int) -> dict[str, float]:
+    """µs per reading of each stage on its own (see the module's docstring)."""
+    cost: dict[str, float] = {}
+
+    def timed(name: str, started: float, n: int) -> None:
+        cost[name] = (time.perf_counter() - started) / n * 1e6
+
+    consume_rate = asyncio.run(consume_all(bootstrap, count, decode=False))
+    cost["consume"] = 1e6 / consume_rate
+    started = time.perf_counter()
+    readings = [r for sn, body, at in items for r in iammeter.decode(body, received_at=at, device_id=sn)]
+    timed("decode", started, len(readings))
+    plausibility: dict[str, Plausibility] = collections.defaultdict(Plausibility)
+    started, limits = time.perf_counter(), Limits()
+    for reading in readings:
+        check(plausibility[reading.meter_id], reading, limits)
+    timed("check", started, len(readings))
+    windows: dict[str, MeterState] = collections.defaultdict(MeterState)
+    started, config = time.perf_counter(), WindowConfig()
+    for reading in readings:
+        window_step(windows[reading.meter_id], reading, config)
+    timed("windows", started, len(readings))
+    started = time.perf_counter()
+    gzip.compress("\n".join(text for r in readings for text in lines(r)).encode(), GZIP_LEVEL)
+    timed("sink mapping", started, len(readings))
+    started = time.perf_counter()
+    asyncio.run(produce_readings(bootstrap, readings))
+    timed("produce", started, len(readings))
+    return cost
 
 
 def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
@@ -151,14 +216,14 @@ def summarize_profile(path: Path, top: int = 15) -> str:
 
 
 def bench_worker(bootstrap: str, workdir: Path) -> None:
-    """The worker process of the benchmark: the real app with the measuring sink."""
+    """The worker process of the benchmark: the real app with `LineSink`."""
     settings = Settings(
         kafka=KafkaSettings(bootstrap=bootstrap, partitions=PARTITIONS),
         worker=WorkerSettings(app_id=f"bench-{uuid.uuid4().hex[:6]}", datadir=workdir / "worker",
                               session_timeout=6, rebalance_timeout=6, log_level="warning"),
         _env_file=None,  # type: ignore[call-arg]
     )
-    run_worker(create_app(settings, sink=MeasuringSink(workdir / "stats.txt")), "warning")
+    run_worker(create_app(settings, sink=LineSink(workdir / "stats.txt")), "warning")
 
 
 def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> Stats:
@@ -180,14 +245,18 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
     stats = workdir / "stats.txt"
     proc = None
     try:
-        raw = [topics.raw_topic("iammeter"), topics.READINGS, topics.DEADLETTER]
-        asyncio.run(ensure_topics(tansu.address, raw, PARTITIONS))
+        asyncio.run(ensure_topics(tansu.address, [RAW, topics.READINGS, topics.DEADLETTER], PARTITIONS))
+        meters = fleet()
+        items = payloads(meters, count, datetime.now(UTC) - timedelta(seconds=count // METERS + 1))
         t0 = time.perf_counter()
-        asyncio.run(produce(tansu.address, payloads(count)))
+        asyncio.run(produce(tansu.address, items))
         print(f"produced {count} IAMMETER payloads ({METERS} meters, 1/3-phase) in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-        base = asyncio.run(baseline(tansu.address, count))
-        print(f"baseline  (aiokafka consumer + decode):   {base:10,.0f} payloads/s", flush=True)
+        base = asyncio.run(consume_all(tansu.address, count, decode=True))
+        print(f"baseline  (aiokafka consumer + decode):  {base:10,.0f} payloads/s", flush=True)
+        cost = stages(tansu.address, items, count)
+        print("stages    (µs per reading, each alone):  " + ", ".join(f"{k} {v:.1f}" for k, v in cost.items())
+              + f"; sum {sum(cost.values()):.1f} µs = {1e6 / sum(cost.values()):,.0f} readings/s", flush=True)
 
         with (workdir / "worker.log").open("wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "pipeline.bench", tansu.address, str(workdir)],
@@ -196,14 +265,15 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
         spy = start_profiler(proc.pid, 10, workdir / "profile.txt") if profile else None
         rows = wait_count(stats, count, proc)
         through = (count - rows[0][1]) / (rows[-1][0] - rows[0][0])
-        print(f"pipeline  (Faust decode → readings → sink): {through:10,.0f} readings/s   "
-              f"ratio {through / base:.3f} of baseline", flush=True)
+        print(f"pipeline  (Faust: raw → decode agent → sink): {through:7,.0f} readings/s   "
+              f"ratio {through / base:.3f} of baseline; {1e6 / through:.1f} µs per reading, "
+              f"{1e6 / through - sum(cost.values()):.1f} beyond the stages", flush=True)
         if spy is not None:
             spy.wait()
 
         rate, seconds = rate or min(1000.0, through / 2), 10
         steady = int(rate * seconds)
-        asyncio.run(produce(tansu.address, payloads(steady), rate=rate))
+        asyncio.run(produce(tansu.address, payloads(meters, steady, datetime.now(UTC), METERS / rate), rate=rate))
         rows = wait_count(stats, count + steady, proc)
         latencies = [x for _, _, batch in rows for x in batch][count:]
         q = statistics.quantiles(latencies, n=100)
@@ -218,6 +288,7 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
         tansu.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
 
 if __name__ == "__main__":
     bench_worker(sys.argv[1], Path(sys.argv[2]))

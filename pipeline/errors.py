@@ -40,6 +40,13 @@ class UnknownField(IngestError):
     reason = "unknown_field"
 
 
+class NotAReading(IngestError):
+    """A record that should be a `Reading` JSON and is not."""
+
+    stage = "decode"
+    reason = "not_a_reading"
+
+
 class Implausible(IngestError):
     """A well-formed reading whose values cannot be physically true: out of range, a register going
     backwards or rising faster than the meter could count (`pipeline.logic.plausible`)."""

@@ -75,8 +75,16 @@ class WindowSettings(_Section):
 class WorkerSettings(_Section):
     app_id: str = "wattstream"  # the Kafka consumer group
     datadir: Path | None = None  # Faust's local state; unset: <files dir>/worker
-    batch_size: int = Field(default=1000, ge=1)  # sink batch: at most this many readings...
-    batch_seconds: float = Field(default=0.5, gt=0)  # ...or this long
+    # An agent's batch: at most this many records, or what arrived within this long (a busy agent finds
+    # full batches waiting; an idle one hands a lone record on at once)
+    batch_size: int = Field(default=1000, ge=1)
+    batch_seconds: float = Field(default=0.01, gt=0)
+    # The longest a fetch waits for records (Tansu answers only then, Apache Kafka as soon as one arrives):
+    # what a reading may wait at each agent before the worker sees it
+    fetch_wait_ms: int = Field(default=100, ge=1)
+    # How often an agent saves its state and progress (a kill makes it apply again what came after,
+    # with the same outputs); between checkpoints a batch writes nothing to its changelog
+    checkpoint_seconds: float = Field(default=1.0, ge=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)  # sink back-off ceiling while holding the stream
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(default=9108, ge=0, le=65535)  # Prometheus `/metrics` on all interfaces; 0: off

@@ -1,4 +1,5 @@
-"""Running a Faust app as a worker process: INT/TERM/HUP stop it cleanly, USR1 toggles debug logs."""
+"""Running a Faust app as a worker process: INT/TERM/HUP stop it cleanly, USR1 toggles debug logs, USR2 writes
+the stack of every thread and asyncio task to stderr (for a worker that hangs)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ class Worker(faust.Worker):
 
     def _on_sigusr1(self) -> None:
         toggle_debug()
+
+    def _on_sigusr2(self) -> None:  # mode's own enters pdb, which a worker without a terminal cannot use
+        self.add_future(self._cry())
 
 
 def toggle_debug() -> None:

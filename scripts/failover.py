@@ -1,15 +1,15 @@
-"""How long a failover takes: two workers in one consumer group, one of them SIGKILLed, and the time
-until every meter's readings reach InfluxDB again.
+"""How long a failover takes: two (or more) workers in one consumer group, one of them SIGKILLed, and the
+time until every meter's readings reach InfluxDB again.
 
-    .venv/bin/python scripts/failover.py [--runs 3] [--session-timeout S] [--devices 20] [--keep]
+    .venv/bin/python scripts/failover.py [--runs 3] [--workers 2] [--session-timeout S] [--devices 20] [--keep]
 
-Per run: a fresh Tansu and InfluxDB database, two `wattstream worker` processes (one group, their own
+Per run: a fresh Tansu and InfluxDB database, `--workers` `wattstream worker` processes (one group, their own
 data dirs, the worker's default settings unless `--session-timeout S` is given: then S is both
 `WATTSTREAM_WORKER_SESSION_TIMEOUT` and `_REBALANCE_TIMEOUT`), warmed up until both own partitions and
 every device's first reading is in InfluxDB. Then one worker is killed with SIGKILL while a producer
 sends one IAMMETER payload per second per device (`received_at` = send time, the reading's time), and
 per device the seconds from the kill until its first reading sent after the kill is in InfluxDB are
-measured. Devices whose raw and `meter.readings` partitions were both the survivor's are "unaffected".
+measured. Devices whose raw partition was a survivor's are "unaffected".
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ READY = "Worker]: Ready"
 RAW = topics.raw_topic("iammeter")
 PARTITIONS = KafkaSettings().partitions
 # Faust gives a worker the same partition numbers of an agent's input topic and of its table's changelog.
-DECODE_CHANGELOG = "decode-iammeter-state-changelog"  # ~ meter.raw.iammeter
-READINGS_CHANGELOG = "readings-state-changelog"  # ~ meter.readings (the agent that writes InfluxDB)
+DECODE_CHANGELOG = "decode-iammeter-state-changelog"  # ~ meter.raw.iammeter (its agent writes InfluxDB)
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 REBALANCE = re.compile(r"rebalanc|_on_partitions_(assigned|revoked)|generation id|heartbeat|member|revok"
                        r"|Recovery\]: (Restoring state|Worker ready)", re.IGNORECASE)
@@ -69,17 +68,17 @@ def partition(key: bytes) -> int:
 
 
 def choose_devices(count: int) -> list[str]:
-    """`count` device ids covering every (raw partition, readings partition) pair, then evenly spread: whichever
-    partitions a worker gets, some devices are all on the survivor and some were on the killed one."""
+    """`count` device ids spread evenly over the raw partitions: whichever partitions a worker gets, some
+    devices are on survivors and some were on the killed one."""
     chosen: list[str] = []
-    pairs: dict[tuple[int, int], int] = {}
+    per_partition: dict[int, int] = {}
     for rounds in range(1, 1000):
         for number in range(5000):
             device = f"F{number:04d}"
-            pair = (partition(device.encode()), partition(f"iammeter:{device}".encode()))
-            if device not in chosen and pairs.get(pair, 0) < rounds:
+            raw = partition(device.encode())
+            if device not in chosen and per_partition.get(raw, 0) < rounds:
                 chosen.append(device)
-                pairs[pair] = pairs.get(pair, 0) + 1
+                per_partition[raw] = per_partition.get(raw, 0) + 1
                 if len(chosen) == count:
                     return chosen
     raise AssertionError("unreachable")
@@ -127,9 +126,8 @@ class Worker:
                 continue
             if cells[0] != "〃":
                 current = cells[0]
-            for suffix in (DECODE_CHANGELOG, READINGS_CHANGELOG):
-                if current.endswith(suffix):
-                    found.setdefault(suffix, set()).add(int(cells[1]))
+            if current.endswith(DECODE_CHANGELOG):
+                found.setdefault(DECODE_CHANGELOG, set()).add(int(cells[1]))
         return generation, found
 
     def stop(self) -> None:
@@ -148,9 +146,9 @@ class Result:
     timeout: float
     killed: str
     latency: dict[str, float]  # device → seconds from the kill until its first post-kill reading was in InfluxDB
-    affected: dict[str, bool]  # device → its raw or readings partition was the killed worker's
+    affected: dict[str, bool]  # device → its raw partition was the killed worker's
     missing: dict[str, int]  # device → post-kill payloads sent but not in InfluxDB at the end
-    log_lines: list[str] = field(default_factory=list)  # the survivor's rebalance lines, relative to the kill
+    log_lines: list[str] = field(default_factory=list)  # the survivors' rebalance lines, relative to the kill
     group: list[str] = field(default_factory=list)  # the group's state changes (Tansu's DescribeGroups) after the kill
     startup: float = 0.0
     timed_out: list[str] = field(default_factory=list)
@@ -249,7 +247,7 @@ async def watch_group(bootstrap: str, group: str, since: float, changes: list[st
 
 
 def log_offsets(worker: Worker, killed_at: datetime) -> list[str]:
-    """The survivor's rebalance-related lines after the kill, as `+S.S s  line`."""
+    """A survivor's rebalance-related lines after the kill, as `+S.S s  line`."""
     local_kill = killed_at.astimezone().replace(tzinfo=None)
     found = []
     for line in worker.output().splitlines():
@@ -263,7 +261,7 @@ def log_offsets(worker: Worker, killed_at: datetime) -> list[str]:
 
 
 async def measure(run: int, session_timeout: float | None, devices: list[str], influxd: Server, workdir: Path,
-                  kill_index: int) -> Result:
+                  kill_index: int, count: int) -> Result:
     began = time.monotonic()
     tansu = start_tansu(workdir / "tansu")
     workers: list[Worker] = []
@@ -282,7 +280,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
         if session_timeout is not None:
             env |= {"WATTSTREAM_WORKER_SESSION_TIMEOUT": f"{session_timeout:g}",
                     "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": f"{session_timeout:g}"}
-        for name in ("worker-a", "worker-b"):
+        for name in (f"worker-{letter}" for letter in "abcdefgh"[:count]):
             workers.append(Worker(name, {**env, "WATTSTREAM_WORKER_DATADIR": str(workdir / name)}, workdir))
 
         # Ready, one generation, partitions split, and every device's first reading in InfluxDB.
@@ -298,7 +296,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                 ready = all(READY in w.output() for w in workers)
                 assigned = [w.assignment() for w in workers]
                 split = (ready and len({g for g, _ in assigned}) == 1
-                         and all(a.get(DECODE_CHANGELOG) and a.get(READINGS_CHANGELOG) for _, a in assigned))
+                         and all(a.get(DECODE_CHANGELOG) for _, a in assigned))
                 if split and not warm:
                     await feed.send_round(producer)
                     warm = True
@@ -308,10 +306,10 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                     raise RuntimeError(f"not warm within 120 s: ready {ready}, assignments {assigned}")
                 await asyncio.sleep(0.5)
             startup = time.monotonic() - began
-            victim, survivor = workers[kill_index], workers[1 - kill_index]
-            kept = survivor.assignment()[1]
-            mine = {d for d in devices if partition(d.encode()) in kept[DECODE_CHANGELOG]
-                    and partition(f"iammeter:{d}".encode()) in kept[READINGS_CHANGELOG]}
+            victim = workers[kill_index % count]
+            survivors = [w for w in workers if w is not victim]
+            kept = [survivor.assignment()[1] for survivor in survivors]
+            mine = {d for d in devices if any(partition(d.encode()) in k[DECODE_CHANGELOG] for k in kept)}
             affected = {d: d not in mine for d in devices}
 
             # A steady stream for 3 s, the kill, and from that moment the stream again.
@@ -332,7 +330,8 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
             limit = 2 * (session_timeout or WorkerSettings().session_timeout) + 60
             timed_out: list[str] = []
             while len(latency) < len(devices):
-                survivor.check_alive()
+                for survivor in survivors:
+                    survivor.check_alive()
                 if streaming.done():
                     streaming.result()
                 rows = await asyncio.to_thread(
@@ -365,7 +364,8 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                 break
             await asyncio.sleep(0.5)
         return Result(run, session_timeout or WorkerSettings().session_timeout, victim.name, latency, affected,
-                      {d: n for d, n in missing.items() if n}, log_offsets(survivor, killed_at), group_changes,
+                      {d: n for d, n in missing.items() if n},
+                      [line for s in survivors for line in log_offsets(s, killed_at)], group_changes,
                       startup, timed_out)
     finally:
         for worker in workers:
@@ -389,7 +389,7 @@ def report(result: Result, devices: int) -> None:
               f"median {statistics.median(aff):.1f}, max {fmt(aff[-1]).strip()} s")
     print("  per device (s): " + ", ".join(f"{d}{'*' if result.affected[d] else ''} {v:.1f}"
                                            for d, v in sorted(result.latency.items(), key=lambda kv: kv[1])))
-    print("    (* = raw or meter.readings partition was the killed worker's)")
+    print("    (* = the raw partition was the killed worker's)")
     if result.timed_out:
         print(f"  NO post-kill reading within the limit for: {', '.join(result.timed_out)}")
     if result.missing:
@@ -400,7 +400,7 @@ def report(result: Result, devices: int) -> None:
     for line in result.group or ["(nothing)"]:
         print(f"    {line}")
     rebalance = [line for line in result.log_lines if "rebalanc" in line.lower()]
-    print(f"  survivor's log after the kill ({len(rebalance)} line(s) with 'rebalanc'; assignment and recovery lines):")
+    print(f"  survivors' log after the kill ({len(rebalance)} line(s) with 'rebalanc'; assignment and recovery lines):")
     for line in result.log_lines or ["(none)"]:
         print(f"    {line}")
 
@@ -410,6 +410,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--session-timeout", type=float, default=None,
                         help="session and rebalance timeout (s); default: the worker's default setting")
+    parser.add_argument("--workers", type=int, default=2, choices=range(2, 9), help="in the group (one is killed)")
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) also after a success")
     args = parser.parse_args()
@@ -426,7 +427,8 @@ def main() -> int:
           f"{args.session_timeout if args.session_timeout is not None else settings.session_timeout:g} s, "
           f"rebalance timeout "
           f"{args.session_timeout if args.session_timeout is not None else settings.rebalance_timeout:g} s"
-          f"{'' if args.session_timeout is not None else ' (defaults)'}, {len(devices)} devices, "
+          f"{'' if args.session_timeout is not None else ' (defaults)'}, {args.workers} workers, "
+          f"{len(devices)} devices, "
           f"{PARTITIONS} partitions; logs in {root}", flush=True)
     results: list[Result] = []
     ok, influxd = False, None
@@ -437,7 +439,7 @@ def main() -> int:
                 workdir = root / f"run{run}-{attempt}"
                 try:
                     result = asyncio.run(measure(run, args.session_timeout, devices, influxd, workdir,
-                                                 kill_index=(run - 1) % 2))
+                                                 kill_index=run - 1, count=args.workers))
                     break
                 except ImportCrash as exc:
                     if attempt == 3:

@@ -143,7 +143,7 @@ class Stack:
             "WATTSTREAM_INFLUX_BUCKET": influx.bucket,
             "WATTSTREAM_WORKER_APP_ID": f"wattstream-{run}",
             "WATTSTREAM_WORKER_DATADIR": str(workdir / "worker"),
-            "WATTSTREAM_WORKER_BATCH_SECONDS": "0.2",
+            "WATTSTREAM_WORKER_BATCH_SECONDS": "0.05",
             "WATTSTREAM_WORKER_SESSION_TIMEOUT": "6",
             "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": "6",
             "WATTSTREAM_WORKER_METRICS_PORT": str(free_port()),

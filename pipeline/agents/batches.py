@@ -3,7 +3,9 @@ the records the sink rejects for good (`sinks.write_all`) are dead-lettered."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import faust
 from faust.types import TP, EventT, StreamT
@@ -32,21 +34,50 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
     `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
     in order per partition (`Progress`). `process` applies the events to the entries it takes from the
-    `Batch` and has its outputs confirmed; then the changed entries are saved and the progress after
-    them, in the one table `<name>-state` (`agents.state` says why)."""
+    `Batch` and has its outputs confirmed. Every `checkpoint_seconds` the entries changed since the last
+    checkpoint are saved and the progress after them, in the one table `<name>-state` (`agents.state`
+    says why); a kill repeats what came after the last checkpoint, with the same outputs."""
     table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
     progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
+    entries = Batch(table, progress.stored)
+    busy = False  # applying a batch (which may hold the stream for long: a sink outage)
+    saved_at = time.monotonic()
 
     async def run(events: Sequence[EventT]) -> None:
-        admitted = await progress.admit(events)
-        if admitted:
-            batch = Batch(table, progress.stored)
-            await process(admitted, batch)
-            batch.save()
-            progress.save(admitted)
-            RECORDS.labels(name).inc(len(admitted))
+        nonlocal busy
+        busy = True
+        try:
+            admitted = await progress.admit(events)
+            if admitted:
+                try:
+                    await process(admitted, entries)
+                except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
+                    entries.drop()
+                    progress.drop()
+                    raise
+                progress.advance(admitted)
+                RECORDS.labels(name).inc(len(admitted))
+                checkpoint()
+        finally:
+            busy = False
+
+    def checkpoint() -> None:
+        """The entries changed since the last checkpoint, then the progress, when one is due."""
+        nonlocal saved_at
+        if time.monotonic() - saved_at >= settings.checkpoint_seconds:
+            entries.save()
+            progress.save()
+            saved_at = time.monotonic()
+
+    async def revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        entries.drop()  # not saved: the new owner may have started from the table already
+        progress.drop()
+
+    app.on_partitions_revoked.connect(revoked)
 
     async def tick() -> None:
+        if not busy:
+            checkpoint()  # what the last batches changed, also when no batch follows (a quiet topic)
         await progress.retry()
         for tp in app.consumer.assignment():
             if tp.topic == topic.get_topic_name():
@@ -54,6 +85,8 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                 if highwater is not None and highwater >= 0:
                     applied = progress.stored(tp)
                     LAG.labels(name, str(tp.partition)).set(max(highwater - (applied or highwater), 0))
+                    if not busy:
+                        await progress.catch_up(tp, highwater)
 
     async def batches(stream: StreamT[bytes]) -> None:
         if batched:

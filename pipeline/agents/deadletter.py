@@ -12,6 +12,7 @@ from faust.types import EventT, TopicT
 from pydantic import ValidationError
 
 from pipeline import topics
+from pipeline.errors import NotAReading
 from pipeline.health import DEADLETTERS
 from pipeline.models import Reading
 
@@ -53,7 +54,7 @@ async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topi
     try:
         return Reading.from_json(event.value)
     except ValidationError as exc:
+        error = NotAReading(f"not a Reading: {exc.errors()[0]['msg']}")
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
-                              source_topic=source_topic, stage="decode", reason="not_a_reading",
-                              error=f"not a Reading: {exc.errors()[0]['msg']}")
+                              source_topic=source_topic, stage=error.stage, reason=error.reason, error=str(error))
         return None

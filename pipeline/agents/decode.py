@@ -1,15 +1,25 @@
-"""Raw topic → `meter.readings`: one agent per driver runs its pure decoder on the exact bytes the
-bridge received (with the driver's per-key state where it has one: EVN's incomplete telegram, B-route's
-scaling) and checks that each reading is physically possible (`logic.plausible`), so `meter.readings`
-carries only readings that can be true. Undecodable input and implausible readings go to the
-dead-letter topic; the agent keeps going."""
+"""A raw topic → everything it feeds, in one agent per driver (one agent per input topic: every agent
+boundary a reading crosses costs more than all the logic applied to it).
+
+Per batch of raw records: the driver's pure decoder on the exact bytes the bridge received (with the
+driver's per-key state where it has one: EVN's incomplete telegram, B-route's scaling); the check that
+each reading can be physically true (`logic.plausible`); the meter's debounce and event-time windows
+(`logic.windows`). Out go the readings (`meter.readings`), the debounced readings (`.5m`), the closed
+windows (`meter.averages.10m`) and the readings of a site's grid / PV / charger meter
+(`meter.readings.site`, keyed by site, where the surplus agent decides); the readings, debounced
+readings and averages are written to the sink. Undecodable input and implausible readings go to the
+dead-letter topic; the agent keeps going.
+
+The state of a raw key (its device) is one entry of the agent's table (`agents.state`): the decoder's
+state and, per meter it carries, the plausibility state and the debounce bucket and open windows. So a
+meter's windows live with the device that sends its readings (a meter is expected to come from one
+device key: one sent under two keys would be windowed twice)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,15 +27,19 @@ import faust
 from faust.types import EventT
 
 from pipeline import topics
-from pipeline.agents.batches import register_batches
+from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, send_deadletter
+from pipeline.agents.outbox import Outbox
 from pipeline.agents.state import Batch, position
 from pipeline.drivers import Decoder, echonet, evn
 from pipeline.errors import Implausible, IngestError
 from pipeline.health import READINGS
 from pipeline.logic.plausible import Limits, Plausibility, check
+from pipeline.logic.windows import MeterState, WindowConfig
+from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading, format_ts
-from pipeline.settings import WorkerSettings
+from pipeline.settings import Role, Settings
+from pipeline.sinks import Debounced, Record, Sink, write_all
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits()  # a meter the meters file does not list
@@ -77,64 +91,145 @@ def stateless(decoder: Decoder) -> Step:
     return step
 
 
-def register_decode(app: faust.App, raw: faust.TopicT, readings: faust.TopicT, deadletter: faust.TopicT,
-                    settings: WorkerSettings, partitions: int, driver: str, decoder: Decoder | Stateful,
-                    limits: Mapping[str, Limits]) -> None:
-    """The decode agent of one driver (batches, each record once: `agents.batches`). The entry of a raw
-    key holds the decoder's state (`Stateful`) and the plausibility state of each meter it carries;
-    a reading that is not plausible (`logic.plausible`, the meter's `limits`) is a dead letter with
-    stage `check`. Each reading goes out with its position (`agents.state`) and is confirmed by Kafka
-    before the entries are saved."""
+class SinkPositions:
+    """Which events of a batch a sink that keeps its own position (`Sink.written`, the files) has already.
+
+    After a kill the agent applies again what its saved state did not hold yet; the sink may have
+    written some of it. Its position counts only for a partition the agent has saved progress of: with
+    none, Kafka was started afresh (the embedded run's broker keeps nothing) and the position is from an
+    old history. The position never goes back otherwise (`through`)."""
+
+    def __init__(self, sink: Sink, batch: Batch) -> None:
+        self._sink, self._batch = sink, batch
+        self._first_missing: dict[str, int | None] = {}
+
+    def _position(self, event: EventT) -> tuple[str, int | None]:
+        tp = event.message.tp
+        source = f"{tp.topic}/{tp.partition}"
+        if source not in self._first_missing:
+            resumed = self._batch.stored(tp) is not None
+            self._first_missing[source] = self._sink.written(source) if resumed else None
+        return source, self._first_missing[source]
+
+    def written(self, event: EventT) -> bool:
+        first_missing = self._position(event)[1]
+        return first_missing is not None and event.message.offset < first_missing
+
+    def through(self, events: Sequence[EventT]) -> dict[str, int]:
+        """The sink's position once it has written what this batch gives it."""
+        ends: dict[str, int] = {}
+        for event in events:
+            source, first_missing = self._position(event)
+            ends[source] = max(event.message.offset + 1, first_missing or 0)
+        return ends
+
+
+@dataclass
+class MeterStates:
+    """What the agent keeps of one meter: its plausibility and its debounce bucket and open windows."""
+
+    plausibility: Plausibility = field(default_factory=Plausibility)
+    windows: MeterState = field(default_factory=MeterState)
+
+
+@dataclass
+class DeviceState:
+    """The state of one raw key (a device), live between checkpoints (`agents.state`), as JSON in the
+    table: `{"decoder": <hex>, "meters": {meter: plausibility}, "windows": {meter: windows}}`."""
+
+    decoder: str = ""  # the decoder's own state (`Stateful`), hex
+    meters: dict[str, MeterStates] = field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"meters": {meter: s.plausibility.dump() for meter, s in self.meters.items()},
+                                "windows": {meter: s.windows.dump() for meter, s in self.meters.items()}}
+        if self.decoder:
+            data["decoder"] = self.decoder
+        return data
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | None) -> DeviceState:
+        data = data or {}
+        plausibility, windows = data.get("meters", {}), data.get("windows", {})
+        return cls(data.get("decoder", ""), {
+            meter: MeterStates(Plausibility.load(plausibility[meter]) if meter in plausibility else Plausibility(),
+                               MeterState.load(windows[meter]) if meter in windows else MeterState())
+            for meter in plausibility.keys() | windows.keys()})
+
+
+def register_decode(app: faust.App, raw: faust.TopicT, deadletter: faust.TopicT, sink: Sink, settings: Settings,
+                    driver: str, decoder: Decoder | Stateful, limits: Mapping[str, Limits],
+                    roles: Mapping[str, tuple[str, Role]]) -> None:
+    """The agent of one driver's raw topic (batches, each record once: `agents.batches`). Every output
+    is confirmed by Kafka, and the batch written to the sink, before the entries are saved; readings
+    and site readings carry their position (`agents.state`), so the consumers downstream know a repeat
+    after a kill."""
     step = decoder.step if isinstance(decoder, Stateful) else stateless(decoder)
     reset_on_error = isinstance(decoder, Stateful) and decoder.reset_on_error
     source = topics.raw_topic(driver)
     decoded_count = READINGS.labels(driver)
+    config = WindowConfig.of(settings.windows)
+    retry = settings.worker.retry_max_seconds
+    rejected = dead_lettering(deadletter, source)
 
     async def dead(event: EventT, headers: dict[str, bytes], exc: IngestError) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=headers, source_topic=source,
                               stage=exc.stage, reason=exc.reason, error=str(exc))
 
     async def process(events: Sequence[EventT], batch: Batch) -> None:
-        sent = []
-        checked: dict[tuple[bytes, str], tuple[dict[str, Any], Plausibility]] = {}  # (raw key, meter) → states
+        out = Outbox(app)
+        records: list[Record] = []
+        has = SinkPositions(sink, batch)
         for event in events:
             headers = header_map(event.headers)
             key: bytes = event.key or b""
             entry = batch.take(key, event)
             if entry is None:
                 continue
-            if entry.state is None:
-                entry.state = {}
-            state: dict[str, Any] = entry.state
+            if not isinstance(entry.state, DeviceState):
+                entry.state = DeviceState.load(entry.state)
+            state: DeviceState = entry.state
             try:
                 decoded, new_state = step(event.value, received_at(headers, event),
                                           key.decode("utf-8", "replace") if key else None,
-                                          bytes.fromhex(state.get("decoder", "")) or None)
+                                          bytes.fromhex(state.decoder) or None)
             except IngestError as exc:
                 await dead(event, headers, exc)
                 if reset_on_error:
-                    state.pop("decoder", None)
+                    state.decoder = ""
                 continue
-            if new_state:
-                state["decoder"] = new_state.hex()
-            else:
-                state.pop("decoder", None)
+            state.decoder = new_state.hex()
+            to_sink = not has.written(event)
             for index, reading in enumerate(decoded):
                 meter = reading.meter_id
-                if (key, meter) not in checked:
-                    saved = state.setdefault("meters", {}).get(meter)
-                    checked[key, meter] = state, Plausibility.load(saved) if saved is not None else Plausibility()
-                reason = check(checked[key, meter][1], reading, limits.get(meter, DEFAULT_LIMITS))
+                states = state.meters.get(meter)
+                if states is None:
+                    states = state.meters[meter] = MeterStates()
+                reason = check(states.plausibility, reading, limits.get(meter, DEFAULT_LIMITS))
                 if reason is not None:
                     await dead(event, headers, Implausible(f"{meter} at {format_ts(reading.ts)}: {reason}"))
                     continue
                 decoded_count.inc()
-                sent.append(await readings.send(
-                    key=meter.encode(), value=reading.to_json(), force=True,
-                    headers={topics.H_POSITION: position(source, event.message.partition, event.message.offset,
-                                                         index)}))
-        await asyncio.gather(*sent)
-        for (_, meter), (state, plausibility) in checked.items():
-            state["meters"][meter] = plausibility.dump()
+                result = window_step(states.windows, reading, config)
+                value, meter_key = reading.to_json(), meter.encode()
+                place = {topics.H_POSITION: position(source, event.message.partition, event.message.offset, index)}
+                await out.send(topics.READINGS, meter_key, value, place)
+                if to_sink:
+                    records.append(reading)
+                if result.debounced:
+                    await out.send(topics.READINGS_5M, meter_key, value)
+                    if to_sink:
+                        records.append(Debounced(reading))
+                for average in result.averages:
+                    await out.send(topics.AVERAGES_10M, meter_key, average.to_json())
+                    if to_sink:
+                        records.append(average)
+                if result.late:
+                    log.info("late reading of %s at %s left out of its closed window (%d so far)",
+                             meter, reading.ts, states.windows.late)
+                if meter in roles:
+                    await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+        await write_all(sink, records, retry, rejected, has.through(events))
+        await out.confirm()
 
-    register_batches(app, raw, f"decode-{driver}", settings, partitions, process)
+    register_batches(app, raw, f"decode-{driver}", settings.worker, settings.kafka.partitions, process)

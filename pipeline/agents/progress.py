@@ -12,7 +12,12 @@ same changelog partition). An event below it was applied already (a replay after
 than was done) and is dropped; an event above it means records went missing: the consumer is sent
 back to the expected offset and later events are dropped until that one arrives. The only gap accepted
 is records deleted by retention before any worker read them (logged). Faust's own offset commits then
-only decide where reading starts."""
+only decide where reading starts.
+
+Faust acks the events dropped that way, and may commit past records that were never applied. A worker
+that takes the partition over starts there; if nothing newer comes (a quiet meter, a backlog that was
+all there already) no event ever shows the gap. So a partition whose end is past its saved progress
+and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`)."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from pipeline.agents.faust_internals import as_current
 log = logging.getLogger(__name__)
 
 RESEEK_SECONDS = 1.0  # a partition still waiting for its missing record after this is sent back again
+STUCK_SECONDS = 3.0  # a partition with records to apply and none arriving for this long is sent back
 
 
 class Progress:
@@ -38,6 +44,9 @@ class Progress:
         self._seek = seek  # False: the partition is not assigned here (any more)
         self._clock = clock
         self.waiting: dict[TP, tuple[int, float]] = {}  # partition → (offset sent back to, when)
+        self.arrived: dict[TP, float] = {}  # partition → when an event of it last arrived (or was awaited)
+        self.applied: dict[TP, int] = {}  # partition → the next offset to apply, newer than the table
+        self._last: dict[TP, EventT] = {}  # partition → its last applied event, since the last save
 
     @staticmethod
     def key(tp: TP) -> bytes:
@@ -47,8 +56,10 @@ class Progress:
         """The events to apply now: each partition's next offsets in order, none twice, none past a gap."""
         admitted: list[EventT] = []
         expected: dict[TP, int] = {}
+        now = self._clock()
         for event in events:
             tp, offset = event.message.tp, event.message.offset
+            self.arrived[tp] = now
             if tp not in expected:
                 stored, waiting = self.stored(tp), self.waiting.get(tp)
                 expected[tp] = stored if stored is not None else waiting[0] if waiting else await self._earliest(tp)
@@ -72,16 +83,31 @@ class Progress:
         return admitted
 
     def stored(self, tp: TP) -> int | None:
-        """The saved next offset of `tp` to apply (None: nothing applied yet)."""
+        """The next offset of `tp` to apply (None: nothing applied yet)."""
+        if tp in self.applied:
+            return self.applied[tp]
         value = self.table.get(self.key(tp))
         return int(value) if value else None
 
-    def save(self, admitted: Sequence[EventT]) -> None:
-        """After the admitted events are applied (and their state saved): the next offsets."""
-        last = {event.message.tp: event for event in admitted}
-        for tp, event in last.items():
+    def advance(self, admitted: Sequence[EventT]) -> None:
+        """The admitted events are applied (in memory)."""
+        for event in admitted:
+            self.applied[event.message.tp] = event.message.offset + 1
+            self._last[event.message.tp] = event
+
+    def save(self) -> None:
+        """After the states of what was applied are saved: the next offsets, each to the changelog
+        partition of its partition's last event."""
+        for tp, event in self._last.items():
             with as_current(event):
-                self.table[self.key(tp)] = str(event.message.offset + 1).encode()
+                self.table[self.key(tp)] = str(self.applied[tp]).encode()
+        self._last.clear()
+
+    def drop(self) -> None:
+        """Forget what is not saved (the partitions were revoked)."""
+        self.applied.clear()
+        self._last.clear()
+        self.waiting.clear()
 
     async def retry(self) -> None:
         """Send back again the partitions whose missing record has not come yet: the consumer can drop the
@@ -91,6 +117,26 @@ class Progress:
         for tp, (offset, since) in list(self.waiting.items()):
             if now - since >= RESEEK_SECONDS:
                 await self._reread(tp, offset)
+
+    async def catch_up(self, tp: TP, end: int) -> None:
+        """Send `tp` back to its saved progress when records up to `end` (its high watermark) are not applied
+        and none has arrived for `STUCK_SECONDS` (call it every `RESEEK_SECONDS` for each assigned partition)."""
+        if tp in self.waiting:
+            return
+        now = self._clock()
+        stored = self.stored(tp)
+        if stored is None and end <= 0:
+            return  # an empty partition (no request to the broker: this runs every second for each)
+        applied = stored if stored is not None else await self._earliest(tp)
+        if applied >= end:
+            self.arrived[tp] = now  # nothing to apply: a later gap counts from here
+            return
+        if now - self.arrived.setdefault(tp, now) >= STUCK_SECONDS:
+            log.warning("%s[%d]: offsets %d..%d not applied and nothing arrived for %.0f s (Faust committed past "
+                        "them); reading again from %d", tp.topic, tp.partition, applied, end - 1, STUCK_SECONDS,
+                        applied)
+            self.arrived[tp] = now
+            await self._reread(tp, applied)
 
     async def _reread(self, tp: TP, offset: int) -> None:
         self.waiting[tp] = (offset, self._clock())

@@ -9,7 +9,9 @@ can be killed between any two changelog writes and then reads its input again fr
 progress; this is why each piece is there:
 
 - an entry is one record: a key's state and the offset it has applied are never apart;
-- a batch's progress is written after its states, to the same changelog partition (the states are
+- states and progress are kept in memory and written every `checkpoint_seconds` (a kill repeats what
+  came after the last checkpoint, see below), and dropped unsaved when partitions are revoked;
+- a checkpoint's progress is written after its states, to the same changelog partition (the states are
   written as if processing their key's last event, `faust_internals.as_current`): Kafka keeps one
   partition's records in order, and aiokafka sends one batch per partition at a time, so a saved
   progress means its states are saved too;
@@ -54,12 +56,15 @@ def upstream(headers: Mapping[str, bytes] | None) -> tuple[str, tuple[int, int]]
 
 @dataclass
 class Entry:
-    state: Any = None  # the agent's own state of the key (JSON-able)
+    # The agent's own state of the key: JSON as loaded, or the live object the agent made of it (kept as
+    # it is between checkpoints; what its `dump()` returns is saved)
+    state: Any = None
     at: tuple[int, int] | None = None  # (input partition, offset) of the last event applied
     taken: dict[str, tuple[int, int]] = field(default_factory=dict)  # upstream partition → last (offset, index)
 
     def dump(self) -> bytes:
-        return json.dumps({"s": self.state, "at": self.at, "up": self.taken}, separators=(",", ":")).encode()
+        state = self.state.dump() if hasattr(self.state, "dump") else self.state
+        return json.dumps({"s": state, "at": self.at, "up": self.taken}, separators=(",", ":")).encode()
 
     @classmethod
     def load(cls, raw: bytes) -> Entry:
@@ -69,14 +74,16 @@ class Entry:
 
 
 class Batch:
-    """The entries one batch of an agent reads and changes; `save` writes the changed ones. `stored`:
-    the saved progress of an input partition (None: nothing of it applied yet, `Progress.stored`)."""
+    """The entries an agent has taken since it last dropped them (`drop`: its partitions were revoked),
+    newer than the table until `save` writes the ones changed since the last save (a checkpoint, with
+    the progress after it). `stored`: the progress of an input partition (None: nothing of it applied
+    yet, `Progress.stored`)."""
 
     def __init__(self, table: Any, stored: Callable[[TP], int | None] = lambda tp: None) -> None:
         self.table = table
         self.stored = stored
         self.entries: dict[bytes, Entry] = {}
-        self._last: dict[bytes, EventT] = {}
+        self._last: dict[bytes, EventT] = {}  # changed since the last save → its last event
 
     def take(self, key: bytes, event: EventT, headers: Mapping[str, bytes] | None = None) -> Entry | None:
         """The entry of `key` to apply `event` to, or None when it must not be applied: the key's saved
@@ -101,7 +108,14 @@ class Batch:
         return entry
 
     def save(self) -> None:
-        """Each changed entry, to the changelog partition of its key's last event."""
-        for key, entry in self.entries.items():
-            with as_current(self._last[key]):
-                self.table[key] = entry.dump()
+        """Each entry changed since the last save, to the changelog partition of its key's last event."""
+        for key, event in self._last.items():
+            with as_current(event):
+                self.table[key] = self.entries[key].dump()
+        self._last.clear()
+
+    def drop(self) -> None:
+        """Forget what is not saved: the partitions went to another worker (or come back from one), which
+        goes on from the table."""
+        self.entries.clear()
+        self._last.clear()

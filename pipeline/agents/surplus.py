@@ -17,7 +17,7 @@ from faust.types import EventT
 from pipeline import topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
-from pipeline.agents.state import Batch, Entry
+from pipeline.agents.state import Batch
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
 from pipeline.sinks import Record, Sink, write_all
@@ -35,7 +35,6 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
     async def process(events: Sequence[EventT], batch: Batch) -> None:
         signals: list[Record] = []
         sent = []
-        states: dict[bytes, tuple[Entry, SiteState]] = {}
         for event in events:
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
@@ -49,16 +48,14 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
             entry = batch.take(key, event, header_map(event.headers))
             if entry is None:
                 continue
-            if key not in states:
-                states[key] = entry, SiteState.load(entry.state) if entry.state else SiteState()
-            signal = on_reading(site, states[key][1], reading, role)
+            if not isinstance(entry.state, SiteState):
+                entry.state = SiteState.load(entry.state) if entry.state else SiteState()
+            signal = on_reading(site, entry.state, reading, role)
             if signal is not None:
                 sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
                 signals.append(signal)
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
         await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
-        for entry, state in states.values():
-            entry.state = state.dump()
 
     register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
                      batched=False)

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
-from pipeline.drivers import adw300, evn, iammeter, lines
+from pipeline.drivers import adw300, evn, iammeter, lines, reading
 from pipeline.models import Reading
 
 
@@ -25,4 +25,5 @@ DRIVERS: Mapping[str, Decoder] = MappingProxyType({
     adw300.DRIVER: adw300.decode,
     evn.DRIVER: evn.decode,  # needs keys: `create_app` binds them from the meters file
     lines.DRIVER: lines.decode,
+    reading.DRIVER: reading.decode,
 })

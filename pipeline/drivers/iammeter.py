@@ -32,18 +32,26 @@ from pipeline.models import MAX_INTEGER, PHASES, Phase, Reading
 
 DRIVER: Final = "iammeter"
 
-Convert = Callable[[Decimal], float | int]
+class _Number(str):
+    """A JSON number with a fraction or exponent, as written: a float is made only where a float is meant,
+    and an energy becomes exact Wh by decimal arithmetic (and a JSON string is never taken for a number)."""
+
+    __slots__ = ()
 
 
-def _float(value: Decimal) -> float:
+Convert = Callable[[_Number | int], float | int]
+
+
+def _float(value: _Number | int) -> float:
     result = float(value)
     if not math.isfinite(result):
         raise FrameError(f"iammeter value out of range: {shorten(value)}")
     return result
 
 
-def _kilo_to_int(value: Decimal) -> int:
+def _kilo_to_int(number: _Number | int) -> int:
     """kWh → Wh, kvarh → varh, exact (half-even beyond the meter's three decimals)."""
+    value = Decimal(number)
     if not value.is_finite() or abs(value) > MAX_INTEGER // 1000:
         raise FrameError(f"iammeter energy out of range: {shorten(value)}")
     return int((value * 1000).to_integral_value())
@@ -73,7 +81,7 @@ SUMMED: Final = ("power_w", "energy_import_wh", "energy_export_wh", "reactive_po
 LEGACY_ROW_LEN: Final = 5  # lowercase `data`: V, A, W, import kWh, export kWh
 
 
-def _reject_constant(name: str) -> Decimal:
+def _reject_constant(name: str) -> _Number:
     raise FrameError(f"iammeter payload has a non-finite number {name}")
 
 
@@ -83,7 +91,7 @@ def _parse(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise FrameError(f"iammeter payload is not UTF-8 text: {shorten(payload)}") from exc
     try:
-        obj = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_float=_Number, parse_constant=_reject_constant)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise FrameError(f"iammeter payload is not JSON ({exc}): {shorten(payload)}") from exc
     if not isinstance(obj, dict):
@@ -98,13 +106,12 @@ def _row(
     if not isinstance(row, list) or not needed <= len(row) <= len(layout):
         raise FrameError(f"iammeter {where} must be a list of {needed} numbers: {shorten(row)}")
     values: dict[str, float | int] = {}
-    for i, ((name, convert), value) in enumerate(zip(layout, row, strict=False)):
-        if isinstance(value, Decimal):
-            values[name] = convert(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            values[name] = convert(Decimal(value))
-        else:
-            raise FrameError(f"iammeter {where}[{i}] is not a number: {shorten(value)}")
+    for (name, convert), value in zip(layout, row, strict=False):
+        kind = type(value)
+        if kind is not _Number and kind is not int:  # (a bool is not an int here)
+            at = next(i for i, item in enumerate(row) if item is value)
+            raise FrameError(f"iammeter {where}[{at}] is not a number: {shorten(value)}")
+        values[name] = convert(value)
     return values
 
 

@@ -67,19 +67,24 @@ class FieldAcc:
     def add(self, value: float | int, ts_us: int) -> None:
         numerator, denominator = value.as_integer_ratio()
         shift = denominator.bit_length() - 1  # the denominator is a power of two
-        if shift > self.shift:
-            self.k <<= shift - self.shift
+        mine = self.shift
+        if shift > mine:
+            self.k = (self.k << (shift - mine)) + numerator
             self.shift = shift
-        self.k += numerator << (self.shift - shift)
-        if not self.count:
-            self.low = self.high = self.first = self.last = value
-            self.first_us = self.last_us = ts_us
         else:
-            self.low, self.high = min(self.low, value), max(self.high, value)
+            self.k += numerator << (mine - shift)
+        if self.count:
+            if value < self.low:
+                self.low = value
+            elif value > self.high:
+                self.high = value
             if ts_us < self.first_us:
                 self.first_us, self.first = ts_us, value
             if ts_us >= self.last_us:
                 self.last_us, self.last = ts_us, value
+        else:
+            self.low = self.high = self.first = self.last = value
+            self.first_us = self.last_us = ts_us
         self.count += 1
 
     def stats(self, cumulative: bool) -> Stats:
@@ -102,16 +107,17 @@ class WindowAcc:
     def add(self, reading: Reading, ts_us: int) -> None:
         self.count += 1
         for scope, values in reading.scopes():
-            for name, value in values.present().items():
-                self._field(f"{scope}.{name}").add(value, ts_us)
-        for name, value in reading.extra.items():
-            self._field(f"extra.{name}").add(value, ts_us)
+            self._add(scope, values.present(), ts_us)
+        self._add("extra", reading.extra, ts_us)
 
-    def _field(self, key: str) -> FieldAcc:
-        acc = self.fields.get(key)
-        if acc is None:
-            acc = self.fields[key] = FieldAcc()
-        return acc
+    def _add(self, scope: str, values: dict[str, float | int] | dict[str, float], ts_us: int) -> None:
+        fields = self.fields
+        for name, value in values.items():
+            key = f"{scope}.{name}"
+            acc = fields.get(key)
+            if acc is None:
+                acc = fields[key] = FieldAcc()
+            acc.add(value, ts_us)
 
     def average(self, meter_id: str, driver: str, start_us: int, end_us: int) -> Average:
         scopes: dict[str, dict[str, Stats]] = {}

@@ -11,7 +11,7 @@ After a kill, an agent applies again the input its saved state did not hold yet,
 records again. InfluxDB takes that as it is: the same record always becomes the same point. A sink
 that appends (the files) keeps its own position instead: `write` gets `through`, the next offset of
 each input partition once the batch is written, and `written(source)` tells the agent what it has
-already, so that those records are not written twice (`agents.readings.SinkPositions`).
+already, so that those records are not written twice (`agents.decode.SinkPositions`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, microsecond precision.
+"""InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, microsecond precision; the
+line protocol written directly (`sinks.line_protocol`).
 
 - `readings` and `readings_5m` (the debounced ones): one point per reading and scope, tags `meter`,
   `driver`, `phase` (`total`, `L1`..`L3`); fields as in `Values` (energies as integers), `extra` sensors
@@ -12,17 +13,20 @@ The same record always maps to the same points (idempotent).
 
 from __future__ import annotations
 
+import functools
+import gzip
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from influxdb_client import Point, WritePrecision
+from influxdb_client import WritePrecision, WriteService
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
 from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import InfluxSettings
 from pipeline.sinks import Debounced, Record, SinkRejected, SinkUnavailable
+from pipeline.sinks.line_protocol import Field, line, series
 
 MEASUREMENT = "readings"
 # Microseconds: readings of one meter that arrive in the same millisecond (a serial burst) stay apart.
@@ -34,67 +38,66 @@ def _us(ts: datetime) -> int:
     return (ts - EPOCH) // timedelta(microseconds=1)
 
 
-def reading_points(reading: Reading, measurement: str = MEASUREMENT) -> list[Point]:
-    """A reading → one point per scope that has values (pure)."""
+@functools.lru_cache(maxsize=1 << 16)
+def _meter_series(measurement: str, meter: str, driver: str, phase: str) -> str:
+    return series(measurement, {"meter": meter, "driver": driver, "phase": phase})
+
+
+def _lines(out: list[str], prefix: str, fields: Mapping[str, Field], ts_us: int) -> None:
+    text = line(prefix, fields, ts_us)
+    if text is not None:
+        out.append(text)
+
+
+def reading_lines(reading: Reading, measurement: str = MEASUREMENT) -> list[str]:
+    """A reading → one line per scope that has values (pure)."""
     ts_us = _us(reading.ts)
-    points = []
+    out: list[str] = []
     for phase, values in reading.scopes():
-        fields: dict[str, float | int] = values.present()
-        if phase == "total":
-            fields |= reading.extra
-        if not fields:
-            continue
-        point = (
-            Point(measurement)
-            .tag("meter", reading.meter_id)
-            .tag("driver", reading.driver)
-            .tag("phase", phase)
-            .time(ts_us, PRECISION)
-        )
-        for name, value in fields.items():
-            point.field(name, value)
-        points.append(point)
-    return points
+        fields: dict[str, Field] = {**values.present(), **reading.extra} if phase == "total" else values.present()
+        _lines(out, _meter_series(measurement, reading.meter_id, reading.driver, phase), fields, ts_us)
+    return out
 
 
-def average_points(average: Average) -> list[Point]:
-    points = []
+def average_lines(average: Average) -> list[str]:
+    ts_us = _us(average.start)
+    out: list[str] = []
     for phase, stats in average.scopes():
         if phase == "total":
             stats = {**stats, **average.extra}
-        if not stats:
-            continue
-        point = (Point("averages_10m").tag("meter", average.meter_id).tag("driver", average.driver)
-                 .tag("phase", phase).time(_us(average.start), PRECISION))
+        fields: dict[str, Field] = {}
         for name, s in stats.items():
-            point.field(f"{name}_mean", s.mean).field(f"{name}_min", s.min).field(f"{name}_max", s.max)
-            point.field(f"{name}_count", s.count)
+            fields |= {f"{name}_mean": s.mean, f"{name}_min": s.min, f"{name}_max": s.max, f"{name}_count": s.count}
             if s.delta is not None:
-                point.field(f"{name}_delta", s.delta)
-        points.append(point)
-    return points
+                fields[f"{name}_delta"] = s.delta
+        _lines(out, _meter_series("averages_10m", average.meter_id, average.driver, phase), fields, ts_us)
+    return out
 
 
-def surplus_points(signal: SurplusSignal) -> list[Point]:
-    point = (Point("surplus").tag("site", signal.site).time(_us(signal.ts), PRECISION)
-             .field("grid_w", float(signal.grid_w)).field("charger_w", float(signal.charger_w))
-             .field("surplus_w", float(signal.surplus_w)).field("charging", int(signal.charge))
-             .field("phases", signal.phases).field("current_a", float(signal.current_a))
-             .field("power_w", float(signal.power_w)).field("reason", signal.reason))
+def surplus_lines(signal: SurplusSignal) -> list[str]:
+    fields: dict[str, Field] = {
+        "grid_w": float(signal.grid_w), "charger_w": float(signal.charger_w), "surplus_w": float(signal.surplus_w),
+        "charging": int(signal.charge), "phases": signal.phases, "current_a": float(signal.current_a),
+        "power_w": float(signal.power_w), "reason": signal.reason}
     if signal.pv_w is not None:
-        point.field("pv_w", float(signal.pv_w))
-    return [point]
+        fields["pv_w"] = float(signal.pv_w)
+    out: list[str] = []
+    _lines(out, series("surplus", {"site": signal.site}), fields, _us(signal.ts))
+    return out
 
 
-def points(record: Record) -> list[Point]:
-    """Any record → its points (pure)."""
+def lines(record: Record) -> list[str]:
+    """Any record → its line protocol (pure)."""
     if isinstance(record, Reading):
-        return reading_points(record)
+        return reading_lines(record)
     if isinstance(record, Debounced):
-        return reading_points(record.reading, "readings_5m")
+        return reading_lines(record.reading, "readings_5m")
     if isinstance(record, Average):
-        return average_points(record)
-    return surplus_points(record)
+        return average_lines(record)
+    return surplus_lines(record)
+
+
+GZIP_LEVEL = 1  # a quarter of level 9's CPU (the client's default) for a slightly larger body, on a LAN
 
 
 class InfluxSink:
@@ -105,34 +108,33 @@ class InfluxSink:
             raise ValueError("InfluxSink needs WATTSTREAM_INFLUX_URL")
         self._settings = settings
         self._client: InfluxDBClientAsync | None = None
-
-    def _write_api(self):  # type: ignore[no-untyped-def]
-        if self._client is None:  # created on the running loop (aiohttp)
-            s = self._settings
-            self._client = InfluxDBClientAsync(
-                url=s.url, token=s.token.get_secret_value() if s.token else "", org=s.org,
-                timeout=s.timeout_ms, enable_gzip=True,
-            )
-        return self._client.write_api()
+        self._service: WriteService | None = None
 
     def written(self, source: str) -> None:
         """None: no position kept, the same record always overwrites the same points."""
         return None
 
     async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
-        lines = [point.to_line_protocol() for record in batch for point in points(record)]
-        await self.write_lines(lines, indivisible=len(batch) == 1)
+        await self.write_lines([text for record in batch for text in lines(record)], indivisible=len(batch) == 1)
 
     async def write_lines(self, lines: list[str], indivisible: bool = True) -> None:
-        """Line protocol as it is (also the worker's `pipeline` health points); `indivisible`: too large
-        (413) is final, not to be retried in smaller parts."""
-        if not lines:
-            return
+        """Line protocol as it is (also the worker's `pipeline` health points), gzipped; `indivisible`: too
+        large (413) is final, not to be retried in smaller parts."""
+        if lines:
+            await self._post(gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL), indivisible)
+
+    async def _post(self, body: bytes, indivisible: bool) -> None:
+        """The v2 write API through the client's `WriteService` (its `WriteApi` would gzip at level 9)."""
+        if self._service is None:  # created on the running loop (aiohttp)
+            s = self._settings
+            self._client = InfluxDBClientAsync(url=s.url, token=s.token.get_secret_value() if s.token else "",
+                                               org=s.org, timeout=s.timeout_ms)
+            self._service = WriteService(self._client.api_client)
         try:
-            await self._write_api().write(
-                bucket=self._settings.bucket, org=self._settings.org, record=lines,
-                write_precision=PRECISION,
-            )
+            await self._service.post_write_async(
+                org=self._settings.org, bucket=self._settings.bucket, body=body, precision=PRECISION,
+                content_encoding="gzip", content_type="text/plain; charset=utf-8",
+                async_req=False, _return_http_data_only=False)
         except ApiException as exc:
             if exc.status in (400, 422) or (exc.status == 413 and indivisible):
                 raise SinkRejected(f"InfluxDB refused the write ({exc.status}): {exc.body!r:.200}") from exc
@@ -143,4 +145,4 @@ class InfluxSink:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
-            self._client = None
+            self._client = self._service = None

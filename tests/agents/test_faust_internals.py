@@ -5,6 +5,7 @@ outside it Faust refuses the write. A Faust upgrade that changes this fails here
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -16,8 +17,13 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from yarl import URL
 
-from bridges.kafka import end_offsets
-from pipeline.agents.faust_internals import FAUST_VERSION, as_current, restore_tables_to_the_real_end
+from bridges.kafka import end_offsets, stop_quietly
+from pipeline.agents.faust_internals import (
+    FAUST_VERSION,
+    as_current,
+    fetch_promptly,
+    restore_tables_to_the_real_end,
+)
 from pipeline.embedded.servers import Server
 
 
@@ -90,3 +96,43 @@ def test_faust_takes_the_changelog_end_from_a_fetch_not_from_tansus_short_list_o
     listed, fetched, faust_end = asyncio.run(scenario())
     assert fetched == faust_end == 10
     assert listed < 10  # the Tansu bug this works around; when it is fixed, the workaround can go
+
+
+def test_the_worker_consumer_waits_at_most_the_chosen_time_per_fetch(
+        tansu: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    thread = aiokafka_driver.AIOKafkaConsumerThread
+    assert "fetch_max_wait_ms=1500," in inspect.getsource(thread._create_worker_consumer)  # Faust's, fixed
+    built = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(thread, "_create_worker_consumer", lambda self, transport: built)
+    fetch_promptly(120)
+    fetch_promptly(100)  # again: the last call wins, not wrapped twice
+    assert thread._create_worker_consumer(None, None) is built and built._fetch_max_wait_ms == 100
+
+    async def fetcher_waits() -> int:  # aiokafka builds its fetcher from the attribute when it starts
+        consumer = AIOKafkaConsumer(bootstrap_servers=tansu.address, fetch_max_wait_ms=1500)
+        consumer._fetch_max_wait_ms = 100
+        await consumer.start()
+        try:
+            await consumer.topics()  # (a consumer stopped right after its start stops with CancelledError)
+            return int(consumer._fetcher._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(fetcher_waits()) == 100
+
+
+def test_a_consumer_stopped_right_after_its_start_cancels_nobody(tansu: Server) -> None:
+    """aiokafka raises CancelledError from such a stop; inside Faust's table recovery (`end_offsets` after an
+    error) that ended the recovery task, and the worker never became ready."""
+
+    async def start_and_stop(quietly: bool) -> str:
+        consumer = AIOKafkaConsumer(bootstrap_servers=tansu.address)
+        await consumer.start()
+        try:
+            await (stop_quietly(consumer) if quietly else consumer.stop())
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "stopped"
+
+    assert asyncio.run(start_and_stop(quietly=False)) == "cancelled"  # what aiokafka does
+    assert asyncio.run(start_and_stop(quietly=True)) == "stopped"

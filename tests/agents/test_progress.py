@@ -11,7 +11,7 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from pipeline import topics
-from pipeline.agents.progress import RESEEK_SECONDS, Progress
+from pipeline.agents.progress import RESEEK_SECONDS, STUCK_SECONDS, Progress
 
 A, B = TP(topics.READINGS, 0), TP(topics.READINGS, 1)
 KEY_A, KEY_B = Progress.key(A), Progress.key(B)
@@ -56,7 +56,8 @@ def progress(consumer: Consumer, table: dict[bytes, bytes] | None = None) -> Pro
 
 def admit(p: Progress, *events: tuple[TP, int]) -> list[tuple[TP, int]]:
     admitted = asyncio.run(p.admit([Event(tp, offset) for tp, offset in events]))
-    p.save(admitted)
+    p.advance(admitted)
+    p.save()
     return [(e.message.tp, e.message.offset) for e in admitted]
 
 
@@ -131,3 +132,46 @@ def test_saved_next_to_the_last_admitted_event_of_each_partition() -> None:
     p = progress(Consumer(), Table())
     admit(p, (A, 0), (B, 0), (A, 1))
     assert saved == {KEY_A: (b"2", 1), KEY_B: (b"1", 0)}
+
+
+def test_a_partition_with_records_to_apply_and_none_arriving_is_sent_back() -> None:
+    consumer = Consumer(earliest={B: 4})
+    p = progress(consumer, {KEY_A: b"3"})
+    asyncio.run(p.catch_up(A, 10))  # first seen lagging: the clock starts
+    consumer.now += STUCK_SECONDS - 0.1
+    asyncio.run(p.catch_up(A, 10))
+    assert consumer.seeks == []
+    consumer.now += 0.1
+    asyncio.run(p.catch_up(A, 10))
+    asyncio.run(p.catch_up(B, 9))  # nothing applied yet: from the earliest offset, once it waited too
+    consumer.now += STUCK_SECONDS
+    asyncio.run(p.catch_up(B, 9))
+    assert consumer.seeks == [(A, 3), (B, 4)]
+    assert admit(p, *offsets(A, 3, 4)) == offsets(A, 3, 4)  # then as after any gap
+
+
+def test_no_catch_up_while_records_arrive_or_nothing_is_missing() -> None:
+    consumer = Consumer()
+    p = progress(consumer, {KEY_A: b"3"})
+    for _ in range(5):
+        assert admit(p, *offsets(A, int(p.stored(A) or 0))) != []
+        asyncio.run(p.catch_up(A, 100))  # behind, but busy applying what arrives
+        consumer.now += STUCK_SECONDS / 2
+    asyncio.run(p.catch_up(A, int(p.stored(A) or 0)))  # caught up
+    consumer.now += 10 * STUCK_SECONDS
+    asyncio.run(p.catch_up(A, int(p.stored(A) or 0)))
+    assert consumer.seeks == []
+    asyncio.run(p.catch_up(A, 100))  # a new record: the clock starts now, not at the last event
+    assert consumer.seeks == []
+
+
+def test_progress_is_in_memory_until_saved_and_a_drop_goes_back_to_the_table() -> None:
+    consumer, table = Consumer(), {KEY_A: b"3"}
+    p = progress(consumer, table)
+    p.advance(asyncio.run(p.admit([Event(A, 3), Event(A, 4)])))
+    assert p.stored(A) == 5 and table == {KEY_A: b"3"}
+    p.drop()  # revoked before the checkpoint
+    assert p.stored(A) == 3
+    p.advance(asyncio.run(p.admit([Event(A, 3)])))
+    p.save()
+    assert table == {KEY_A: b"4"} and p.stored(A) == 4

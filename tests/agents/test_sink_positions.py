@@ -1,4 +1,4 @@
-"""`agents.readings.SinkPositions`: what the file sink has already, after a kill and after a fresh Kafka."""
+"""`agents.decode.SinkPositions`: what the file sink has already, after a kill and after a fresh Kafka."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 from faust.types import TP
 
 from pipeline import topics
-from pipeline.agents.readings import SinkPositions
+from pipeline.agents.decode import SinkPositions
 from pipeline.agents.state import Batch
 from tests.agents.test_progress import Event
 
-P0 = TP(topics.READINGS, 0)
-SOURCE = f"{topics.READINGS}/0"
+P0 = TP(topics.raw_topic("lines"), 0)
+SOURCE = f"{topics.raw_topic('lines')}/0"
 
 
 class Journaled:

@@ -3,6 +3,7 @@ table; the real Faust, Tansu and kills are in tests/integration/test_crash_e2e.p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from faust.streams import _current_event
@@ -78,3 +79,32 @@ def test_saved_entries_round_trip_each_with_its_keys_last_event() -> None:
     again = Entry.load(table[b"a"])
     assert (again.state, again.at, again.taken) == ({"last": 1, "big": 2**80}, (2, 1), {"meter.raw.iammeter/0": (1, 0)})
     assert Batch(table).take(b"a", event(2, 1)) is None
+
+
+@dataclass
+class Live:
+    count: int = 0
+
+    def dump(self) -> dict[str, int]:
+        return {"count": self.count}
+
+
+def test_entries_live_between_checkpoints_and_a_drop_goes_back_to_the_table() -> None:
+    table: dict[bytes, bytes] = {}
+    entries = Batch(table)
+    for offset in range(3):
+        entry = entries.take(b"a", event(0, offset))
+        assert entry is not None
+        entry.state = entry.state if isinstance(entry.state, Live) else Live()
+        entry.state.count += 1
+    entries.save()  # a checkpoint: the live state's dump
+    assert Entry.load(table[b"a"]).state == {"count": 3}
+    table_after_checkpoint = dict(table)
+    entries.save()  # nothing changed since: nothing written
+    assert table == table_after_checkpoint
+    entry = entries.take(b"a", event(0, 3))
+    assert entry is not None and entry.state.count == 3  # the live object, not the JSON
+    entry.state.count += 1
+    entries.drop()  # revoked before the next checkpoint: forgotten
+    entry = entries.take(b"a", event(0, 3))
+    assert entry is not None and entry.state == {"count": 3} and entry.at == (0, 3)

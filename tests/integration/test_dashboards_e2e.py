@@ -62,7 +62,7 @@ def test_every_dashboard_panel_returns_data_from_the_pipeline(stack: Stack, tmp_
 
     worker = stack.start("worker", "worker")
     worker.wait_for("Worker]: Ready")
-    asyncio.run(produce(bootstrap, topics.READINGS, site))
+    asyncio.run(produce(bootstrap, topics.raw_topic("reading"), site))
     size = -(-len(raw) // SLICES)
     for i in range(SLICES):  # as a live stream: the health points see the counters move
         asyncio.run(produce(bootstrap, topics.raw_topic("iammeter"), raw[i * size:(i + 1) * size],

@@ -1,7 +1,7 @@
 """`wattstream replay` through the real parts: the worker's outputs of an hour of the recorded cloudy
-day (readings, debounced readings, averages, surplus decisions) written from Kafka into an empty bucket
-are exactly what the worker wrote; replayed over the worker's own bucket nothing doubles; `--since`
-starts at the records Kafka stamped from then on."""
+day, fed in as readings on `meter.raw.reading` (readings, debounced readings, averages, surplus
+decisions), written from Kafka into an empty bucket are exactly what the worker wrote; replayed over
+the worker's own bucket nothing doubles; `--since` starts at the records Kafka stamped from then on."""
 
 from __future__ import annotations
 
@@ -36,11 +36,12 @@ def test_replay_rebuilds_a_bucket_and_doubles_nothing(stack: Stack, tmp_path: Pa
     half = len(records) // 2
     worker = stack.start("worker", "worker")
     worker.wait_for("Worker]: Ready")
-    asyncio.run(produce(stack.tansu.address, topics.READINGS, records[:half]))
-    time.sleep(1.5)  # Kafka stamps the second half later
+    asyncio.run(produce(stack.tansu.address, topics.raw_topic("reading"), records[:half]))
+    stack.influx.wait_rows("SELECT power_w FROM readings", count=half)
+    time.sleep(0.5)  # Kafka stamps the worker's outputs of the second half later
     since = datetime.now(UTC)
     time.sleep(0.5)
-    asyncio.run(produce(stack.tansu.address, topics.READINGS, records[half:]))
+    asyncio.run(produce(stack.tansu.address, topics.raw_topic("reading"), records[half:]))
     grid = sum(r.meter_id.endswith("GRID") for r in readings)
     stack.influx.wait_rows("SELECT surplus_w FROM surplus", count=grid)
     stack.influx.wait_rows("SELECT power_w FROM readings", count=len(readings))

@@ -1,6 +1,6 @@
 """Debounce, 10-minute averages and the surplus signal through the real parts (Tansu, the worker,
-InfluxDB), from an hour of the recorded cloudy day produced onto `meter.readings`, with the worker
-stopped and started again in the middle of a window and a debounce bucket."""
+InfluxDB), from an hour of the recorded cloudy day produced as readings onto `meter.raw.reading`, with
+the worker stopped and started again in the middle of a window and a debounce bucket."""
 
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def test_windows_and_surplus_survive_a_worker_restart_exactly_once(stack: Stack,
 
     worker = stack.start("worker", "worker")
     worker.wait_for("Worker]: Ready")
-    asyncio.run(produce(bootstrap, topics.READINGS, records[:cut]))
+    asyncio.run(produce(bootstrap, topics.raw_topic("reading"), records[:cut]))
     influx.wait_rows("SELECT power_w FROM readings", count=cut)
     assert worker.stop() == 0  # the surplus agent is still busy with the site readings (Faust drops some)
     worker = stack.start("worker-again", "worker")
     worker.wait_for("Worker]: Ready")
-    asyncio.run(produce(bootstrap, topics.READINGS, records[cut:]))
+    asyncio.run(produce(bootstrap, topics.raw_topic("reading"), records[cut:]))
 
     # averages: each closed window once, exactly the statistics of its readings
     by_window: dict[tuple[str, datetime], list[Reading]] = {}

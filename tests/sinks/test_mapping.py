@@ -1,12 +1,10 @@
-"""Reading → InfluxDB points and → kei-format file lines (pure mappings)."""
+"""Reading → InfluxDB line protocol and → kei-format file lines (pure mappings)."""
 
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from pipeline.models import Average, Reading, Stats, SurplusSignal, Values
-from pipeline.sinks import Debounced
-from pipeline.sinks.files import average_lines, reading_lines
-from pipeline.sinks.influx import points, reading_points
+from pipeline.sinks import Debounced, files, influx
 
 READING = Reading(
     meter_id="iammeter:5DB50BF4", driver="iammeter",
@@ -17,8 +15,8 @@ READING = Reading(
 )
 
 
-def test_points_one_per_scope_with_tags_types_and_event_time() -> None:
-    lines = [p.to_line_protocol() for p in reading_points(READING)]
+def test_lines_one_per_scope_with_tags_types_and_event_time() -> None:
+    lines = influx.reading_lines(READING)
     assert lines == [
         "readings,driver=iammeter,meter=iammeter:5DB50BF4,phase=total "
         "energy_import_wh=1274549i,power_w=593,temperature_c=21.25 1748772005120000",
@@ -26,20 +24,20 @@ def test_points_one_per_scope_with_tags_types_and_event_time() -> None:
     ]  # L2 has no values: no point
 
 
-def test_points_are_idempotent() -> None:
-    first = [p.to_line_protocol() for p in reading_points(READING)]
-    again = [p.to_line_protocol() for p in reading_points(Reading.from_json(READING.to_json()))]
+def test_lines_are_idempotent() -> None:
+    first = influx.reading_lines(READING)
+    again = influx.reading_lines(Reading.from_json(READING.to_json()))
     assert first == again
 
 
 def test_tag_values_are_escaped() -> None:
     odd = READING.model_copy(update={"meter_id": "lines:unit 1,a=b"})
-    line = reading_points(odd)[0].to_line_protocol()
+    line = influx.reading_lines(odd)[0]
     assert r"meter=lines:unit\ 1\,a\=b" in line
 
 
 def test_file_lines_in_kei_format_local_time() -> None:
-    lines = [line for _, line in reading_lines(READING, ZoneInfo("Europe/Vienna"))]
+    lines = [line for _, line in files.reading_lines(READING, ZoneInfo("Europe/Vienna"))]
     assert lines == [
         "2025/06/01 12:00:05,iammeter:5DB50BF4,power_w,593.0,iammeter",
         "2025/06/01 12:00:05,iammeter:5DB50BF4,energy_import_wh,1274549,iammeter",
@@ -59,14 +57,14 @@ AVERAGE = Average(
 )
 
 
-def test_average_points_and_sum_lines() -> None:
-    lines = [p.to_line_protocol() for p in points(AVERAGE)]
+def test_average_lines_and_sum_lines() -> None:
+    lines = influx.lines(AVERAGE)
     assert lines[0].startswith("averages_10m,driver=iammeter,meter=iammeter:5DB50BF4,phase=total ")
     assert "energy_import_wh_delta=2i" in lines[0] and "power_w_mean=500.5" in lines[0]
     assert "power_w_count=3i" in lines[0] and "temperature_c_max=22" in lines[0]
     assert lines[0].endswith(" 1748772000000000")  # the window's start
     assert lines[1].startswith("averages_10m,driver=iammeter,meter=iammeter:5DB50BF4,phase=L1 voltage_v_count=3i")
-    assert [line for _, line in average_lines(AVERAGE, ZoneInfo("Europe/Vienna"))] == [
+    assert [line for _, line in files.average_lines(AVERAGE, ZoneInfo("Europe/Vienna"))] == [
         "2025/06/01 12:00,iammeter:5DB50BF4,power_w,500.5",
         "2025/06/01 12:00,iammeter:5DB50BF4,energy_import_wh_delta,2",
         "2025/06/01 12:00,iammeter:5DB50BF4,L1.voltage_v,230.1",
@@ -74,11 +72,11 @@ def test_average_points_and_sum_lines() -> None:
     ]
 
 
-def test_debounced_and_surplus_points() -> None:
-    [debounced] = [p.to_line_protocol() for p in points(Debounced(READING))][:1]
+def test_debounced_and_surplus_lines() -> None:
+    debounced = influx.lines(Debounced(READING))[0]
     assert debounced.startswith("readings_5m,driver=iammeter,meter=iammeter:5DB50BF4,phase=total ")
     signal = SurplusSignal(site="home", ts=READING.ts, grid_w=-2000.0, pv_w=None, charger_w=0.0, surplus_w=2000.0,
                            charge=True, phases=1, current_a=8.0, power_w=1840.0, reason="start: it is sunny")
-    [line] = [p.to_line_protocol() for p in points(signal)]
+    [line] = influx.lines(signal)
     assert line == ('surplus,site=home charger_w=0,charging=1i,current_a=8,grid_w=-2000,phases=1i,'
                     'power_w=1840,reason="start: it is sunny",surplus_w=2000 1748772005120000')  # floats: no `i`
