@@ -61,19 +61,29 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         finally:
             busy = False
 
-    def checkpoint() -> None:
+    def checkpoint(now: bool = False) -> None:
         """The entries changed since the last checkpoint, then the progress, when one is due."""
         nonlocal saved_at
-        if time.monotonic() - saved_at >= settings.checkpoint_seconds:
+        if now or time.monotonic() - saved_at >= settings.checkpoint_seconds:
             entries.save()
             progress.save()
             saved_at = time.monotonic()
 
     async def revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
-        entries.drop()  # not saved: the new owner may have started from the table already
+        """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved, so the next
+        owner goes on from there; a batch still being applied (Faust waited for it in vain) is dropped."""
+        if not busy:
+            checkpoint(now=True)
+        entries.drop()
         progress.drop()
 
+    async def stopping(sender: Any, **_: Any) -> None:
+        """A clean stop (its streams are drained by now): what is applied is saved, nothing repeats."""
+        if not busy:
+            checkpoint(now=True)
+
     app.on_partitions_revoked.connect(revoked)
+    app.on_before_shutdown.connect(stopping)
 
     async def tick() -> None:
         if not busy:

@@ -9,8 +9,8 @@ can be killed between any two changelog writes and then reads its input again fr
 progress; this is why each piece is there:
 
 - an entry is one record: a key's state and the offset it has applied are never apart;
-- states and progress are kept in memory and written every `checkpoint_seconds` (a kill repeats what
-  came after the last checkpoint, see below), and dropped unsaved when partitions are revoked;
+- states and progress are kept in memory and written every `checkpoint_seconds`, at a clean stop and
+  before partitions are revoked (a kill repeats what came after the last checkpoint, see below);
 - a checkpoint's progress is written after its states, to the same changelog partition (the states are
   written as if processing their key's last event, `faust_internals.as_current`): Kafka keeps one
   partition's records in order, and aiokafka sends one batch per partition at a time, so a saved

@@ -54,7 +54,8 @@ def test_every_dashboard_panel_returns_data_from_the_pipeline(stack: Stack, tmp_
     start = max(now - STEPS * STEP, now.replace(hour=0, minute=0, second=0, microsecond=0))
     cloudy = hour_of("clouds", 9)
     shift = start - cloudy[-1].ts - STEP
-    site = [(r.meter_id.encode(), r.model_copy(update={"ts": r.ts + shift}).to_json()) for r in cloudy]
+    site = [(r.meter_id.encode(), r.model_copy(update={"ts": r.ts + shift, "received_at": r.received_at + shift})
+             .to_json()) for r in cloudy]
     raw, headers = rising_payloads(meters=2, start=start)
     raw.insert(1, (b"M999", b"not an IAMMETER payload"))
     headers.insert(1, [])
