@@ -18,6 +18,9 @@ from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A follower's fetch returns after this at the latest (aiokafka's default is 500 ms; Tansu answers a fetch
+# only then, see `WorkerSettings.fetch_wait_ms`): what a decision may wait before `charger` sees it.
+FETCH_WAIT_MS = 100
 
 
 def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[str, bytes]]:
@@ -54,7 +57,7 @@ async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartitio
     watermark of a fetch is right, so this fetches from just below the reported end. On Apache Kafka
     both agree."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
-    await consumer.start()
+    await start(consumer)
     try:
         reported = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
@@ -66,25 +69,16 @@ async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartitio
             await consumer.getmany(*waiting, timeout_ms=500)
         return {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in partitions}
     finally:
-        await stop_quietly(consumer)
-
-
-async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
-    """`consumer.stop()`, without the CancelledError aiokafka raises when a consumer without a group is
-    stopped before its coordinator's task first ran (an error right after `start`): it would replace the
-    real error, or cancel whoever waits — Faust's table recovery, which then never ends. A cancellation
-    of the caller itself still propagates."""
-    try:
         await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
 
 
-# A waiting fetch returns after this at the latest: Tansu answers it only then (Apache Kafka as soon as a
-# record arrives), so it is what a decision waits before a follower sees it (aiokafka's default is 500).
-FETCH_WAIT_MS = 100
+async def start(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.start()` and one turn of the loop for the tasks it created: aiokafka raises CancelledError
+    from the `stop()` of a consumer without a group when its coordinator's task has not run yet (an error
+    right after the start). That would replace the real error, or cancel whoever waits — Faust's table
+    recovery, which then never ends."""
+    await consumer.start()
+    await asyncio.sleep(0)
 
 
 async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
@@ -98,7 +92,7 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
             log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
             await asyncio.sleep(2)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS)
-    await consumer.start()
+    await start(consumer)
     await consumer.topics()  # fresh metadata, with the topic
     assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(assigned)

@@ -41,11 +41,12 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
     entries = Batch(table, progress.stored)
     busy = False  # applying a batch (which may hold the stream for long: a sink outage)
+    void = False  # the partitions were revoked while the batch ran: what it did is not this worker's any more
     saved_at = time.monotonic()
 
     async def run(events: Sequence[EventT]) -> None:
-        nonlocal busy
-        busy = True
+        nonlocal busy, void
+        busy, void = True, False
         try:
             admitted = await progress.admit(events)
             if admitted:
@@ -55,6 +56,10 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                     entries.drop()
                     progress.drop()
                     raise
+                if void:  # its outputs are out; the new owner applies it again from its checkpoint
+                    entries.drop()
+                    progress.drop()
+                    return
                 progress.advance(admitted)
                 RECORDS.labels(name).inc(len(admitted))
                 checkpoint()
@@ -69,11 +74,16 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
             progress.save()
             saved_at = time.monotonic()
 
-    async def revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
-        """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved, so the next
-        owner goes on from there; a batch still being applied (Faust waited for it in vain) is dropped."""
-        if not busy:
+    async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved and sent, so
+        the next owner goes on from there. A batch still running (Faust waited for it in vain: a long
+        sink outage) is void: its state is dropped when it ends, and the last checkpoint stands."""
+        nonlocal void
+        if busy:
+            void = True
+        else:
             checkpoint(now=True)
+            await app.producer.flush()
         entries.drop()
         progress.drop()
 
@@ -82,7 +92,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         if not busy:
             checkpoint(now=True)
 
-    app.on_partitions_revoked.connect(revoked)
+    app.on_partitions_revoked.connect(on_revoked)
     app.on_before_shutdown.connect(stopping)
 
     async def tick() -> None:

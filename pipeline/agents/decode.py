@@ -193,8 +193,11 @@ def register_decode(app: faust.App, raw: faust.TopicT, deadletter: faust.TopicT,
                 decoded, new_state = step(event.value, received_at(headers, event),
                                           key.decode("utf-8", "replace") if key else None,
                                           bytes.fromhex(state.decoder) or None)
-            except IngestError as exc:
-                await dead(event, headers, exc)
+            except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
+                if not isinstance(exc, IngestError):
+                    log.exception("%s decoder failed on a record of key %r", driver, key)
+                await dead(event, headers, exc if isinstance(exc, IngestError)
+                           else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
                 if reset_on_error:
                     state.decoder = ""
                 continue

@@ -91,9 +91,11 @@ class Progress:
 
     def advance(self, admitted: Sequence[EventT]) -> None:
         """The admitted events are applied (in memory)."""
+        now = self._clock()
         for event in admitted:
             self.applied[event.message.tp] = event.message.offset + 1
             self._last[event.message.tp] = event
+            self.arrived[event.message.tp] = now  # (a long batch is no silence)
 
     def save(self) -> None:
         """After the states of what was applied are saved: the next offsets, each to the changelog
@@ -108,6 +110,7 @@ class Progress:
         self.applied.clear()
         self._last.clear()
         self.waiting.clear()
+        self.arrived.clear()
 
     async def retry(self) -> None:
         """Send back again the partitions whose missing record has not come yet: the consumer can drop the

@@ -1,7 +1,7 @@
 """`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
 by site, through the surplus controller (state per site in the agent's table, `agents.state`); one
 `SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
-at a time (a few per second per site); each exactly once (`agents.state`: a site reading the readings
+at a time (a few per second per site); each exactly once (`agents.state`: a site reading a decode
 agent sent again after a kill is known by its position and skipped). A grid reading at or before the
 last decided event time (out of order) gets no decision, so a `power.surplus` record is known by
 (site, ts): one sent again after a kill is the same decision, and consumers skip a ts they have seen."""

@@ -43,7 +43,10 @@ Convert = Callable[[_Number | int], float | int]
 
 
 def _float(value: _Number | int) -> float:
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer literal beyond any float
+        result = math.inf
     if not math.isfinite(result):
         raise FrameError(f"iammeter value out of range: {shorten(value)}")
     return result

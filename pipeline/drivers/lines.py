@@ -66,6 +66,8 @@ def _value(raw: object, sensor: str) -> float:
         raise FrameError(f"lines sensor {sensor} value is not a number: {shorten(raw)}")
     try:
         value = float(raw)  # type: ignore[arg-type]
+    except OverflowError:  # a JSON integer beyond any float
+        value = math.inf
     except (TypeError, ValueError) as exc:
         raise FrameError(f"lines sensor {sensor} value is not a number: {shorten(raw)}") from exc
     if not math.isfinite(value):

@@ -1,4 +1,4 @@
-"""InfluxDB sink (DESIGN §5): the v2 write API through `influxdb-client`, gzip, microsecond precision; the
+"""InfluxDB sink: the v2 write API through `influxdb-client`, gzip, microsecond precision; the
 line protocol written directly (`sinks.line_protocol`).
 
 - `readings` and `readings_5m` (the debounced ones): one point per reading and scope, tags `meter`,

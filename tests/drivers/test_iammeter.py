@@ -130,6 +130,7 @@ def test_energy_is_exact_in_wh() -> None:
     (b'{"SN":"X","Datas":[[1,2,3,4,5,6,7],[1,2,3,4,5,6,7]]}', "must have 3 phase rows"),
     (b'{"SN":"X","Data":[1,2,3,4,5,6,7],"EA":[]}', "'EA' must be an object"),
     (b'{"SN":"X","Data":[1,2,1e400,4,5,6,7]}', "value out of range"),
+    (b'{"SN":"X","Data":[1,2,' + b"9" * 400 + b',4,5,6,7]}', "value out of range"),  # an integer beyond floats
     (b'{"SN":"X","Data":[1,2,3,1e17,5,6,7]}', "energy out of range"),
 ])
 def test_bad_payloads_raise_frame_errors_naming_the_value(body: bytes, message: str) -> None:

@@ -38,6 +38,7 @@ def test_json_without_unit_takes_the_bridge_device() -> None:
     (b"a,b", "expects UnitID,SensorID,Value"),
     (b"a,b,c", "sensor b value is not a number: 'c'"),
     (b"a,b,nan", "not finite"),
+    (b'{"unit": "a", "t": ' + b"9" * 400 + b"}", "not finite"),  # a JSON integer beyond any float
     (b"a b,t,1", "unit id must be"),
     (b'{"unit": "u"}', "no sensor value"),
     (b'{"t": 1}', "no unit id"),
