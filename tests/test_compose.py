@@ -37,7 +37,9 @@ def test_services_images_and_the_project_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1] not in ("root", "0")  # runs as non-root
-    assert "tests" in (ROOT / ".dockerignore").read_text().split()  # a small build context
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "tests" in ignored  # a small build context
+    assert {".env", "meters.toml", "mosquitto"} <= set(ignored)  # secrets and keys stay out of the image
 
 
 def test_ports_for_meters_grafana_influxdb_and_remote_bridges() -> None:
@@ -59,9 +61,12 @@ def test_healthchecks_and_start_order_by_health() -> None:
     assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (README "Pipeline health")
 
 
-def test_profiles_demo_and_serial() -> None:
+def test_profiles_demo_charger_and_serial() -> None:
     profiles = {name: service.get("profiles") for name, service in SERVICES.items() if service.get("profiles")}
-    assert profiles == {"simulate": ["demo"], "serial": ["serial"]}
+    # the charger bridge exits without a [[charger]]: the shipped meters.toml has none, the demo's has
+    assert profiles == {"simulate": ["demo"], "serial": ["serial"], "charger": ["charger", "demo"]}
+    assert "[[charger]]" not in (ROOT / "meters.toml").read_text().replace("# [[charger]]", "")
+    assert "[[charger]]" in (ROOT / "meters.demo.toml").read_text()
     assert SERVICES["serial"]["devices"] == ["${SERIAL_DEVICE}:/dev/wattstream-serial"]
     assert SERVICES["serial"]["command"][:4] == ["bridge", "broute", "--port", "/dev/wattstream-serial"]
     demo = (ROOT / "meters.demo.toml").read_text()
@@ -101,3 +106,19 @@ def test_grafana_datasource_is_influxql_with_token_header() -> None:
     datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text())["datasources"][0]
     assert datasource["type"] == "influxdb" and "version" not in datasource["jsonData"]  # InfluxQL
     assert datasource["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
+
+
+def test_the_data_is_on_volumes_and_survives_a_new_container() -> None:
+    kafka = SERVICES["kafka"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}
+    # with any KAFKA_* set, the image writes the log dir from the variables (default: /tmp in the container)
+    assert mounts.get(kafka["environment"]["KAFKA_LOG_DIRS"]) in COMPOSE["volumes"]
+    assert kafka["environment"]["CLUSTER_ID"] == "${KAFKA_CLUSTER_ID}"  # the same id formats and reopens it
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env_example()["KAFKA_CLUSTER_ID"])
+    influx = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["influxdb"]["volumes"]}
+    assert influx.keys() >= {"/var/lib/influxdb2", "/etc/influxdb2"} and set(influx.values()) <= set(COMPOSE["volumes"])
+    assert "grafana-data:/var/lib/grafana" in SERVICES["grafana"]["volumes"]
+    assert "mosquitto-data:/mosquitto/data" in SERVICES["mosquitto"]["volumes"]
+    conf = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^persistence true$", conf, re.M)
+    assert re.search(r"^persistence_location /mosquitto/data/$", conf, re.M)

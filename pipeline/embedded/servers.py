@@ -6,6 +6,7 @@ forwarder for the v2 write API (DESIGN §8). A server that cannot start raises `
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -112,7 +113,9 @@ def start_tansu(workdir: Path, port: int | None = None) -> Server:
                   workdir, port)
 
 
-def start_mosquitto(workdir: Path, port: int | None = None) -> Server:
+def start_mosquitto(workdir: Path, port: int | None = None, config: str | None = None) -> Server:
+    """`config`: a mosquitto.conf to run instead of the test one (compose's): its `listener` and
+    `persistence_location` lines are pointed at the free port and `workdir`."""
     binary = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
     if binary is None:
@@ -120,9 +123,12 @@ def start_mosquitto(workdir: Path, port: int | None = None) -> Server:
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {workdir}/\nmax_queued_messages 100000\n"
-                    "log_dest stdout\n")
+    if config is None:
+        config = ("listener 1883\nallow_anonymous true\npersistence true\npersistence_location /data/\n"
+                  "max_queued_messages 100000\nlog_dest stdout\n")
+    config = re.sub(r"^listener \d+.*$", f"listener {port} 127.0.0.1", config, flags=re.M)
+    config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)
+    conf.write_text(config)
     return _spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
 
 
