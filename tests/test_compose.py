@@ -43,8 +43,14 @@ def test_services_images_and_the_project_image() -> None:
 
 
 def test_ports_for_meters_grafana_influxdb_and_remote_bridges() -> None:
-    published = {port.split(":")[0] for service in SERVICES.values() for port in service.get("ports", [])}
-    assert published == {"1883", "3000", "8086", "9094"}
+    env = env_example()
+    published: dict[str, str] = {}  # host port → the address it listens on
+    for service in SERVICES.values():
+        for port in service.get("ports", []):
+            *bind, host, _container = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], port).split(":")
+            published[host] = bind[0] if bind else "0.0.0.0"
+    # meters reach MQTT and people Grafana from the LAN; InfluxDB and plaintext Kafka only by opting in
+    assert published == {"1883": "0.0.0.0", "3000": "0.0.0.0", "8086": "127.0.0.1", "9094": "127.0.0.1"}
     assert "EXTERNAL://${KAFKA_EXTERNAL_HOST}:9094" in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
 
 
