@@ -71,7 +71,8 @@ class BrouteSession:
     for every ECHONET Lite frame from the meter."""
 
     def __init__(self, port: str, settings: BrouteSettings, baudrate: int = 115200) -> None:
-        if settings.id is None or settings.password is None:
+        if not (settings.id and settings.id.get_secret_value()) or not (
+                settings.password and settings.password.get_secret_value()):  # unset, or empty in .env
             raise ValueError("the B-route bridge needs WATTSTREAM_BROUTE_ID and WATTSTREAM_BROUTE_PASSWORD")
         self._port_name = port
         self._settings = settings

@@ -74,6 +74,7 @@ def test_profiles_demo_charger_and_serial() -> None:
     assert "[[charger]]" not in (ROOT / "meters.toml").read_text().replace("# [[charger]]", "")
     assert "[[charger]]" in (ROOT / "meters.demo.toml").read_text()
     assert SERVICES["serial"]["devices"] == ["${SERIAL_DEVICE}:/dev/wattstream-serial"]
+    assert SERVICES["serial"]["group_add"] == ["${SERIAL_GID}"] and env_example()["SERIAL_GID"].isdigit()
     assert SERVICES["serial"]["command"][:4] == ["bridge", "broute", "--port", "/dev/wattstream-serial"]
     demo = (ROOT / "meters.demo.toml").read_text()
     assert demo.endswith(demo_meters_toml())  # the demo's meters file is what the simulators need
