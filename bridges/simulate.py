@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 from Crypto.Cipher import AES
 
-from pipeline.settings import DEFAULT_TOPICS
+from pipeline.settings import DEFAULT_TOPICS, MqttSettings
 
 
 @dataclass
@@ -238,15 +238,17 @@ def default_adw300() -> list[SimulatedAdw300]:
     return [SimulatedAdw300("20201998111433", phases=3), SimulatedAdw300("ADW310SIM01", phases=1, seed=8)]
 
 
-def run_simulator(host: str, port: int, interval: float, stop_after: float | None = None) -> None:
+def run_simulator(settings: MqttSettings, interval: float, stop_after: float | None = None) -> None:
     """Every simulated meter (IAMMETER, Acrel, EVN, the PV site) publishing every `interval` seconds;
-    the site's car follows `wattstream/<site>/surplus`."""
+    the site's car follows `wattstream/<site>/surplus`. With the stack's MQTT account where one is set."""
     site = SimulatedSite()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-simulator")
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password.get_secret_value() if settings.password else None)
     client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPICS["wattstream"].format(site=site.name), qos=1)
     client.on_message = lambda _c, _u, message: site.follow(message.payload)
     client.reconnect_delay_set(1, 10)
-    client.connect_async(host, port)
+    client.connect_async(settings.host, settings.port)
     client.loop_start()
     iammeters, acrels, evn = [*default_meters(), *site.meters], default_adw300(), SimulatedEvn()
     started = last = time.time()

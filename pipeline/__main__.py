@@ -167,7 +167,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     try:
-        run_simulator(settings.mqtt.host, settings.mqtt.port, args.interval)
+        run_simulator(settings.mqtt, args.interval)
     except KeyboardInterrupt:
         pass
     return 0

@@ -61,10 +61,32 @@ def test_healthchecks_and_start_order_by_health() -> None:
         depends = service.get("depends_on", {})
         assert isinstance(depends, dict), f"{name}: depends_on without conditions"
         for dependency, condition in depends.items():
+            if dependency == "mqtt-users":  # a one-shot job: done, not healthy
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"} and dependency in healthy, (name, dependency)
     assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "influxdb"}
     assert set(SERVICES["bridge"]["depends_on"]) == {"kafka", "mosquitto"}
     assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (README "Pipeline health")
+    assert set(SERVICES["mosquitto"]["depends_on"]) == {"mqtt-users"}  # the password file first
+
+
+def test_mqtt_needs_accounts_and_every_client_of_the_stack_has_one() -> None:
+    conf = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^allow_anonymous false$", conf, re.M) and not re.search(r"^allow_anonymous true", conf, re.M)
+    assert re.search(r"^password_file /mosquitto/auth/passwd$", conf, re.M)
+    assert re.search(r"^acl_file /mosquitto/config/acl$", conf, re.M)
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["mosquitto"]["volumes"]}
+    assert mounts["/mosquitto/auth"] in SERVICES["mqtt-users"]["volumes"][0]  # what mqtt-users writes
+    test = SERVICES["mosquitto"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and '-u wattstream -P "$$MQTT_PASSWORD"' in test[1]  # works with auth on
+    assert SERVICES["mosquitto"]["environment"]["MQTT_PASSWORD"] == "${MQTT_PASSWORD}"
+    acl_users = set(re.findall(r"^user (\S+)$", (ROOT / "mosquitto" / "acl").read_text(), re.M))
+    script = SERVICES["mqtt-users"]["command"][2]
+    assert acl_users == set(re.findall(r'"\$\$f" (\w+) "', script)) == {"wattstream", "meter", "reader"}
+    for name in OURS:  # the bridges, publish, charger, the simulator: the stack's account
+        env = SERVICES[name]["environment"]
+        assert env["WATTSTREAM_MQTT_USERNAME"] == "wattstream" and env["WATTSTREAM_MQTT_PASSWORD"], name
 
 
 def test_profiles_demo_charger_and_serial() -> None:

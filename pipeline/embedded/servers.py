@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,9 +114,11 @@ def start_tansu(workdir: Path, port: int | None = None) -> Server:
                   workdir, port)
 
 
-def start_mosquitto(workdir: Path, port: int | None = None, config: str | None = None) -> Server:
+def start_mosquitto(workdir: Path, port: int | None = None, config: str | None = None,
+                    mounts: Mapping[str, Path] | None = None) -> Server:
     """`config`: a mosquitto.conf to run instead of the test one (compose's): its `listener` and
-    `persistence_location` lines are pointed at the free port and `workdir`."""
+    `persistence_location` lines are pointed at the free port and `workdir`, and the paths under each of
+    `mounts` (a container directory → where it is here) at their place here."""
     binary = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
     if binary is None:
@@ -128,6 +131,8 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
                   "max_queued_messages 100000\nlog_dest stdout\n")
     config = re.sub(r"^listener \d+.*$", f"listener {port} 127.0.0.1", config, flags=re.M)
     config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)
+    for inside, here in (mounts or {}).items():
+        config = config.replace(inside.rstrip("/") + "/", f"{here}/")
     conf.write_text(config)
     return _spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
 

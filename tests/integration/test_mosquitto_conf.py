@@ -1,56 +1,126 @@
-"""The mosquitto.conf compose mounts, run by the real Debian mosquitto: it starts, and while the bridge's
-persistent session is away it keeps the meters' QoS 0 messages — more of them than mosquitto's default
-of 1000 — and hands them over when the bridge is back."""
+"""The mosquitto.conf and acl compose mounts, run by the real Debian mosquitto with the password file that
+compose's `mqtt-users` script writes (run here as it is): nobody gets in without an account, a meter
+publishes its readings but no charger's topic, a reader reads what wattstream publishes, and while the
+bridge's persistent session is away the broker keeps the meters' QoS 0 messages — more than mosquitto's
+default of 1000 — and hands them over when the bridge is back."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
+import pytest
+import yaml
 
-from pipeline.embedded.servers import start_mosquitto
+from pipeline.embedded.servers import Server, start_mosquitto
 
 ROOT = Path(__file__).parent.parent.parent
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+PASSWORDS = {"wattstream": "stack-secret", "meter": "meter-secret", "reader": "reader-secret"}
 MESSAGES = 3000
 
 
-def session(port: int, received: list[bytes], done: threading.Event) -> mqtt.Client:
-    """The bridge's kind of session: fixed client id, not clean, QoS 1 subscription."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="conf-test-bridge", clean_session=False)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_: subscribed.set()
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Server]:
+    # mosquitto started as root reads its files as the user `mosquitto`: not from pytest's private tmp
+    auth = Path(tempfile.mkdtemp(prefix="wattstream-mqtt-auth-"))
+    auth.chmod(0o755)
+    try:
+        write_password_file(auth)
+        server = start_mosquitto(tmp_path / "data", config=(ROOT / "mosquitto" / "mosquitto.conf").read_text(),
+                                 mounts={"/mosquitto/config": ROOT / "mosquitto", "/mosquitto/auth": auth})
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(auth, ignore_errors=True)
 
-    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        received.append(message.payload)
-        if len(received) >= MESSAGES:
-            done.set()
 
-    client.on_message = on_message
+def write_password_file(auth: Path) -> None:
+    """Compose's `mqtt-users` script as it is (`$$` is compose's escape of `$`), into `auth`."""
+    script = COMPOSE["services"]["mqtt-users"]["command"][2].replace("$$", "$").replace("/auth/", f"{auth}/")
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "MQTT_PASSWORD": PASSWORDS["wattstream"],
+           "METER_MQTT_PASSWORD": PASSWORDS["meter"], "READER_MQTT_PASSWORD": PASSWORDS["reader"]}
+    subprocess.run(["sh", "-c", script], env=env, check=True)
+    assert {line.split(":")[0] for line in (auth / "passwd").read_text().splitlines()} == set(PASSWORDS)
+
+
+def connect(port: int, user: str | None, *, client_id: str = "", clean: bool = True,
+            received: list[tuple[str, bytes]] | None = None) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+    if user is not None:
+        client.username_pw_set(user, PASSWORDS[user])
+    connected = threading.Event()
+    outcome: list[mqtt.ReasonCode] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: (outcome.append(reason), connected.set())
+    if received is not None:
+        client.on_message = lambda _c, _u, message: received.append((message.topic, message.payload))
     client.connect("127.0.0.1", port)
-    client.subscribe("device/+/realtime", qos=1)
     client.loop_start()
-    assert subscribed.wait(10), "no SUBACK"
+    assert connected.wait(10), "no CONNACK"
+    if outcome[0].is_failure:
+        client.loop_stop()
+        raise PermissionError(str(outcome[0]))
     return client
 
 
-def test_the_compose_broker_keeps_qos0_messages_for_an_absent_bridge(tmp_path: Path) -> None:
-    broker = start_mosquitto(tmp_path / "mosquitto", config=(ROOT / "mosquitto" / "mosquitto.conf").read_text())
+def subscribe(client: mqtt.Client, pattern: str) -> None:
+    done = threading.Event()
+    client.on_subscribe = lambda *_: done.set()
+    client.subscribe(pattern, qos=1)
+    assert done.wait(10), "no SUBACK"
+
+
+def test_nobody_without_an_account(broker: Server) -> None:
+    with pytest.raises(PermissionError, match=r"[Nn]ot authorized"):
+        connect(broker.port, None)
+
+
+def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_decisions(broker: Server) -> None:
+    stack_seen: list[tuple[str, bytes]] = []
+    reader_seen: list[tuple[str, bytes]] = []
+    stack, reader = connect(broker.port, "wattstream", received=stack_seen), connect(broker.port, "reader",
+                                                                                     received=reader_seen)
+    subscribe(stack, "#")
+    subscribe(reader, "#")
+    meter = connect(broker.port, "meter")
+    for topic, payload in (("wattstream/home/surplus", b"forged decision"), ("/go-eCharger/000123/ids/set", b"{}"),
+                           ("homeassistant/sensor/x/config", b"{}"), ("device/M1/realtime", b"reading")):
+        meter.publish(topic, payload, qos=1).wait_for_publish(10)
+    stack.publish("wattstream/home/surplus", b"decision", qos=1).wait_for_publish(10)
+    deadline = threading.Event()
+    for _ in range(100):  # until the stack's own decision arrives at the reader (it was sent last)
+        if (b"decision" in [p for _, p in reader_seen]) or deadline.wait(0.1):
+            break
+    assert ("device/M1/realtime", b"reading") in stack_seen  # the meter's reading reaches wattstream
+    assert [p for _, p in stack_seen if p != b"reading"] == [b"decision"]  # none of the forged ones
+    assert reader_seen == [("wattstream/home/surplus", b"decision")]  # readers do not see raw readings
+    for client in (stack, reader, meter):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> None:
+    received: list[tuple[str, bytes]] = []
+    done = threading.Event()
+    bridge = connect(broker.port, "wattstream", client_id="conf-test-bridge", clean=False, received=received)
+    subscribe(bridge, "device/+/realtime")
+    bridge.disconnect()
+    bridge.loop_stop()
+    publish.multiple([{"topic": f"device/M{i % 10}/realtime", "payload": str(i), "qos": 0} for i in range(MESSAGES)],
+                     hostname="127.0.0.1", port=broker.port, auth={"username": "meter", "password": PASSWORDS["meter"]})
+    bridge = connect(broker.port, "wattstream", client_id="conf-test-bridge", clean=False, received=received)
     try:
-        received: list[bytes] = []
-        done = threading.Event()
-        bridge = session(broker.port, received, done)
+        for _ in range(300):
+            if len(received) >= MESSAGES or done.wait(0.1):
+                break
+        assert len(received) == MESSAGES, f"{len(received)} of {MESSAGES} QoS 0 messages kept for the absent bridge"
+    finally:
         bridge.disconnect()
         bridge.loop_stop()
-        publish.multiple([{"topic": f"device/M{i % 10}/realtime", "payload": str(i), "qos": 0}
-                          for i in range(MESSAGES)], hostname="127.0.0.1", port=broker.port)
-        bridge = session(broker.port, received, done)
-        try:
-            assert done.wait(30), f"{len(received)} of {MESSAGES} QoS 0 messages kept for the absent bridge"
-        finally:
-            bridge.disconnect()
-            bridge.loop_stop()
-        assert sorted(int(p) for p in received) == list(range(MESSAGES))
-    finally:
-        broker.stop()
+    assert sorted(int(p) for _, p in received) == list(range(MESSAGES))
