@@ -47,7 +47,7 @@ def test_ports_for_meters_grafana_influxdb_and_remote_bridges() -> None:
     published: dict[str, str] = {}  # host port → the address it listens on
     for service in SERVICES.values():
         for port in service.get("ports", []):
-            *bind, host, _container = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], port).split(":")
+            *bind, host, _container = re.sub(r"\$\{(\w+)(?::-[^}]*)?\}", lambda m: env[m.group(1)], port).split(":")
             published[host] = bind[0] if bind else "0.0.0.0"
     # meters reach MQTT and people Grafana from the LAN; InfluxDB and plaintext Kafka only by opting in
     assert published == {"1883": "0.0.0.0", "3000": "0.0.0.0", "8086": "127.0.0.1", "9094": "127.0.0.1"}
@@ -122,7 +122,7 @@ def test_mounted_paths_exist_and_volumes_are_declared() -> None:
 def test_every_variable_is_in_env_example_and_no_secret_is_real() -> None:
     text = (ROOT / "compose.yaml").read_text() + "".join(
         p.read_text() for p in (ROOT / "grafana" / "provisioning").rglob("*.yaml"))
-    used = set(re.findall(r"\$\{(\w+)\}", text))
+    used = set(re.findall(r"\$\{(\w+)(?::?[-?][^}]*)?\}", text))
     defined = env_example()
     provided_by_compose = {"WATTSTREAM_INFLUX_URL"}  # set on the grafana service itself
     assert used - provided_by_compose == set(defined), (used - set(defined), set(defined) - used)
@@ -142,7 +142,7 @@ def test_the_data_is_on_volumes_and_survives_a_new_container() -> None:
     mounts = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}
     # with any KAFKA_* set, the image writes the log dir from the variables (default: /tmp in the container)
     assert mounts.get(kafka["environment"]["KAFKA_LOG_DIRS"]) in COMPOSE["volumes"]
-    assert kafka["environment"]["CLUSTER_ID"] == "${KAFKA_CLUSTER_ID}"  # the same id formats and reopens it
+    assert kafka["environment"]["CLUSTER_ID"].startswith("${KAFKA_CLUSTER_ID:?")  # required: formats and reopens it
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env_example()["KAFKA_CLUSTER_ID"])
     influx = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["influxdb"]["volumes"]}
     assert influx.keys() >= {"/var/lib/influxdb2", "/etc/influxdb2"} and set(influx.values()) <= set(COMPOSE["volumes"])
@@ -151,3 +151,13 @@ def test_the_data_is_on_volumes_and_survives_a_new_container() -> None:
     conf = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
     assert re.search(r"^persistence true$", conf, re.M)
     assert re.search(r"^persistence_location /mosquitto/data/$", conf, re.M)
+
+
+def test_an_env_from_before_neither_opens_ports_nor_makes_empty_passwords() -> None:
+    """A variable .env lacks is an empty string to compose: the binds fall back to this host, and the
+    passwords and the cluster id are required (`:?`), so an old .env fails loudly instead."""
+    text = (ROOT / "compose.yaml").read_text()
+    for name in ("KAFKA_EXTERNAL_BIND", "INFLUXDB_BIND"):
+        assert f"${{{name}:-127.0.0.1}}" in text, name
+    for name in ("KAFKA_CLUSTER_ID", "MQTT_PASSWORD", "METER_MQTT_PASSWORD", "READER_MQTT_PASSWORD"):
+        assert re.search(rf"\$\{{{name}:\?[^}}]+\}}", text), name

@@ -6,6 +6,7 @@ default of 1000 — and hands them over when the bridge is back."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -94,8 +95,9 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
         meter.publish(topic, payload, qos=1).wait_for_publish(10)
     stack.publish("wattstream/home/surplus", b"decision", qos=1).wait_for_publish(10)
     deadline = threading.Event()
-    for _ in range(100):  # until the stack's own decision arrives at the reader (it was sent last)
-        if (b"decision" in [p for _, p in reader_seen]) or deadline.wait(0.1):
+    for _ in range(100):  # until the stack's own decision (sent last) has reached both
+        if (b"decision" in [p for _, p in reader_seen] and b"decision" in [p for _, p in stack_seen]) \
+                or deadline.wait(0.1):
             break
     assert ("device/M1/realtime", b"reading") in stack_seen  # the meter's reading reaches wattstream
     assert [p for _, p in stack_seen if p != b"reading"] == [b"decision"]  # none of the forged ones
@@ -103,6 +105,24 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
     for client in (stack, reader, meter):
         client.disconnect()
         client.loop_stop()
+
+
+def test_the_stack_account_reads_the_uptime_the_healthcheck_asks_for(broker: Server) -> None:
+    """Compose's healthcheck is `mosquitto_sub -u wattstream ... -t '$SYS/broker/uptime' -C 1`: `#` in the
+    ACL does not cover `$SYS`, so without its own line the broker would never be healthy."""
+    test = COMPOSE["services"]["mosquitto"]["healthcheck"]["test"][1]
+    topic = re.search(r"-t '([^']+)'", test)
+    assert topic is not None and "-u wattstream" in test
+    seen: list[tuple[str, bytes]] = []
+    stack = connect(broker.port, "wattstream", received=seen)
+    subscribe(stack, topic.group(1).replace("$$", "$"))
+    waiting = threading.Event()
+    for _ in range(100):
+        if seen or waiting.wait(0.1):
+            break
+    stack.disconnect()
+    stack.loop_stop()
+    assert seen and seen[0][0] == "$SYS/broker/uptime", "the healthcheck's topic never arrived"
 
 
 def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> None:
