@@ -18,9 +18,6 @@ from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# A follower's fetch returns after this at the latest (aiokafka's default is 500 ms; Tansu answers a fetch
-# only then, see `WorkerSettings.fetch_wait_ms`): what a decision may wait before `charger` sees it.
-FETCH_WAIT_MS = 100
 
 
 def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[str, bytes]]:
@@ -81,9 +78,10 @@ async def start(consumer: AIOKafkaConsumer) -> None:
     await asyncio.sleep(0)
 
 
-async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
+async def follow(bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int) -> AIOKafkaConsumer:
     """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
-    what is published from here on, never stale values. Waits for Kafka."""
+    what is published from here on, never stale values; each fetch waits at most `fetch_wait_ms`
+    (`WorkerSettings.fetch_wait_ms`). Waits for Kafka."""
     while True:
         try:
             await ensure_topics(bootstrap, [topic], partitions)
@@ -91,7 +89,7 @@ async def follow(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsume
         except KafkaError as exc:
             log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
             await asyncio.sleep(2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
     await start(consumer)
     await consumer.topics()  # fresh metadata, with the topic
     assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

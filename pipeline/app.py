@@ -80,9 +80,9 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     for driver, decoder in decoders.items():
         register_decode(app, topic(topics.raw_topic(driver)), deadletter, chosen, settings, driver, decoder,
                         limits, roles)
-    site_readings, surplus = topic(topics.SITE_READINGS), topic(topics.SURPLUS)
-    register_surplus(app, site_readings, surplus, deadletter, chosen, settings, plant.sites(), roles)
-    produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M)]
+    site_readings = topic(topics.SITE_READINGS)
+    register_surplus(app, site_readings, deadletter, chosen, settings, plant.sites(), roles)
+    produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M, topics.SURPLUS)]
 
     class Outlets(mode.Service):
         """Creates the topics the agents only produce to before the first record goes out (a first
@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
         closes the sink at the end."""
 
         async def on_start(self) -> None:
-            for out in (*produced, deadletter, site_readings, surplus):
+            for out in (*produced, deadletter, site_readings):
                 await out.maybe_declare()
 
         async def on_stop(self) -> None:

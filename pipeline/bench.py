@@ -147,7 +147,7 @@ async def produce_readings(bootstrap: str, readings: Sequence[Reading]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     try:
-        futures = [await producer.send("bench.readings", value=r.to_json(), key=r.meter_id.encode()) for r in readings]
+        futures = [await producer.send(topics.READINGS, value=r.to_json(), key=r.meter_id.encode()) for r in readings]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -79,8 +79,8 @@ class WorkerSettings(_Section):
     # full batches waiting; an idle one hands a lone record on at once)
     batch_size: int = Field(default=1000, ge=1)
     batch_seconds: float = Field(default=0.01, gt=0)
-    # The longest a fetch waits for records (Tansu answers only then, Apache Kafka as soon as one arrives):
-    # what a reading may wait at each agent before the worker sees it
+    # The longest a fetch of the worker, `charger` and `publish` waits for records: what a reading may
+    # wait at each hop on Tansu (`agents.faust_internals.fetch_promptly` says why)
     fetch_wait_ms: int = Field(default=100, ge=1)
     # How often an agent saves its state and progress (a kill makes it apply again what came after,
     # with the same outputs); between checkpoints a batch writes nothing to its changelog

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from faust.types import EventT, TopicT
-from pydantic import ValidationError
 
 from pipeline import topics
+from pipeline.drivers import reading
 from pipeline.errors import NotAReading
 from pipeline.health import DEADLETTERS
 from pipeline.models import Reading
@@ -52,9 +52,8 @@ async def send_deadletter(
 async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topic: str) -> Reading | None:
     """The event's `Reading`, or None after sending the event to the dead-letter topic."""
     try:
-        return Reading.from_json(event.value)
-    except ValidationError as exc:
-        error = NotAReading(f"not a Reading: {exc.errors()[0]['msg']}")
+        return reading.parse(event.value)
+    except NotAReading as error:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
                               source_topic=source_topic, stage=error.stage, reason=error.reason, error=str(error))
         return None

@@ -4,7 +4,7 @@ confirmed together before the agent saves its state (`agents.state`).
 `app.producer.send` is Faust's public producer interface: it hands the record to aiokafka (partition by
 key, as `topic.send` does) and returns the delivery future. `topic.send(..., force=True)` does the
 same plus per-record bookkeeping (a `FutureMessage`, callbacks, sensors) that cost about 250 µs per
-record (profiled), more than everything else an agent does with a reading. The topics are
+record, more than everything else an agent does with a reading. The topics are
 declared before the first record (`app.Outlets`), so nothing is produced to a missing topic.
 """
 

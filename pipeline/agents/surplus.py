@@ -8,7 +8,6 @@ last decided event time (out of order) gets no decision, so a `power.surplus` re
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
 import faust
@@ -17,14 +16,15 @@ from faust.types import EventT
 from pipeline import topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
+from pipeline.agents.outbox import Outbox
 from pipeline.agents.state import Batch
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
 from pipeline.sinks import Record, Sink, write_all
 
 
-def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust.TopicT,
-                     deadletter: faust.TopicT, sink: Sink, settings: Settings,
+def register_surplus(app: faust.App, site_readings: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
+                     settings: Settings,
                      sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
     rejected = dead_lettering(deadletter, topics.SITE_READINGS)
 
@@ -34,7 +34,7 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
 
     async def process(events: Sequence[EventT], batch: Batch) -> None:
         signals: list[Record] = []
-        sent = []
+        out = Outbox(app)
         for event in events:
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
@@ -52,10 +52,10 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, surplus: faust
                 entry.state = SiteState.load(entry.state) if entry.state else SiteState()
             signal = on_reading(site, entry.state, reading, role)
             if signal is not None:
-                sent.append(await surplus.send(key=key, value=signal.to_json(), force=True))  # for the chargers, now
+                await out.send(topics.SURPLUS, key, signal.to_json())  # for the chargers, now
                 signals.append(signal)
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
-        await asyncio.gather(*sent)  # confirmed before the state says these decisions were made
+        await out.confirm()  # before the state says these decisions were made
 
     register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
                      batched=False)

@@ -18,8 +18,13 @@ DRIVER: Final = "reading"
 
 def decode(payload: bytes, *, received_at: datetime, device_id: str | None = None) -> list[Reading]:
     """The reading as it is (its own `received_at` and `ts`)."""
+    return [parse(payload)]
+
+
+def parse(payload: bytes) -> Reading:
+    """A `Reading` JSON → the reading; `NotAReading` saying which field is wrong."""
     try:
-        return [Reading.from_json(payload)]
+        return Reading.from_json(payload)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise NotAReading(f"not a Reading ({'.'.join(map(str, error['loc']))}: {error['msg']})") from exc

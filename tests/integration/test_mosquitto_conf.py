@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -70,6 +71,13 @@ def connect(port: int, user: str | None, *, client_id: str = "", clean: bool = T
     return client
 
 
+def until(condition: Callable[[], bool], seconds: float) -> None:
+    """Until `condition` holds or `seconds` passed (the assertions after it say which)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def subscribe(client: mqtt.Client, pattern: str) -> None:
     done = threading.Event()
     client.on_subscribe = lambda *_: done.set()
@@ -94,11 +102,8 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
                            ("homeassistant/sensor/x/config", b"{}"), ("device/M1/realtime", b"reading")):
         meter.publish(topic, payload, qos=1).wait_for_publish(10)
     stack.publish("wattstream/home/surplus", b"decision", qos=1).wait_for_publish(10)
-    deadline = threading.Event()
-    for _ in range(100):  # until the stack's own decision (sent last) has reached both
-        if (b"decision" in [p for _, p in reader_seen] and b"decision" in [p for _, p in stack_seen]) \
-                or deadline.wait(0.1):
-            break
+    until(lambda: b"decision" in [p for _, p in reader_seen] and b"decision" in [p for _, p in stack_seen],
+          10)  # the stack's own decision, sent last, has reached both
     assert ("device/M1/realtime", b"reading") in stack_seen  # the meter's reading reaches wattstream
     assert [p for _, p in stack_seen if p != b"reading"] == [b"decision"]  # none of the forged ones
     assert reader_seen == [("wattstream/home/surplus", b"decision")]  # readers do not see raw readings
@@ -116,10 +121,7 @@ def test_the_stack_account_reads_the_uptime_the_healthcheck_asks_for(broker: Ser
     seen: list[tuple[str, bytes]] = []
     stack = connect(broker.port, "wattstream", received=seen)
     subscribe(stack, topic.group(1).replace("$$", "$"))
-    waiting = threading.Event()
-    for _ in range(100):
-        if seen or waiting.wait(0.1):
-            break
+    until(lambda: bool(seen), 10)
     stack.disconnect()
     stack.loop_stop()
     assert seen and seen[0][0] == "$SYS/broker/uptime", "the healthcheck's topic never arrived"
@@ -127,7 +129,6 @@ def test_the_stack_account_reads_the_uptime_the_healthcheck_asks_for(broker: Ser
 
 def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> None:
     received: list[tuple[str, bytes]] = []
-    done = threading.Event()
     bridge = connect(broker.port, "wattstream", client_id="conf-test-bridge", clean=False, received=received)
     subscribe(bridge, "device/+/realtime")
     bridge.disconnect()
@@ -136,9 +137,7 @@ def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> 
                      hostname="127.0.0.1", port=broker.port, auth={"username": "meter", "password": PASSWORDS["meter"]})
     bridge = connect(broker.port, "wattstream", client_id="conf-test-bridge", clean=False, received=received)
     try:
-        for _ in range(300):
-            if len(received) >= MESSAGES or done.wait(0.1):
-                break
+        until(lambda: len(received) >= MESSAGES, 30)
         assert len(received) == MESSAGES, f"{len(received)} of {MESSAGES} QoS 0 messages kept for the absent bridge"
     finally:
         bridge.disconnect()
