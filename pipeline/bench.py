@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gzip
 import shutil
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading
 from pipeline.settings import InfluxSettings, KafkaSettings, Settings, WorkerSettings
 from pipeline.sinks import Record
-from pipeline.sinks.influx import GZIP_LEVEL, InfluxSink, lines
+from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker
 
 METERS = 100
@@ -176,7 +175,7 @@ def stages(bootstrap: str, items: Sequence[Payload], count: int) -> dict[str, fl
         window_step(windows[reading.meter_id], reading, config)
     timed("windows", started, len(readings))
     started = time.perf_counter()
-    gzip.compress("\n".join(text for r in readings for text in lines(r)).encode(), GZIP_LEVEL)
+    body([text for r in readings for text in lines(r)])
     timed("sink mapping", started, len(readings))
     started = time.perf_counter()
     asyncio.run(produce_readings(bootstrap, readings))

@@ -100,6 +100,11 @@ def lines(record: Record) -> list[str]:
 GZIP_LEVEL = 1  # a quarter of level 9's CPU (the client's default) for a slightly larger body, on a LAN
 
 
+def body(lines: list[str]) -> bytes:
+    """What a write posts: the lines, gzipped."""
+    return gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL)
+
+
 class InfluxSink:
     name = "influxdb"
 
@@ -121,7 +126,7 @@ class InfluxSink:
         """Line protocol as it is (also the worker's `pipeline` health points), gzipped; `indivisible`: too
         large (413) is final, not to be retried in smaller parts."""
         if lines:
-            await self._post(gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL), indivisible)
+            await self._post(body(lines), indivisible)
 
     async def _post(self, body: bytes, indivisible: bool) -> None:
         """The v2 write API through the client's `WriteService` (its `WriteApi` would gzip at level 9)."""
