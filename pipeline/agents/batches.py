@@ -11,6 +11,7 @@ import faust
 from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
+from pipeline.agents.faust_internals import seek
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.agents.state import Batch
 from pipeline.health import LAG, RECORDS
@@ -38,7 +39,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     checkpoint are saved and the progress after them, in the one table `<name>-state` (`agents.state`
     says why); a kill repeats what came after the last checkpoint, with the same outputs."""
     table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
-    progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: _seek(app, tp, offset))
+    progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: seek(app, tp, offset))
     entries = Batch(table, progress.stored)
     busy = False  # applying a batch (which may hold the stream for long: a sink outage)
     void = False  # the partitions were revoked while the batch ran: what it did is not this worker's any more
@@ -123,10 +124,3 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
 
 async def _earliest(app: faust.App, tp: TP) -> int:
     return (await app.consumer.earliest_offsets(tp))[tp]
-
-
-async def _seek(app: faust.App, tp: TP, offset: int) -> bool:
-    if tp not in app.consumer.assignment():
-        return False
-    await app.consumer.seek(tp, offset)
-    return True

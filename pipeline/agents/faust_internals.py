@@ -14,10 +14,17 @@ change it. Apache Kafka answers a waiting fetch as soon as a record arrives; Tan
 of the time (measured: p50 391 ms from produce to consume at 1500 ms, 55 ms at 250, 3 ms at 100), so
 every record would wait there before the worker sees it.
 
+`seek(app, tp, offset)`: Faust's `Consumer.seek` calls aiokafka's (synchronous) seek from the app's thread,
+while aiokafka runs in Faust's consumer thread: a seek that lands while that thread hands out fetched
+records deletes the partition's buffer under it (`KeyError` in aiokafka's `fetched_records`, the fetcher
+crashes and the worker stops — seen once in the fault test). This seek runs in the consumer thread, like
+every other call Faust makes to aiokafka.
+
 tests/agents/test_faust_internals.py pins what this relies on: the installed version, that a table
 write inside `as_current(event)` goes to the changelog partition of `event`, in write order, that
-Faust's consumer thread takes its highwaters from `end_offsets` — against a real Tansu — and that the
-consumer Faust builds waits at most `max_wait_ms` per fetch.
+Faust's consumer thread takes its highwaters from `end_offsets` — against a real Tansu —, that the
+consumer Faust builds waits at most `max_wait_ms` per fetch, and that Faust's own seek is still the
+unsafe one while ours runs in the consumer thread.
 """
 
 from __future__ import annotations
@@ -99,3 +106,21 @@ def fetch_promptly(max_wait_ms: int) -> None:
 
     _create_worker_consumer.wattstream_original = create  # type: ignore[attr-defined]
     thread._create_worker_consumer = _create_worker_consumer
+
+
+async def seek(app: Any, tp: TP, offset: int) -> bool:
+    """Make `app`'s consumer read `tp` again from `offset`, in the consumer thread; False (and no seek) when
+    `tp` is not assigned to this worker (any more)."""
+    consumer = app.consumer
+
+    async def in_the_consumer_thread() -> bool:
+        aiokafka_consumer = consumer._thread._ensure_consumer()
+        if tp not in aiokafka_consumer.assignment():
+            return False
+        aiokafka_consumer.seek(tp, offset)
+        return True
+
+    if not await consumer._thread.call_thread(in_the_consumer_thread):
+        return False
+    consumer._read_offset[tp] = offset or None  # what Faust's own seek does after aiokafka's
+    return True

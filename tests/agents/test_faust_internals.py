@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -14,8 +15,10 @@ from typing import Any
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.transport.consumer import ThreadDelegateConsumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from mode.threads import QueueServiceThread
 from yarl import URL
 
 from bridges.kafka import end_offsets, start
@@ -24,6 +27,7 @@ from pipeline.agents.faust_internals import (
     as_current,
     fetch_promptly,
     restore_tables_to_the_real_end,
+    seek,
 )
 from pipeline.embedded.servers import Server
 
@@ -137,3 +141,48 @@ def test_a_consumer_stopped_right_after_its_start_cancels_nobody(tansu: Server) 
 
     assert asyncio.run(start_and_stop(lambda consumer: consumer.start())) == "cancelled"  # what aiokafka does
     assert asyncio.run(start_and_stop(start)) == "stopped"
+
+
+class SeekRecorder:  # stands in for the aiokafka consumer inside the consumer thread
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TP, int, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return {TP("input", 0)}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset, threading.get_ident()))
+
+
+class ConsumerThread(QueueServiceThread):
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorder = SeekRecorder()
+
+    def _ensure_consumer(self) -> SeekRecorder:
+        return self.recorder
+
+
+def test_faust_seeks_from_the_apps_thread_and_ours_from_the_consumer_thread() -> None:
+    assert aiokafka_driver.Consumer.__mro__[1] is ThreadDelegateConsumer
+    assert "self._thread.seek(" in inspect.getsource(ThreadDelegateConsumer._seek)  # Faust's: in the app's thread
+    assert "call_thread" not in inspect.getsource(aiokafka_driver.AIOKafkaConsumerThread.seek)
+    assert "self.call_thread(" in inspect.getsource(aiokafka_driver.AIOKafkaConsumerThread.getmany)
+    assert callable(aiokafka_driver.AIOKafkaConsumerThread._ensure_consumer)
+
+    async def scenario() -> tuple[bool, bool, dict[TP, int | None], list[tuple[TP, int, int]], int]:
+        thread = ConsumerThread()
+        await thread.start()
+        try:
+            app = SimpleNamespace(consumer=SimpleNamespace(_thread=thread, _read_offset={}))
+            assigned = await seek(app, TP("input", 0), 7)
+            elsewhere = await seek(app, TP("input", 1), 3)
+            return assigned, elsewhere, app.consumer._read_offset, thread.recorder.seeks, threading.get_ident()
+        finally:
+            await thread.stop()
+
+    assigned, elsewhere, read_offset, seeks, ours = asyncio.run(scenario())
+    assert (assigned, elsewhere) == (True, False)
+    assert read_offset == {TP("input", 0): 7}
+    assert [(tp, offset) for tp, offset, _ in seeks] == [(TP("input", 0), 7)]
+    assert seeks[0][2] != ours
