@@ -85,7 +85,7 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     dispatcher, client = Dispatcher(chargers), publishing_client(settings.mqtt, "charger")
-    consumer = await follow(settings.kafka.bootstrap, topics.SURPLUS, settings.kafka.partitions,
+    consumer = await follow(settings.kafka.connection(), topics.SURPLUS, settings.kafka.partitions,
                             settings.worker.fetch_wait_ms)
     log.info("following %s", topics.SURPLUS)
     try:

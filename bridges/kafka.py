@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline import topics
 from pipeline.models import format_ts
+from pipeline.settings import Connection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,9 +29,9 @@ def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[s
     ]
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+async def ensure_topics(kafka: Connection, names: Iterable[str], partitions: int) -> None:
     """Create the topics that do not exist yet (partitions decide how far workers scale out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -44,7 +45,7 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         await admin.close()
 
 
-async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartition],
+async def end_offsets(kafka: Connection, partitions: list[TopicPartition],
                       within: float = 10.0) -> dict[TopicPartition, int]:
     """Each partition's end (the offset the next record will get), as a fetch response states it.
 
@@ -53,7 +54,7 @@ async def end_offsets(bootstrap: str | list[str], partitions: list[TopicPartitio
     Faust stops restoring a table there and a consumer that seeks to it reads old records. The high
     watermark of a fetch is right, so this fetches from just below the reported end. On Apache Kafka
     both agree."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, request_timeout_ms=10_000)
     await start(consumer)
     try:
         reported = await consumer.end_offsets(partitions)
@@ -78,23 +79,23 @@ async def start(consumer: AIOKafkaConsumer) -> None:
     await asyncio.sleep(0)
 
 
-async def follow(bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int) -> AIOKafkaConsumer:
+async def follow(kafka: Connection, topic: str, partitions: int, fetch_wait_ms: int) -> AIOKafkaConsumer:
     """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
     what is published from here on, never stale values; each fetch waits at most `fetch_wait_ms`
     (`WorkerSettings.fetch_wait_ms`). Waits for Kafka."""
     while True:
         try:
-            await ensure_topics(bootstrap, [topic], partitions)
+            await ensure_topics(kafka, [topic], partitions)
             break
         except KafkaError as exc:
-            log.warning("Kafka at %s not reachable (%s); retrying", bootstrap, exc)
+            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
             await asyncio.sleep(2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
     await start(consumer)
     await consumer.topics()  # fresh metadata, with the topic
     assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(assigned)
-    for tp, end in (await end_offsets(bootstrap, assigned)).items():
+    for tp, end in (await end_offsets(kafka, assigned)).items():
         consumer.seek(tp, end)
     return consumer
 
@@ -119,8 +120,8 @@ async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
 class RawProducer:
     """An aiokafka producer for raw records; `send` returns the delivery future."""
 
-    def __init__(self, bootstrap: str, partitions: int, request_timeout_ms: int = 15_000) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: Connection, partitions: int, request_timeout_ms: int = 15_000) -> None:
+        self._kafka = kafka
         self._partitions = partitions
         self._request_timeout_ms = request_timeout_ms  # how long a record may wait for Kafka before we give up
         self._producer: AIOKafkaProducer | None = None
@@ -130,14 +131,15 @@ class RawProducer:
         delay = 1.0
         while True:
             try:
-                await ensure_topics(self._bootstrap, [topics.raw_topic(d) for d in drivers], self._partitions)
-                producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5,
+                await ensure_topics(self._kafka, [topics.raw_topic(d) for d in drivers], self._partitions)
+                producer = AIOKafkaProducer(**self._kafka, acks="all", linger_ms=5,
                                             request_timeout_ms=self._request_timeout_ms)
                 await producer.start()
                 self._producer = producer
                 return
             except (KafkaError, OSError) as exc:
-                log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._bootstrap, exc, delay)
+                log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
+                            delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, retry_max)
 

@@ -40,13 +40,23 @@ ROUTES: Final = MappingProxyType({
 })
 
 
-def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
-    """A connected (in the background, reconnecting) MQTT client for publishing, client id
-    `<client_id>-<role>`."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-{role}")
+def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool | None = None,
+               manual_ack: bool = False) -> mqtt.Client:
+    """A paho client that logs in with the account and uses TLS as `settings` say (not connected yet)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                         manual_ack=manual_ack)
     if settings.username:
         client.username_pw_set(settings.username,
                                settings.password.get_secret_value() if settings.password else None)
+    if settings.tls:
+        client.tls_set_context(settings.ssl_context())
+    return client
+
+
+def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
+    """A connected (in the background, reconnecting) MQTT client for publishing, client id
+    `<client_id>-<role>`."""
+    client = new_client(settings, f"{settings.client_id}-{role}")
     client.reconnect_delay_set(1, 30)
     client.connect_async(settings.host, settings.port, settings.keepalive)
     client.loop_start()
@@ -70,11 +80,7 @@ class MqttBridge:
         self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kafka_failed = asyncio.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                                  clean_session=False, manual_ack=True)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self.client.username_pw_set(settings.username, password)
+        self.client = new_client(settings, settings.client_id, clean_session=False, manual_ack=True)
         self.client.reconnect_delay_set(1, 60)
         self.client.enable_logger(logging.getLogger("paho"))  # paho's own errors through our logs
         self.client.on_connect = self._on_connect

@@ -132,7 +132,7 @@ class Publisher:
 
 async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
     publisher, client = Publisher(), publishing_client(settings.mqtt, "publish")
-    consumer = await follow(settings.kafka.bootstrap, topics.READINGS, settings.kafka.partitions,
+    consumer = await follow(settings.kafka.connection(), topics.READINGS, settings.kafka.partitions,
                             settings.worker.fetch_wait_ms)
     log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)
     try:

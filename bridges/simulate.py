@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import paho.mqtt.client as mqtt
 from Crypto.Cipher import AES
 
+from bridges.mqtt import new_client
 from pipeline.settings import DEFAULT_TOPICS, MqttSettings
 
 
@@ -242,9 +242,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
     """Every simulated meter (IAMMETER, Acrel, EVN, the PV site) publishing every `interval` seconds;
     the site's car follows `wattstream/<site>/surplus`. With the stack's MQTT account where one is set."""
     site = SimulatedSite()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wattstream-simulator")
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password.get_secret_value() if settings.password else None)
+    client = new_client(settings, "wattstream-simulator")
     client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPICS["wattstream"].format(site=site.name), qos=1)
     client.on_message = lambda _c, _u, message: site.follow(message.payload)
     client.reconnect_delay_set(1, 10)

@@ -129,7 +129,7 @@ def _run_until_signal(main: object) -> None:
 def _bridge(settings: Settings, args: argparse.Namespace) -> int:
     from bridges.kafka import RawProducer
 
-    producer = RawProducer(settings.kafka.bootstrap, settings.kafka.partitions)
+    producer = RawProducer(settings.kafka.connection(), settings.kafka.partitions)
     spool = None
     if args.kind in ("broute", "serial") and args.port:
         from bridges.spool import Spool
@@ -239,7 +239,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     async def main() -> dict[str, int]:
         try:
-            return await replay(settings.kafka.bootstrap, sink, args.topic or list(PARSERS), since=args.since,
+            return await replay(settings.kafka.connection(), sink, args.topic or list(PARSERS), since=args.since,
                                 until=args.until, batch_size=settings.worker.batch_size,
                                 max_backoff=settings.worker.retry_max_seconds)
         finally:

@@ -9,6 +9,7 @@ import time
 
 import faust
 import mode
+from faust.types.auth import CredentialsT
 
 from pipeline import health, topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
@@ -16,7 +17,7 @@ from pipeline.agents.faust_internals import fetch_promptly, restore_tables_to_th
 from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.logic.plausible import Limits
-from pipeline.settings import Meter, Settings
+from pipeline.settings import KafkaSettings, Meter, Settings
 from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.influx import InfluxSink
@@ -44,12 +45,23 @@ def evn_keys(meters: tuple[Meter, ...]) -> dict[str, bytes]:
     return keys
 
 
+def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """`KafkaSettings.connection()` in Faust's terms."""
+    if kafka.sasl:
+        assert kafka.password is not None
+        return faust.SASLCredentials(username=kafka.username, password=kafka.password.get_secret_value(),
+                                     ssl_context=kafka.ssl_context() if kafka.tls else None,
+                                     mechanism=kafka.sasl_mechanism)
+    return faust.SSLCredentials(kafka.ssl_context()) if kafka.tls else None
+
+
 def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
     restore_tables_to_the_real_end()
     fetch_promptly(settings.worker.fetch_wait_ms)
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
+        broker_credentials=broker_credentials(settings.kafka),
         store=store,
         datadir=str(settings.worker_datadir),
         topic_partitions=settings.kafka.partitions,

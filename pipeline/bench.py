@@ -244,7 +244,8 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
     stats = workdir / "stats.txt"
     proc = None
     try:
-        asyncio.run(ensure_topics(tansu.address, [RAW, topics.READINGS, topics.DEADLETTER], PARTITIONS))
+        asyncio.run(ensure_topics(KafkaSettings(bootstrap=tansu.address).connection(),
+                                  [RAW, topics.READINGS, topics.DEADLETTER], PARTITIONS))
         meters = fleet()
         items = payloads(meters, count, datetime.now(UTC) - timedelta(seconds=count // METERS + 1))
         t0 = time.perf_counter()

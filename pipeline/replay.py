@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
 from pipeline.models import Average, Reading, SurplusSignal
+from pipeline.settings import Connection
 from pipeline.sinks import Debounced, Record, Sink, SinkRejected, write_all
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def _ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
-async def replay(bootstrap: str, sink: Sink, names: Sequence[str], *, since: datetime | None = None,
+async def replay(kafka: Connection, sink: Sink, names: Sequence[str], *, since: datetime | None = None,
                  until: datetime | None = None, batch_size: int = 1000, max_backoff: float = 30.0) -> Counter[str]:
     """Records written per topic, plus `unreadable` and `rejected`."""
     counts: Counter[str] = Counter()
@@ -47,7 +48,7 @@ async def replay(bootstrap: str, sink: Sink, names: Sequence[str], *, since: dat
         counts["rejected"] += 1
         log.warning("the sink refused a record: %s", exc)
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         await consumer.topics()  # fresh metadata

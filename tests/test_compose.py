@@ -50,7 +50,8 @@ def test_ports_for_meters_grafana_influxdb_and_remote_bridges() -> None:
             *bind, host, _container = re.sub(r"\$\{(\w+)(?::-[^}]*)?\}", lambda m: env[m.group(1)], port).split(":")
             published[host] = bind[0] if bind else "0.0.0.0"
     # meters reach MQTT and people Grafana from the LAN; InfluxDB and plaintext Kafka only by opting in
-    assert published == {"1883": "0.0.0.0", "3000": "0.0.0.0", "8086": "127.0.0.1", "9094": "127.0.0.1"}
+    assert published == {"1883": "0.0.0.0", "8883": "0.0.0.0", "3000": "0.0.0.0", "8086": "127.0.0.1",
+                         "9094": "127.0.0.1"}
     assert "EXTERNAL://${KAFKA_EXTERNAL_HOST}:9094" in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
 
 
@@ -61,11 +62,12 @@ def test_healthchecks_and_start_order_by_health() -> None:
         depends = service.get("depends_on", {})
         assert isinstance(depends, dict), f"{name}: depends_on without conditions"
         for dependency, condition in depends.items():
-            if dependency == "mqtt-users":  # a one-shot job: done, not healthy
+            if dependency in ("mqtt-users", "influxdb-tokens"):  # one-shot jobs: done, not healthy
                 assert condition == {"condition": "service_completed_successfully"}, name
                 continue
             assert condition == {"condition": "service_healthy"} and dependency in healthy, (name, dependency)
-    assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "influxdb"}
+    assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "influxdb-tokens"}
+    assert set(SERVICES["influxdb-tokens"]["depends_on"]) == {"influxdb"}
     assert set(SERVICES["bridge"]["depends_on"]) == {"kafka", "mosquitto"}
     assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (README "Pipeline health")
     assert set(SERVICES["mosquitto"]["depends_on"]) == {"mqtt-users"}  # the password file first
@@ -113,7 +115,9 @@ def test_mounted_paths_exist_and_volumes_are_declared() -> None:
     assert "./mosquitto:/mosquitto/config:ro" in SERVICES["mosquitto"]["volumes"]
     conf = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
     assert re.search(r"^listener 1883$", conf, re.M)
-    assert "password_file" in conf and "certfile" in conf  # auth and TLS documented where they are set
+    assert "password_file" in conf and "include_dir /mosquitto/config/conf.d" in conf  # conf.d: TLS and more
+    assert (ROOT / "mosquitto" / "conf.d").is_dir()  # mosquitto refuses to start without it
+    assert "listener 8883" in (ROOT / "mosquitto" / "tls.conf.example").read_text()
     provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/wattstream.yaml").read_text())["providers"][0]
     mounted = dict(v.split(":")[1::-1] for v in SERVICES["grafana"]["volumes"] if v.startswith("./"))
     assert provider["options"]["path"] in mounted and (ROOT / mounted[provider["options"]["path"]]).is_dir()
@@ -131,10 +135,20 @@ def test_every_variable_is_in_env_example_and_no_secret_is_real() -> None:
             assert "change-me" in value, key
 
 
-def test_grafana_datasource_is_influxql_with_token_header() -> None:
+def test_grafana_reads_and_the_worker_writes_with_accounts_of_their_own_not_the_admin_token() -> None:
     datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text())["datasources"][0]
     assert datasource["type"] == "influxdb" and "version" not in datasource["jsonData"]  # InfluxQL
-    assert datasource["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
+    assert datasource["user"] == "grafana"
+    assert datasource["secureJsonData"] == {"password": "${GRAFANA_INFLUX_PASSWORD}"}
+    admin_token = {name for name, service in SERVICES.items()
+                   if "${INFLUXDB_TOKEN}" in yaml.safe_dump(service.get("environment", {}))}
+    assert admin_token == {"influxdb", "influxdb-tokens"}
+    worker = SERVICES["worker"]
+    token_file = Path(worker["environment"]["WATTSTREAM_INFLUX_TOKEN_FILE"])
+    assert f"influxdb-tokens:{token_file.parent}:ro" in worker["volumes"]
+    assert "influxdb-tokens:/tokens" in SERVICES["influxdb-tokens"]["volumes"]
+    assert "./scripts/influxdb-tokens:/influxdb-tokens:ro" in SERVICES["influxdb-tokens"]["volumes"]
+    assert "WATTSTREAM_INFLUX_TOKEN" not in worker["environment"]
 
 
 def test_the_data_is_on_volumes_and_survives_a_new_container() -> None:

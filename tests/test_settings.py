@@ -1,11 +1,14 @@
 """Settings from the environment and the meters file; secrets stay masked."""
 
+import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.logic.plausible import Limits
-from pipeline.settings import Settings, load_meters
+from pipeline.settings import KafkaSettings, MqttSettings, Settings, load_meters
 
 
 def test_environment_sections(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,3 +91,59 @@ def test_meter_limits(tmp_path: Path) -> None:
     path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "A"\nmax_power_w = 0\n')
     with pytest.raises(ValueError, match="max_power_w"):
         load_meters(path)
+
+
+def test_kafka_over_tls_and_sasl_the_same_for_every_client_and_for_faust(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from pipeline.app import broker_credentials
+
+    subprocess.run([str(Path(__file__).parent.parent / "scripts" / "mqtt-certs"), "broker.example", str(tmp_path)],
+                   check=True, capture_output=True)
+    for name, value in {"BOOTSTRAP": "broker.example:9093", "SECURITY_PROTOCOL": "SASL_SSL", "USERNAME": "site-7",
+                        "PASSWORD": "kafka-secret", "CA_FILE": str(tmp_path / "ca.crt")}.items():
+        monkeypatch.setenv(f"WATTSTREAM_KAFKA_{name}", value)
+    kafka = Settings(_env_file=None).kafka
+    assert "kafka-secret" not in f"{kafka!r} {kafka}"
+    connection = kafka.connection()
+    faust = credentials_to_aiokafka_auth(broker_credentials(kafka))  # what Faust gives its own clients
+    for options in (connection, faust):
+        assert {k: options[k] for k in ("security_protocol", "sasl_mechanism", "sasl_plain_username",
+                                        "sasl_plain_password")} == {
+            "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "site-7",
+            "sasl_plain_password": "kafka-secret"}
+        context = options["ssl_context"]
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert [cert["subject"] for cert in context.get_ca_certs()] == [((("commonName", "wattstream MQTT CA"),),)]
+    assert connection["bootstrap_servers"] == "broker.example:9093"
+    assert credentials_to_aiokafka_auth(broker_credentials(KafkaSettings())) == {"security_protocol": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize(("section", "values", "error"), [
+    (KafkaSettings, {"security_protocol": "SASL_SSL", "username": "u"}, "needs a username and a password"),
+    (KafkaSettings, {"ca_file": "ca.crt"}, "security_protocol is PLAINTEXT"),
+    (KafkaSettings, {"security_protocol": "SSL", "cert_file": "client.crt"}, "both cert_file and key_file"),
+    (MqttSettings, {"ca_file": "ca.crt"}, "WATTSTREAM_MQTT_TLS=true"),
+])
+def test_tls_and_sasl_settings_that_cannot_work_are_refused(section: type[KafkaSettings | MqttSettings],
+                                                            values: dict[str, str], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        section.model_validate(values)
+
+
+def test_the_influx_token_from_a_file_read_when_the_sink_connects(tmp_path: Path) -> None:
+    import asyncio
+
+    from pipeline.settings import InfluxSettings
+    from pipeline.sinks import SinkUnavailable
+    from pipeline.sinks.influx import InfluxSink
+
+    token = tmp_path / "worker.token"
+    settings = InfluxSettings(url="http://127.0.0.1:9", token_file=token)
+    with pytest.raises(SinkUnavailable, match="token file"):  # not written yet: transient, retried
+        asyncio.run(InfluxSink(settings).write_lines(["m v=1 1"]))
+    token.write_text("write-only-token\n")
+    assert settings.api_token() == "write-only-token"
+    with pytest.raises(ValidationError, match="not both"):
+        InfluxSettings(token="t", token_file=token)

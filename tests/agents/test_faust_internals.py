@@ -91,12 +91,13 @@ def test_faust_takes_the_changelog_end_from_a_fetch_not_from_tansus_short_list_o
             restore_tables_to_the_real_end()
             thread = SimpleNamespace(  # what Faust's consumer thread offers `_highwaters`
                 _ensure_consumer=lambda: consumer, consumer=SimpleNamespace(in_transaction=False),
-                transport=SimpleNamespace(url=[URL(f"kafka://{tansu.address}")], default_port=9092))
+                transport=SimpleNamespace(url=[URL(f"kafka://{tansu.address}")], default_port=9092),
+                app=SimpleNamespace(conf=SimpleNamespace(broker_credentials=None, ssl_context=None)))
             highwaters = aiokafka_driver.AIOKafkaConsumerThread._highwaters
             faust_end = (await highwaters(thread, [TP("changelog", 0)]))[TP("changelog", 0)]
         finally:
             await consumer.stop()
-        return listed, (await end_offsets(tansu.address, [tp]))[tp], faust_end
+        return listed, (await end_offsets({"bootstrap_servers": tansu.address}, [tp]))[tp], faust_end
 
     listed, fetched, faust_end = asyncio.run(scenario())
     assert fetched == faust_end == 10

@@ -17,7 +17,7 @@ from tests.conftest import Stack
 
 
 async def produce(bootstrap: str, frames: list[str]) -> None:
-    producer = RawProducer(bootstrap, partitions=4)
+    producer = RawProducer({"bootstrap_servers": bootstrap}, partitions=4)
     await producer.start(["broute"])
     try:
         for frame in frames:

@@ -333,7 +333,8 @@ def test_outputs_are_the_fault_free_reference_after_sigkills(variant: Variant, s
     bootstrap = stack.tansu.address
     for driver in sorted({raw.driver for raw in given.raws}):  # as a bridge creates and fills them, with the
         raws = [raw for raw in given.raws if raw.driver == driver]  # worker's partitions: two workers split them
-        asyncio.run(ensure_topics(bootstrap, [topics.raw_topic(driver)], KafkaSettings().partitions))
+        asyncio.run(ensure_topics(KafkaSettings(bootstrap=bootstrap).connection(), [topics.raw_topic(driver)],
+                                  KafkaSettings().partitions))
         asyncio.run(produce(bootstrap, topics.raw_topic(driver), [r.record() for r in raws],
                             [r.headers() for r in raws]))
     produced = time.monotonic()

@@ -2,12 +2,14 @@
 compose's `mqtt-users` script writes (run here as it is): nobody gets in without an account, a meter
 publishes its readings but no charger's topic, a reader reads what wattstream publishes, and while the
 bridge's persistent session is away the broker keeps the meters' QoS 0 messages — more than mosquitto's
-default of 1000 — and hands them over when the bridge is back."""
+default of 1000 — and hands them over when the bridge is back. With tls.conf.example and certificates
+from `scripts/mqtt-certs`, wattstream's MQTT clients reach the broker over TLS."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -20,7 +22,9 @@ import paho.mqtt.publish as publish
 import pytest
 import yaml
 
-from pipeline.embedded.servers import Server, start_mosquitto
+from bridges.mqtt import new_client, publishing_client
+from pipeline.embedded.servers import Server, free_port, start_mosquitto
+from pipeline.settings import MqttSettings
 
 ROOT = Path(__file__).parent.parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -143,3 +147,75 @@ def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> 
         bridge.disconnect()
         bridge.loop_stop()
     assert sorted(int(p) for _, p in received) == list(range(MESSAGES))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[Server, int, Path]]:
+    """Compose's conf with tls.conf.example where its `include_dir` takes it from (conf.d/), certificates for
+    127.0.0.1 from `scripts/mqtt-certs`; the broker, its TLS port and the certificates' directory."""
+    shared = Path(tempfile.mkdtemp(prefix="wattstream-mqtt-tls-"))
+    shared.chmod(0o755)
+    try:
+        auth, certs = shared / "auth", shared / "certs"
+        auth.mkdir()
+        write_password_file(auth)
+        subprocess.run([str(ROOT / "scripts" / "mqtt-certs"), "127.0.0.1", str(certs)], check=True)
+        include = "include_dir /mosquitto/config/conf.d"
+        config = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+        assert include in config
+        tls_port = free_port()
+        server = start_mosquitto(tmp_path / "data",
+                                 config=config.replace(include, (ROOT / "mosquitto" / "tls.conf.example").read_text()),
+                                 mounts={"/mosquitto/config/certs": certs, "/mosquitto/config": ROOT / "mosquitto",
+                                         "/mosquitto/auth": auth}, listeners={8883: tls_port})
+        yield server, tls_port, certs
+        server.stop()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def over_tls(port: int, user: str, certs: Path | None) -> MqttSettings:
+    return MqttSettings(host="127.0.0.1", port=port, username=user, password=PASSWORDS[user], tls=True,
+                        ca_file=certs / "ca.crt" if certs else None)
+
+
+def test_wattstreams_clients_reach_the_broker_over_tls(tls_broker: tuple[Server, int, Path]) -> None:
+    _, port, certs = tls_broker
+    seen: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
+    stack = new_client(over_tls(port, "wattstream", certs), "tls-test-stack")
+    stack.on_connect = lambda c, *_: c.subscribe("device/+/realtime", qos=1)
+    stack.on_subscribe = lambda *_: subscribed.set()
+    stack.on_message = lambda _c, _u, message: seen.append((message.topic, message.payload))
+    stack.connect("127.0.0.1", port)
+    stack.loop_start()
+    meter = publishing_client(over_tls(port, "meter", certs), "tls-test-meter")  # as `publish` and `charger` do
+    try:
+        assert subscribed.wait(10), "the stack's client did not get in over TLS"
+        meter.publish("device/M1/realtime", b"over tls", qos=1).wait_for_publish(10)
+        until(lambda: bool(seen), 10)
+        assert seen == [("device/M1/realtime", b"over tls")]
+    finally:
+        for client in (stack, meter):
+            client.disconnect()
+            client.loop_stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # paho drops the failed socket
+def test_tls_refuses_a_broker_certificate_of_another_ca_and_plain_mqtt(tls_broker: tuple[Server, int, Path]) -> None:
+    _, port, _ = tls_broker
+    stranger = new_client(over_tls(port, "meter", None), "tls-test-system-cas")  # the system's CAs only
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.connect("127.0.0.1", port)
+
+    plain = new_client(MqttSettings(username="meter", password=PASSWORDS["meter"]), "tls-test-plain")
+    acked, closed = threading.Event(), threading.Event()
+    plain.on_connect = lambda *_: acked.set()
+    plain.on_disconnect = lambda *_: closed.set()
+    plain.connect("127.0.0.1", port)
+    plain.loop_start()
+    try:
+        assert closed.wait(10), "the TLS port kept a plain MQTT connection open"
+        assert not acked.is_set()
+    finally:
+        plain.loop_stop()
