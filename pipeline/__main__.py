@@ -261,6 +261,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.latency:
+        from pipeline.bench_latency import run_latency
+
+        return run_latency(args.seconds, rate=args.rate or 1.0, others=args.others)
     from pipeline.bench import run_bench
 
     return run_bench(args.count, rate=args.rate, profile=args.profile)
@@ -315,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
                        "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
+    bench.add_argument("--latency", action="store_true", help="instead: grid meter MQTT → charger MQTT through the "
+                       "real bridge, worker and charger processes (--rate: grid payloads/s, default 1)")
+    bench.add_argument("--others", type=int, default=0, help="--latency: meters publishing once a second besides")
+    bench.add_argument("--seconds", type=float, default=60.0, help="--latency: how long to measure")
     args = parser.parse_args(argv)
 
     if args.command == "decode":

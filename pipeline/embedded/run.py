@@ -147,7 +147,7 @@ def _pty() -> tuple[int, str]:
     return device, path
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -176,21 +176,21 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
         env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
         sink = f"InfluxDB {settings.influx.url}" if settings.influx.url else (
             f"files {settings.files.dir}/YYYYMMDD-{settings.files.name}.txt")
-        children["worker"] = _spawn("worker", ["worker"], env, logs)
-        children["bridge"] = _spawn("bridge", ["bridge", "mqtt"], env, logs)
-        children["simulator"] = _spawn("simulator", ["simulate", "--interval", str(interval)],
+        children["worker"] = spawn("worker", ["worker"], env, logs)
+        children["bridge"] = spawn("bridge", ["bridge", "mqtt"], env, logs)
+        children["simulator"] = spawn("simulator", ["simulate", "--interval", str(interval)],
                                        env, logs)
         sensor_fd, sensor_port = _pty()
         threading.Thread(target=run_line_sensor, args=(sensor_fd, interval, sensor_stop), daemon=True).start()
-        children["serial"] = _spawn("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"],
+        children["serial"] = spawn("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"],
                                     env, logs)
         dongle_fd, dongle_port = _pty()
         dongle = SimulatedRl7023(dongle_fd, route_id=DEMO_BROUTE_ID, password=DEMO_BROUTE_PASSWORD).start()
         broute_env = {**env, "WATTSTREAM_BROUTE_ID": DEMO_BROUTE_ID, "WATTSTREAM_BROUTE_PASSWORD": DEMO_BROUTE_PASSWORD,
                       "WATTSTREAM_BROUTE_DEVICE": "sim-jp",
                       "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 10], [["E0", "E3"], 30], [["D3", "D7", "E1"], 60]]'}
-        children["broute"] = _spawn("broute", ["bridge", "broute", "--port", dongle_port], broute_env, logs)
-        children["charger"] = _spawn("charger", ["charger"], env, logs)
+        children["broute"] = spawn("broute", ["bridge", "broute", "--port", dongle_port], broute_env, logs)
+        children["charger"] = spawn("charger", ["charger"], env, logs)
         print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, a PV site with a car; line sensor "
               "and Wi-SUN dongle on ptys) up; "
               f"logs in {logs}/", flush=True)
@@ -203,7 +203,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
             dongle.stop()
         for name in ("charger", "simulator", "serial", "broute", "bridge", "worker"):
             if name in children:
-                _stop_child(children[name])
+                stop_child(children[name])
         for server in reversed(servers):
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -228,7 +228,7 @@ async def _supervise(bootstrap: str, view: LiveView, children: dict[str, subproc
     await asyncio.gather(_watch(bootstrap, view, stop), _show(view, children, stop))
 
 
-def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+def stop_child(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
