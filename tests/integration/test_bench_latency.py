@@ -13,7 +13,8 @@ from pipeline.bench_latency import run_latency
 def test_every_grid_publish_reaches_the_charger_and_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_latency(seconds=4, rate=2, others=20) == 0
     report = capsys.readouterr().out
-    found = re.search(r"p50 (\d+) ms\s+p90 (\d+) ms\s+p99 (\d+) ms\s+max (\d+) ms\s+\((\d+) of (\d+) answered\)", report)
+    found = re.search(r"p50 (\d+) ms\s+p90 (\d+) ms\s+p99 (\d+) ms\s+max (\d+) ms\s+\((\d+) of (\d+) answered\)",
+                      report)
     assert found, report
     p50, p90, p99, top, answered, published = map(int, found.groups())
     assert answered == published == 8
