@@ -267,7 +267,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         return run_latency(args.seconds, rate=args.rate or 1.0, others=args.others)
     from pipeline.bench import run_bench
 
-    return run_bench(args.count, rate=args.rate, profile=args.profile)
+    return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters)
 
 
 def _timestamp(text: str) -> datetime:
@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
                        "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
+    bench.add_argument("--meters", type=int, default=100, help="how many simulated meters the payloads come from")
     bench.add_argument("--latency", action="store_true", help="instead: grid meter MQTT → charger MQTT through the "
                        "real bridge, worker and charger processes (--rate: grid payloads/s, default 1)")
     bench.add_argument("--others", type=int, default=0, help="--latency: meters publishing once a second besides")

@@ -47,7 +47,7 @@ from pipeline.sinks import Record
 from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker
 
-METERS = 100
+METERS = 100  # default of --meters
 PARTITIONS = 4
 RAW = topics.raw_topic("iammeter")
 Stats = list[tuple[float, int, list[float]]]  # per sink write: time, readings, latencies (ms)
@@ -91,16 +91,16 @@ def read_stats(stats: Path) -> Stats:
     return rows
 
 
-def fleet() -> list[SimulatedIammeter]:
+def fleet(size: int = METERS) -> list[SimulatedIammeter]:
     return [SimulatedIammeter(f"BE{i:06X}", phases=3 if i % 2 else 1, pv_peak_w=6000 if i % 4 == 1 else 0, seed=i)
-            for i in range(METERS)]
+            for i in range(size)]
 
 
 def payloads(meters: Sequence[SimulatedIammeter], n: int, start: datetime, every: float = 1.0) -> list[Payload]:
     """`n` payloads, the meters in turn, each every `every` s of event time from `start`."""
-    return [(meters[i % METERS].sn, meters[i % METERS].payload(at := start + timedelta(seconds=i // METERS * every),
-                                                               every), at)
-            for i in range(n)]
+    size = len(meters)
+    return [(meters[i % size].sn, meters[i % size].payload(at := start + timedelta(seconds=i // size * every), every),
+             at) for i in range(n)]
 
 
 async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None) -> None:
@@ -238,7 +238,13 @@ def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: 
         time.sleep(0.1)
 
 
-def run_bench(count: int, rate: float | None = None, profile: bool = False) -> int:
+def peak_rss_mb(pid: int) -> float:
+    """The highest resident memory the process had (VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def run_bench(count: int, rate: float | None = None, profile: bool = False, meters: int = METERS) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wattstream-bench-"))
     tansu = start_tansu(workdir / "tansu")
     stats = workdir / "stats.txt"
@@ -246,11 +252,11 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
     try:
         asyncio.run(ensure_topics(KafkaSettings(bootstrap=tansu.address).connection(),
                                   [RAW, topics.READINGS, topics.DEADLETTER], PARTITIONS))
-        meters = fleet()
-        items = payloads(meters, count, datetime.now(UTC) - timedelta(seconds=count // METERS + 1))
+        fleet_ = fleet(meters)
+        items = payloads(fleet_, count, datetime.now(UTC) - timedelta(seconds=count // meters + 1))
         t0 = time.perf_counter()
         asyncio.run(produce(tansu.address, items))
-        print(f"produced {count} IAMMETER payloads ({METERS} meters, 1/3-phase) in "
+        print(f"produced {count} IAMMETER payloads ({meters} meters, 1/3-phase) in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
         base = asyncio.run(consume_all(tansu.address, count, decode=True))
         print(f"baseline  (aiokafka consumer + decode):  {base:10,.0f} payloads/s", flush=True)
@@ -273,12 +279,13 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False) -> i
 
         rate, seconds = rate or min(1000.0, through / 2), 10
         steady = int(rate * seconds)
-        asyncio.run(produce(tansu.address, payloads(meters, steady, datetime.now(UTC), METERS / rate), rate=rate))
+        asyncio.run(produce(tansu.address, payloads(fleet_, steady, datetime.now(UTC), meters / rate), rate=rate))
         rows = wait_count(stats, count + steady, proc)
         latencies = [x for _, _, batch in rows for x in batch][count:]
         q = statistics.quantiles(latencies, n=100)
         print(f"latency at {rate:.0f} payloads/s (producer stamp → sink write): p50 {q[49]:.0f} ms, "
               f"p99 {q[98]:.0f} ms ({len(latencies)} readings)", flush=True)
+        print(f"worker memory: peak RSS {peak_rss_mb(proc.pid):.0f} MB with {meters} meters", flush=True)
         if spy is not None and (workdir / "profile.txt").exists():
             print(summarize_profile(workdir / "profile.txt"), flush=True)
     finally:
