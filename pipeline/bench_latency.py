@@ -126,6 +126,8 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
             time.sleep(0.1)
         latencies = sorted((answers.at[w] - t) * 1000 for w, t in sent.items() if w in answers.at)
         _report(latencies, len(sent), rate, others)
+        if latencies:
+            shutil.rmtree(work, ignore_errors=True)  # else the logs stay for a look
         return 0 if latencies else 1
     finally:
         stop.set()
@@ -133,7 +135,6 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
             stop_child(proc)
         for server in reversed(servers):
             server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _report(latencies: list[float], published: int, rate: float, others: int) -> None:

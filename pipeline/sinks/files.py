@@ -81,13 +81,17 @@ class FileSink:
 
     async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
         by_file: dict[Path, list[str]] = defaultdict(list)
-        for record in batch:
+        for record in batch:  # the lines of one record share its time, so its file
             if isinstance(record, Reading):
-                for local, line in reading_lines(record, self._tz):
-                    by_file[self.path_for(local)].append(line)
+                lines = list(reading_lines(record, self._tz))
+                prefix = ""
             elif isinstance(record, Average):
-                for local, line in average_lines(record, self._tz):
-                    by_file[self.path_for(local, "sum")].append(line)
+                lines = list(average_lines(record, self._tz))
+                prefix = "sum"
+            else:
+                continue
+            if lines:
+                by_file[self.path_for(lines[0][0], prefix)].extend(line for _, line in lines)
         if not by_file and not through:
             return
         try:
