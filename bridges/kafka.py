@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline import topics
+from pipeline.brokers import Connection
 from pipeline.models import format_ts
-from pipeline.settings import Connection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

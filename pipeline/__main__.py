@@ -270,6 +270,13 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters)
 
 
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number}: at least 1")
+    return number
+
+
 def _timestamp(text: str) -> datetime:
     """An ISO 8601 time; without a zone, the machine's."""
     ts = datetime.fromisoformat(text)
@@ -319,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
                        "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
-    bench.add_argument("--meters", type=int, default=100, help="how many simulated meters the payloads come from")
+    bench.add_argument("--meters", type=_positive, default=100, help="how many simulated meters send the payloads")
     bench.add_argument("--latency", action="store_true", help="instead: grid meter MQTT → charger MQTT through the "
                        "real bridge, worker and charger processes (--rate: grid payloads/s, default 1)")
     bench.add_argument("--others", type=int, default=0, help="--latency: meters publishing once a second besides")

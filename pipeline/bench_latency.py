@@ -82,24 +82,25 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="wattstream-latency-"))
     servers, children = [], {}
     stop = threading.Event()
+    clients: list[mqtt.Client] = []
     power = [0.0]
     grid = SimulatedIammeter(GRID, phases=1, powers=lambda: power)
     try:
         servers.append(tansu := start_tansu(work / "tansu"))
         servers.append(broker := start_mqtt_broker(work / "mqtt"))
         (work / "meters.toml").write_text(meters_toml())
-        env = {**{k: v for k, v in os.environ.items() if k != "WATTSTREAM_INFLUX_URL"},  # the files sink
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")},  # the files sink
                "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
                "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_METERS_FILE": str(work / "meters.toml"),
                "WATTSTREAM_FILES_DIR": str(work / "files")}
         (work / "logs").mkdir()
         for name, argv in (("worker", ["worker"]), ("bridge", ["bridge", "mqtt"]), ("charger", ["charger"])):
-            children[name] = spawn(name, argv, env, work / "logs")
+            children[name] = spawn(name, argv, env, work / "logs", cwd=work)  # no .env of the caller
         answers = Answers()
-        listener = _client(broker.port, "charger")
+        clients.append(listener := _client(broker.port, "charger"))
         listener.on_message = answers.on_message
         listener.subscribe(SIGNALS, qos=1)
-        meter = _client(broker.port, "grid")
+        clients.append(meter := _client(broker.port, "grid"))
 
         def publish(watts: int) -> float:
             power[0] = float(watts)
@@ -131,6 +132,9 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
         return 0 if latencies else 1
     finally:
         stop.set()
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
         for proc in children.values():
             stop_child(proc)
         for server in reversed(servers):

@@ -19,8 +19,8 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
+from pipeline.brokers import Connection
 from pipeline.models import Average, Reading, SurplusSignal
-from pipeline.settings import Connection
 from pipeline.sinks import Debounced, Record, Sink, SinkRejected, write_all
 
 log = logging.getLogger(__name__)

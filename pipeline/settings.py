@@ -8,106 +8,20 @@ Examples: `WATTSTREAM_KAFKA_BOOTSTRAP=kafka:9092`, `WATTSTREAM_MQTT_HOST=mosquit
 
 from __future__ import annotations
 
-import ssl
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Connection = Mapping[str, Any]  # aiokafka's arguments to reach the broker: `KafkaSettings.connection()`
+from pipeline.brokers import KafkaSettings, MqttSettings, Section
+
 Role = Literal["grid", "pv", "charger", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class _Tls(_Section):
-    """TLS to a broker on another host: `ca_file` is the CA that signed the broker's certificate (none: the
-    system's CAs); `cert_file` + `key_file` a client certificate, where the broker asks for one."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _client_certificate_whole(self) -> _Tls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("a client certificate needs both cert_file and key_file")
-        return self
-
-    @property
-    def _tls_files(self) -> bool:
-        return any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """Verifies the broker's certificate and host name; presents the client certificate if set."""
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file is not None:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-
-class KafkaSettings(_Tls):
-    bootstrap: str = "localhost:9092"
-    partitions: int = Field(default=4, ge=1)  # of every topic wattstream creates; the unit of scale-out
-    # PLAINTEXT inside the stack; a broker on another host: SSL, SASL_SSL (or SASL_PLAINTEXT on a trusted link)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    username: str | None = None  # SASL
-    password: SecretStr | None = None
-
-    @property
-    def tls(self) -> bool:
-        return self.security_protocol.endswith("SSL")
-
-    @property
-    def sasl(self) -> bool:
-        return self.security_protocol.startswith("SASL")
-
-    def connection(self) -> Connection:
-        """How every Kafka client of wattstream reaches the broker (aiokafka's arguments): its address and,
-        for a broker on another host, TLS (`ca_file`, a client certificate) and SASL."""
-        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
-        if self.tls:
-            options["ssl_context"] = self.ssl_context()
-        if self.sasl:
-            assert self.password is not None  # _consistent insists
-            options |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.username,
-                        "sasl_plain_password": self.password.get_secret_value()}
-        return options
-
-    @model_validator(mode="after")
-    def _consistent(self) -> KafkaSettings:
-        if self.sasl and not (self.username and self.password and self.password.get_secret_value()):
-            raise ValueError(f"kafka: {self.security_protocol} needs a username and a password")
-        if self._tls_files and not self.tls:
-            raise ValueError("kafka: TLS files are set but security_protocol is "
-                             f"{self.security_protocol} (SSL or SASL_SSL uses them)")
-        return self
-
-
-class MqttSettings(_Tls):
-    host: str = "localhost"
-    port: int = 1883  # 8883 is MQTT over TLS by convention
-    username: str | None = None
-    password: SecretStr | None = None
-    client_id: str = "wattstream-bridge"  # fixed: the broker keeps the QoS 1 session while we are away
-    keepalive: int = 60
-    tls: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttSettings:
-        if self._tls_files and not self.tls:
-            raise ValueError("mqtt: TLS files are set but tls is off (WATTSTREAM_MQTT_TLS=true)")
-        return self
-
-
-class InfluxSettings(_Section):
+class InfluxSettings(Section):
     url: str | None = None  # unset: the file sink writes instead
     token: SecretStr | None = None
     token_file: Path | None = None  # or the token in this file (compose: the worker's write-only token)
@@ -128,13 +42,13 @@ class InfluxSettings(_Section):
         return self.token.get_secret_value() if self.token else ""
 
 
-class FilesSettings(_Section):
+class FilesSettings(Section):
     dir: Path = Path("wattstream-data")
     name: str = "wattstream"  # daily files YYYYMMDD-<name>.txt
     tz: str | None = None  # time zone of the file lines; unset: the machine's local zone
 
 
-class BrouteSettings(_Section):
+class BrouteSettings(Section):
     """The Wi-SUN dongle of a Japanese B-route meter (RL7023 Stick-D/DSS or /IPS, SKSTACK IP)."""
 
     id: SecretStr | None = None  # the 32-character B-route ID from the power company
@@ -147,7 +61,7 @@ class BrouteSettings(_Section):
     silence_timeout: float = 600.0  # no frame for this long: start the session again
 
 
-class WindowSettings(_Section):
+class WindowSettings(Section):
     """DESIGN §4: the debounce interval, the averaging window and its grace period (seconds)."""
 
     debounce_seconds: int = Field(default=300, gt=0)
@@ -155,7 +69,7 @@ class WindowSettings(_Section):
     grace_seconds: float = Field(default=60.0, ge=0)
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(Section):
     app_id: str = "wattstream"  # the Kafka consumer group
     datadir: Path | None = None  # Faust's local state; unset: <files dir>/worker
     # An agent's batch: at most this many records, or what arrived within this long (a busy agent finds
@@ -174,12 +88,12 @@ class WorkerSettings(_Section):
     health_seconds: float = Field(default=10.0, gt=0)  # how often the InfluxDB measurement `pipeline` is written
     # Consumer group timing. A worker that leaves without saying so keeps its partitions this long;
     # Tansu also holds every join (a fresh group's first, and the rejoin after a member died) for about
-    # half the rebalance timeout. Failover ≈ session + rebalance / 2 + 3 s (scripts/failover.py).
+    # half the rebalance timeout. Failover ≈ session + rebalance / 2 + 1 s (scripts/failover.py).
     session_timeout: float = Field(default=30.0, gt=0)
     rebalance_timeout: float = Field(default=30.0, gt=0)
 
 
-class Meter(_Section):
+class Meter(Section):
     """One entry of the meters file."""
 
     driver: str
@@ -197,7 +111,7 @@ class Meter(_Section):
         return f"{self.driver}:{self.device}"
 
 
-class Site(_Section):
+class Site(Section):
     """A site's PV-surplus controller (`[[site]]` in the meters file); its meters name it in `site`.
 
     Defaults follow evcc's (enable 60 s, disable 180 s, 6 A minimum, 100 W residual power kept
@@ -245,7 +159,7 @@ DEFAULT_TOPICS: dict[ChargerFormat, str] = {
 }
 
 
-class Charger(_Section):
+class Charger(Section):
     """A charger `wattstream charger` drives (`[[charger]]` in the meters file)."""
 
     name: str
@@ -259,7 +173,7 @@ class Charger(_Section):
         return (self.topic or DEFAULT_TOPICS[self.format]).format(site=self.site, name=self.name)
 
 
-class MetersFile(_Section):
+class MetersFile(Section):
     """The meters file: `[[meter]]`, `[[site]]` and `[[charger]]` entries."""
 
     meter: tuple[Meter, ...] = ()

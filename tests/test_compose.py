@@ -149,6 +149,8 @@ def test_grafana_reads_and_the_worker_writes_with_accounts_of_their_own_not_the_
     assert "influxdb-tokens:/tokens" in SERVICES["influxdb-tokens"]["volumes"]
     assert "./scripts/influxdb-tokens:/influxdb-tokens:ro" in SERVICES["influxdb-tokens"]["volumes"]
     assert "WATTSTREAM_INFLUX_TOKEN" not in worker["environment"]
+    uid = re.search(r"useradd .*--uid (\d+)", (ROOT / "Dockerfile").read_text())
+    assert uid and SERVICES["influxdb-tokens"]["environment"]["WORKER_UID"] == uid.group(1)  # the token's reader
 
 
 def test_the_data_is_on_volumes_and_survives_a_new_container() -> None:

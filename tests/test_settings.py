@@ -1,7 +1,6 @@
 """Settings from the environment and the meters file; secrets stay masked."""
 
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from pydantic import ValidationError
 
 from pipeline.logic.plausible import Limits
 from pipeline.settings import KafkaSettings, MqttSettings, Settings, load_meters
+from tests.mqtt import certificates
 
 
 def test_environment_sections(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,10 +99,9 @@ def test_kafka_over_tls_and_sasl_the_same_for_every_client_and_for_faust(monkeyp
 
     from pipeline.app import broker_credentials
 
-    subprocess.run([str(Path(__file__).parent.parent / "scripts" / "mqtt-certs"), "broker.example", str(tmp_path)],
-                   check=True, capture_output=True)
+    certs = certificates(tmp_path, "broker.example")
     for name, value in {"BOOTSTRAP": "broker.example:9093", "SECURITY_PROTOCOL": "SASL_SSL", "USERNAME": "site-7",
-                        "PASSWORD": "kafka-secret", "CA_FILE": str(tmp_path / "ca.crt")}.items():
+                        "PASSWORD": "kafka-secret", "CA_FILE": str(certs / "ca.crt")}.items():
         monkeypatch.setenv(f"WATTSTREAM_KAFKA_{name}", value)
     kafka = Settings(_env_file=None).kafka
     assert "kafka-secret" not in f"{kafka!r} {kafka}"
@@ -130,20 +129,3 @@ def test_tls_and_sasl_settings_that_cannot_work_are_refused(section: type[KafkaS
                                                             values: dict[str, str], error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         section.model_validate(values)
-
-
-def test_the_influx_token_from_a_file_read_when_the_sink_connects(tmp_path: Path) -> None:
-    import asyncio
-
-    from pipeline.settings import InfluxSettings
-    from pipeline.sinks import SinkUnavailable
-    from pipeline.sinks.influx import InfluxSink
-
-    token = tmp_path / "worker.token"
-    settings = InfluxSettings(url="http://127.0.0.1:9", token_file=token)
-    with pytest.raises(SinkUnavailable, match="token file"):  # not written yet: transient, retried
-        asyncio.run(InfluxSink(settings).write_lines(["m v=1 1"]))
-    token.write_text("write-only-token\n")
-    assert settings.api_token() == "write-only-token"
-    with pytest.raises(ValidationError, match="not both"):
-        InfluxSettings(token="t", token_file=token)

@@ -146,6 +146,8 @@ class InfluxSink:
         except ApiException as exc:
             if exc.status in (400, 422) or (exc.status == 413 and indivisible):
                 raise SinkRejected(f"InfluxDB refused the write ({exc.status}): {exc.body!r:.200}") from exc
+            if exc.status in (401, 403):  # the token is refused: the next attempt reads the token file again
+                await self.close()
             raise SinkUnavailable(f"InfluxDB answered {exc.status} {exc.reason}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise SinkUnavailable(f"InfluxDB unreachable: {exc!r}") from exc

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ from bridges.kafka import RawProducer, follow
 from pipeline import topics
 from pipeline.embedded.servers import free_port, start_tansu
 from pipeline.settings import KafkaSettings
-
-ROOT = Path(__file__).parent.parent.parent
+from tests.mqtt import certificates
 
 
 async def tls_front(port: int, behind: int, certs: Path) -> asyncio.Server:
@@ -42,8 +40,7 @@ async def tls_front(port: int, behind: int, certs: Path) -> asyncio.Server:
 
 
 def test_bridges_and_followers_reach_kafka_over_tls(tmp_path: Path) -> None:
-    certs = tmp_path / "certs"
-    subprocess.run([str(ROOT / "scripts" / "mqtt-certs"), "127.0.0.1", str(certs)], check=True)
+    certs = certificates(tmp_path)
     port = free_port()
     tansu = start_tansu(tmp_path / "tansu", advertised_port=port)
     kafka = KafkaSettings(bootstrap=f"127.0.0.1:{port}", partitions=1, security_protocol="SSL",
@@ -81,12 +78,11 @@ def test_bridges_and_followers_reach_kafka_over_tls(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("client", "why"), [
     (KafkaSettings(security_protocol="SSL"), "CERTIFICATE_VERIFY_FAILED"),  # the system's CAs only
-    (KafkaSettings(), "closed"),  # plaintext: the TLS side hangs up
+    (KafkaSettings(), "closed"),  # plaintext: the TLS side hangs up ("Connection at <front> closed")
 ], ids=["another-ca", "plaintext"])
 def test_a_client_that_does_not_trust_the_ca_or_speaks_plaintext_stays_out(
         client: KafkaSettings, why: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    certs = tmp_path / "certs"
-    subprocess.run([str(ROOT / "scripts" / "mqtt-certs"), "127.0.0.1", str(certs)], check=True)
+    certs = certificates(tmp_path)
     port = free_port()
     tansu = start_tansu(tmp_path / "tansu", advertised_port=port)
     connection = {**client.connection(), "bootstrap_servers": f"127.0.0.1:{port}"}
@@ -105,4 +101,5 @@ def test_a_client_that_does_not_trust_the_ca_or_speaks_plaintext_stays_out(
             asyncio.run(scenario())
     finally:
         tansu.stop()
-    assert any(why in record.getMessage() for record in caplog.records if record.name == "aiokafka")
+    assert any(f"127.0.0.1:{port}" in record.getMessage() and why in record.getMessage()
+               for record in caplog.records if record.name == "aiokafka")

@@ -25,6 +25,7 @@ import yaml
 from bridges.mqtt import new_client, publishing_client
 from pipeline.embedded.servers import Server, free_port, start_mosquitto
 from pipeline.settings import MqttSettings
+from tests.mqtt import certificates
 
 ROOT = Path(__file__).parent.parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -39,8 +40,10 @@ def broker(tmp_path: Path) -> Iterator[Server]:
     auth.chmod(0o755)
     try:
         write_password_file(auth)
+        (auth / "conf.d").mkdir()  # as shipped (no *.conf), whatever this checkout has in its conf.d
         server = start_mosquitto(tmp_path / "data", config=(ROOT / "mosquitto" / "mosquitto.conf").read_text(),
-                                 mounts={"/mosquitto/config": ROOT / "mosquitto", "/mosquitto/auth": auth})
+                                 mounts={"/mosquitto/config/conf.d": auth / "conf.d",
+                                         "/mosquitto/config": ROOT / "mosquitto", "/mosquitto/auth": auth})
         yield server
         server.stop()
     finally:
@@ -156,10 +159,10 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[Server, int, Path]]:
     shared = Path(tempfile.mkdtemp(prefix="wattstream-mqtt-tls-"))
     shared.chmod(0o755)
     try:
-        auth, certs = shared / "auth", shared / "certs"
+        auth = shared / "auth"
         auth.mkdir()
         write_password_file(auth)
-        subprocess.run([str(ROOT / "scripts" / "mqtt-certs"), "127.0.0.1", str(certs)], check=True)
+        certs = certificates(shared, owner="mosquitto")  # Debian's mosquitto drops to this user
         include = "include_dir /mosquitto/config/conf.d"
         config = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
         assert include in config
