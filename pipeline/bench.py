@@ -43,7 +43,7 @@ from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading
 from pipeline.settings import InfluxSettings, KafkaSettings, Settings, WorkerSettings
-from pipeline.sinks import Record
+from pipeline.sinks import Position, Record
 from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker
 
@@ -66,7 +66,7 @@ class LineSink(InfluxSink):
         super().__init__(InfluxSettings(url="http://127.0.0.1:1"))
         self._stats = stats.open("a", buffering=1)
 
-    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
+    async def write(self, batch: Sequence[Record], through: Mapping[str, Position] | None = None) -> None:
         await super().write(batch, through)
         now = time.time()
         readings = [r for r in batch if isinstance(r, Reading)]

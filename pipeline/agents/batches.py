@@ -40,7 +40,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     says why); a kill repeats what came after the last checkpoint, with the same outputs."""
     table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
     progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: seek(app, tp, offset))
-    entries = Batch(table, progress.stored)
+    entries = Batch(table, progress.history)
     busy = False  # applying a batch (which may hold the stream for long: a sink outage)
     void = False  # the partitions were revoked while the batch ran: what it did is not this worker's any more
     saved_at = time.monotonic()
@@ -50,6 +50,8 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         busy, void = True, False
         try:
             admitted = await progress.admit(events)
+            if admitted and progress.begin(admitted):
+                await app.producer.flush()  # the history is in Kafka before anything of it leaves the worker
             if admitted:
                 try:
                     await process(admitted, entries)

@@ -39,7 +39,7 @@ from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading, format_ts
 from pipeline.settings import Role, Settings
-from pipeline.sinks import Debounced, Record, Sink, write_all
+from pipeline.sinks import Debounced, Position, Record, Sink, write_all
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits()  # a meter the meters file does not list
@@ -95,33 +95,34 @@ class SinkPositions:
     """Which events of a batch a sink that keeps its own position (`Sink.written`, the files) has already.
 
     After a kill the agent applies again what its saved state did not hold yet; the sink may have
-    written some of it. Its position counts only for a partition the agent has saved progress of: with
-    none, Kafka was started afresh (the embedded run's broker keeps nothing) and the position is from an
-    old history. The position never goes back otherwise (`through`)."""
+    written some of it. Its position counts only in the partition's current history (`Progress.history`):
+    a position from another one is from a Kafka started afresh (the embedded run's broker keeps nothing).
+    The position never goes back otherwise (`through`)."""
 
     def __init__(self, sink: Sink, batch: Batch) -> None:
         self._sink, self._batch = sink, batch
-        self._first_missing: dict[str, int | None] = {}
+        self._kept: dict[str, tuple[str | None, int | None]] = {}  # source → (history, first offset missing)
 
-    def _position(self, event: EventT) -> tuple[str, int | None]:
+    def _position(self, event: EventT) -> tuple[str, tuple[str | None, int | None]]:
         tp = event.message.tp
         source = f"{tp.topic}/{tp.partition}"
-        if source not in self._first_missing:
-            resumed = self._batch.stored(tp) is not None
-            self._first_missing[source] = self._sink.written(source) if resumed else None
-        return source, self._first_missing[source]
+        if source not in self._kept:
+            history, kept = self._batch.history(tp), self._sink.written(source)
+            self._kept[source] = history, kept.offset if kept is not None and kept.history == history else None
+        return source, self._kept[source]
 
     def written(self, event: EventT) -> bool:
-        first_missing = self._position(event)[1]
+        first_missing = self._position(event)[1][1]
         return first_missing is not None and event.message.offset < first_missing
 
-    def through(self, events: Sequence[EventT]) -> dict[str, int]:
+    def through(self, events: Sequence[EventT]) -> dict[str, Position]:
         """The sink's position once it has written what this batch gives it."""
         ends: dict[str, int] = {}
         for event in events:
-            source, first_missing = self._position(event)
+            source, (_, first_missing) = self._position(event)
             ends[source] = max(event.message.offset + 1, first_missing or 0)
-        return ends
+        return {source: Position(history, end) for source, end in ends.items()
+                if (history := self._kept[source][0]) is not None}
 
 
 @dataclass

@@ -17,12 +17,19 @@ only decide where reading starts.
 Faust acks the events dropped that way, and may commit past records that were never applied. A worker
 that takes the partition over starts there; if nothing newer comes (a quiet meter, a backlog that was
 all there already) no event ever shows the gap. So a partition whose end is past its saved progress
-and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`)."""
+and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`).
+
+Each partition also gets a history in the table (`begin`): a random id, saved and confirmed before
+anything read from the partition is applied. A Kafka started afresh (the embedded run's broker keeps
+nothing) numbers its records from 0 again and has no history yet, so a sink's position tagged with
+the history (`sinks.Position`) is never taken for a different Kafka's, while one written just before a
+kill, before any progress was saved, still counts."""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -51,6 +58,29 @@ class Progress:
     @staticmethod
     def key(tp: TP) -> bytes:
         return f"\0progress/{tp.topic}/{tp.partition}".encode()  # \0: no meter, device or site is named so
+
+    @staticmethod
+    def history_key(tp: TP) -> bytes:
+        return f"\0history/{tp.topic}/{tp.partition}".encode()
+
+    def history(self, tp: TP) -> str | None:
+        """The id of `tp`'s history in this Kafka (None: nothing of it was read yet)."""
+        value = self.table.get(self.history_key(tp))
+        return value.decode() if value else None
+
+    def begin(self, admitted: Sequence[EventT]) -> bool:
+        """Give each partition of `admitted` that has none its history, to the changelog partition of its
+        first event. True when one was given: confirm it (flush the producer) before applying the events."""
+        first: dict[TP, EventT] = {}
+        for event in admitted:
+            first.setdefault(event.message.tp, event)
+        given = False
+        for tp, event in first.items():
+            if self.history(tp) is None:
+                with as_current(event):
+                    self.table[self.history_key(tp)] = uuid.uuid4().hex.encode()
+                given = True
+        return given
 
     async def admit(self, events: Sequence[EventT]) -> list[EventT]:
         """The events to apply now: each partition's next offsets in order, none twice, none past a gap."""

@@ -76,12 +76,11 @@ class Entry:
 class Batch:
     """The entries an agent has taken since it last dropped them (`drop`: its partitions were revoked),
     newer than the table until `save` writes the ones changed since the last save (a checkpoint, with
-    the progress after it). `stored`: the progress of an input partition (None: nothing of it applied
-    yet, `Progress.stored`)."""
+    the progress after it). `history`: the history of an input partition (`Progress.history`)."""
 
-    def __init__(self, table: Any, stored: Callable[[TP], int | None] = lambda tp: None) -> None:
+    def __init__(self, table: Any, history: Callable[[TP], str | None] = lambda tp: None) -> None:
         self.table = table
-        self.stored = stored
+        self.history = history
         self.entries: dict[bytes, Entry] = {}
         self._last: dict[bytes, EventT] = {}  # changed since the last save → its last event
 

@@ -9,7 +9,7 @@ good (`write_all` isolates the offending records; the agents dead-letter them).
 
 After a kill, an agent applies again the input its saved state did not hold yet, and writes the same
 records again. InfluxDB takes that as it is: the same record always becomes the same point. A sink
-that appends (the files) keeps its own position instead: `write` gets `through`, the next offset of
+that appends (the files) keeps its own position instead: `write` gets `through`, a `Position` for
 each input partition once the batch is written, and `written(source)` tells the agent what it has
 already, so that those records are not written twice (`agents.decode.SinkPositions`).
 """
@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pipeline.health import SINK_FAILURES, SINK_WRITE
 from pipeline.models import Average, Reading, SurplusSignal
@@ -50,6 +50,15 @@ def record_json(record: Record) -> bytes:
     return (record.reading if isinstance(record, Debounced) else record).to_json()
 
 
+class Position(NamedTuple):
+    """How far a sink that appends has written one input partition: the first offset it does not have,
+    in the partition's history (`agents.progress.Progress.history`), so that a position from a Kafka
+    started afresh, whose offsets begin at 0 again, is never taken for one of this Kafka."""
+
+    history: str
+    offset: int
+
+
 class SinkUnavailable(Exception):
     """Transient: the target is down, slow or overloaded. Retry later."""
 
@@ -61,11 +70,11 @@ class SinkRejected(Exception):
 class Sink(Protocol):
     name: str
 
-    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None: ...
+    async def write(self, batch: Sequence[Record], through: Mapping[str, Position] | None = None) -> None: ...
 
-    def written(self, source: str) -> int | None:
-        """The first offset of input partition `source` (`<topic>/<partition>`) whose records this sink
-        does not have; None: the sink keeps no position (it is idempotent)."""
+    def written(self, source: str) -> Position | None:
+        """How far this sink has written input partition `source` (`<topic>/<partition>`); None: it has
+        nothing of it, or it keeps no position (it is idempotent)."""
         ...
 
     async def close(self) -> None: ...
@@ -75,7 +84,7 @@ Rejected = Callable[[Record, SinkRejected], Awaitable[None]]
 
 
 async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float,
-                        through: Mapping[str, int] | None = None) -> None:
+                        through: Mapping[str, Position] | None = None) -> None:
     """Write until it succeeds; SinkRejected passes through."""
     backoff = 0.5
     while True:
@@ -96,7 +105,7 @@ async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float,
 
 
 async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rejected: Rejected,
-                    through: Mapping[str, int] | None = None) -> None:
+                    through: Mapping[str, Position] | None = None) -> None:
     """Write the batch; if the sink refuses it, write record by record and hand each offender to
     `rejected`. (Only InfluxDB refuses records, and it keeps no position: `through` goes with the
     whole batch.)"""

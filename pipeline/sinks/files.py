@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.models import Average, Reading
 from pipeline.settings import FilesSettings
-from pipeline.sinks import Record, SinkUnavailable
+from pipeline.sinks import Position, Record, SinkUnavailable
 from pipeline.sinks.journal import Journal
 
 
@@ -71,7 +71,7 @@ class FileSink:
     def path_for(self, day: datetime, prefix: str = "") -> Path:
         return self._dir / f"{prefix}{day:%Y%m%d}-{self._name}.txt"
 
-    def written(self, source: str) -> int | None:
+    def written(self, source: str) -> Position | None:
         return self._journal().through.get(source)
 
     def _journal(self) -> Journal:
@@ -79,7 +79,7 @@ class FileSink:
             self._opened = Journal(self._dir)
         return self._opened
 
-    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
+    async def write(self, batch: Sequence[Record], through: Mapping[str, Position] | None = None) -> None:
         by_file: dict[Path, list[str]] = defaultdict(list)
         for record in batch:  # the lines of one record share its time, so its file
             if isinstance(record, Reading):

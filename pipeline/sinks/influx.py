@@ -25,7 +25,7 @@ from influxdb_client.rest import ApiException
 
 from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import InfluxSettings
-from pipeline.sinks import Debounced, Record, SinkRejected, SinkUnavailable
+from pipeline.sinks import Debounced, Position, Record, SinkRejected, SinkUnavailable
 from pipeline.sinks.line_protocol import Field, line, series
 
 MEASUREMENT = "readings"
@@ -119,7 +119,7 @@ class InfluxSink:
         """None: no position kept, the same record always overwrites the same points."""
         return None
 
-    async def write(self, batch: Sequence[Record], through: Mapping[str, int] | None = None) -> None:
+    async def write(self, batch: Sequence[Record], through: Mapping[str, Position] | None = None) -> None:
         await self.write_lines([text for record in batch for text in lines(record)], indivisible=len(batch) == 1)
 
     async def write_lines(self, lines: list[str], indivisible: bool = True) -> None:

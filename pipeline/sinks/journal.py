@@ -1,6 +1,6 @@
 """What the file sink has surely written: the length of each file it appends to and, per input
-partition, the next offset whose records it does not have. One small JSON file, replaced atomically
-(written beside, fsynced, renamed).
+partition, the next offset whose records it does not have and the partition's history
+(`sinks.Position`). One small JSON file, replaced atomically (written beside, fsynced, renamed).
 
 Appending is not atomic: a kill or a power cut can come after some lines of a batch reached a file and
 before the journal says so. So, per batch: files not in the journal yet are entered with their length
@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from pipeline.sinks import Position
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,10 @@ class Journal:
         except FileNotFoundError:
             data = {"files": {}, "through": {}}
         self.files: dict[str, int] = data["files"]  # file name → its length once the last batch was written
-        self.through: dict[str, int] = data["through"]  # `<topic>/<partition>` → next offset not written
+        # `<topic>/<partition>` → its history and the next offset not written (a bare offset, as written before
+        # positions had a history, belongs to no history: it is not taken)
+        self.through: dict[str, Position] = {source: Position(*kept) for source, kept in data["through"].items()
+                                             if isinstance(kept, list)}
 
     def restore(self) -> None:
         """Cut every file back to its recorded length (the part of a batch a kill left behind)."""
@@ -48,7 +53,7 @@ class Journal:
             self.files |= new
             self._save()
 
-    def commit(self, lengths: Mapping[str, int], through: Mapping[str, int]) -> None:
+    def commit(self, lengths: Mapping[str, int], through: Mapping[str, Position]) -> None:
         """After the lines are appended and fsynced: the files' new lengths and the input's positions. Files
         the batch did not touch are left out (nothing can be pending in them)."""
         self.files = dict(lengths)

@@ -175,3 +175,23 @@ def test_progress_is_in_memory_until_saved_and_a_drop_goes_back_to_the_table() -
     p.advance(asyncio.run(p.admit([Event(A, 3)])))
     p.save()
     assert table == {KEY_A: b"4"} and p.stored(A) == 4
+
+
+def test_a_partition_gets_its_history_once_to_the_changelog_partition_of_its_first_event() -> None:
+    table: dict[bytes, bytes] = {}
+    p = progress(Consumer(), table)
+    written: list[tuple[bytes, int]] = []
+
+    class Recording(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            written.append((key, _current_event.get()().message.offset))
+            super().__setitem__(key, value)
+
+    p.table = table = Recording()
+    assert p.history(A) is None
+    assert p.begin([Event(A, 7), Event(B, 3), Event(A, 8)])
+    assert written == [(Progress.history_key(A), 7), (Progress.history_key(B), 3)]
+    first = p.history(A)
+    assert first is not None and first != p.history(B)
+    assert not p.begin([Event(A, 9)]) and p.history(A) == first  # kept, also after a kill (it is in the table)
+    assert progress(Consumer(), table).history(A) == first

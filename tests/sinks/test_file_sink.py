@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.models import Reading, Values
 from pipeline.settings import FilesSettings
-from pipeline.sinks import SinkUnavailable
+from pipeline.sinks import Position, SinkUnavailable
 from pipeline.sinks.files import FileSink
 
 
@@ -48,31 +48,31 @@ def at(second: int) -> Reading:
 def test_what_a_killed_batch_left_half_written_is_cut_off_and_the_position_says_so(tmp_path: Path) -> None:
     settings = FilesSettings(dir=tmp_path, name="home", tz="UTC")
     sink = FileSink(settings)
-    asyncio.run(sink.write([at(0), at(1)], {"meter.readings/0": 2}))
-    assert sink.written("meter.readings/0") == 2 and sink.written("meter.readings/1") is None
+    asyncio.run(sink.write([at(0), at(1)], {"meter.readings/0": Position("h1", 2)}))
+    assert sink.written("meter.readings/0") == ("h1", 2) and sink.written("meter.readings/1") is None
     with day_file(tmp_path).open("a") as out:  # the next batch was killed after part of a line
         out.write(line(2) + "2025/06/01 10:0")
     again = FileSink(settings)  # the restarted worker
-    assert again.written("meter.readings/0") == 2  # so the agent writes offsets 2.. again
-    asyncio.run(again.write([at(2), at(3)], {"meter.readings/0": 4}))
+    assert again.written("meter.readings/0") == ("h1", 2)  # so the agent writes offsets 2.. again
+    asyncio.run(again.write([at(2), at(3)], {"meter.readings/0": Position("h1", 4)}))
     assert day_file(tmp_path).read_text() == line(0) + line(1) + line(2) + line(3)
 
 
 def test_a_new_file_is_entered_before_the_first_line_goes_in(tmp_path: Path) -> None:
     settings = FilesSettings(dir=tmp_path, name="home", tz="UTC")
     sink = FileSink(settings)
-    asyncio.run(sink.write([at(0)], {"meter.readings/0": 1}))
+    asyncio.run(sink.write([at(0)], {"meter.readings/0": Position("h1", 1)}))
     next_day = tmp_path / "20250602-home.txt"
     sink._journal().begin([next_day])  # the worker is killed right after this, the line half written
     next_day.write_text("2025/06/02 00:00:00,iam")
-    asyncio.run(FileSink(settings).write([at(1)], {"meter.readings/0": 2}))  # the restarted worker
+    asyncio.run(FileSink(settings).write([at(1)], {"meter.readings/0": Position("h1", 2)}))  # the restarted worker
     assert next_day.read_text() == "" and day_file(tmp_path).read_text() == line(0) + line(1)
 
 
 def test_a_batch_that_failed_half_way_is_cut_back_before_it_is_written_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sink = FileSink(FilesSettings(dir=tmp_path, name="home", tz="UTC"))
-    asyncio.run(sink.write([at(0)], {"meter.readings/0": 1}))
+    asyncio.run(sink.write([at(0)], {"meter.readings/0": Position("h1", 1)}))
     next_day = reading(datetime(2025, 6, 2, 0, 0, 0, tzinfo=UTC))
     real_fsync, calls = os.fsync, []
 
@@ -84,9 +84,17 @@ def test_a_batch_that_failed_half_way_is_cut_back_before_it_is_written_again(
 
     monkeypatch.setattr(os, "fsync", failing_second_fsync)
     with pytest.raises(SinkUnavailable):
-        asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": 3}))
+        asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": Position("h1", 3)}))
     monkeypatch.setattr(os, "fsync", real_fsync)
-    asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": 3}))  # the agent holds and retries
+    asyncio.run(sink.write([at(1), next_day], {"meter.readings/0": Position("h1", 3)}))  # the agent holds and retries
     assert day_file(tmp_path).read_text() == line(0) + line(1)
     assert (tmp_path / "20250602-home.txt").read_text() == "2025/06/02 00:00:00,iammeter:F1,power_w,5.0,iammeter\n"
-    assert sink.written("meter.readings/0") == 3
+    assert sink.written("meter.readings/0") == ("h1", 3)
+
+
+def test_a_position_written_before_positions_had_a_history_is_not_taken(tmp_path: Path) -> None:
+    (tmp_path / ".wattstream-files.json").write_text('{"files": {}, "through": {"meter.readings/0": 7}}')
+    sink = FileSink(FilesSettings(dir=tmp_path, name="home", tz="UTC"))
+    assert sink.written("meter.readings/0") is None
+    asyncio.run(sink.write([at(0)], {"meter.readings/0": Position("h2", 1)}))
+    assert FileSink(FilesSettings(dir=tmp_path)).written("meter.readings/0") == ("h2", 1)
