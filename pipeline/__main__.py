@@ -257,7 +257,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.embedded.run import run_embedded
 
-    return run_embedded(settings, interval=args.interval, duration=args.duration)
+    return run_embedded(settings, interval=args.interval, duration=args.duration, kafka_mb=args.kafka_mb)
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="the embedded default (no Docker): everything in one command")
     run.add_argument("--interval", type=float, default=2.0, help="seconds between simulated payloads")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--kafka-mb", type=float, default=256,
+                     help="start a new embedded Kafka from a snapshot when Tansu holds more than this (MB)")
     sub.add_parser("worker", help="the Faust worker")
     bridge = sub.add_parser("bridge", help="an edge bridge")
     bridge.add_argument("kind", choices=["mqtt", "serial", "broute"])

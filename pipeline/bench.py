@@ -37,7 +37,7 @@ from bridges.simulate import SimulatedIammeter
 from pipeline import topics
 from pipeline.app import create_app
 from pipeline.drivers import iammeter
-from pipeline.embedded.servers import start_tansu
+from pipeline.embedded.servers import rss_mb, start_tansu
 from pipeline.logic.plausible import Limits, Plausibility, check
 from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
@@ -238,12 +238,6 @@ def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: 
         time.sleep(0.1)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The highest resident memory the process had (VmHWM)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
-
-
 def run_bench(count: int, rate: float | None = None, profile: bool = False, meters: int = METERS) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wattstream-bench-"))
     tansu = start_tansu(workdir / "tansu")
@@ -285,7 +279,7 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False, mete
         q = statistics.quantiles(latencies, n=100)
         print(f"latency at {rate:.0f} payloads/s (producer stamp → sink write): p50 {q[49]:.0f} ms, "
               f"p99 {q[98]:.0f} ms ({len(latencies)} readings)", flush=True)
-        print(f"worker memory: peak RSS {peak_rss_mb(proc.pid):.0f} MB with {meters} meters", flush=True)
+        print(f"worker memory: peak RSS {rss_mb(proc.pid, peak=True):.0f} MB with {meters} meters", flush=True)
         if spy is not None and (workdir / "profile.txt").exists():
             print(summarize_profile(workdir / "profile.txt"), flush=True)
     finally:

@@ -60,6 +60,19 @@ class Progress:
         return f"\0progress/{tp.topic}/{tp.partition}".encode()  # \0: no meter, device or site is named so
 
     @staticmethod
+    def position_of(key: bytes) -> tuple[str, int] | None:
+        """(topic, partition) of a progress key; None for any other key."""
+        if not key.startswith(b"\0progress/"):
+            return None
+        topic, partition = key[len(b"\0progress/"):].decode().rsplit("/", 1)
+        return topic, int(partition)
+
+    @staticmethod
+    def is_own(key: bytes) -> bool:
+        """A key of the progress or history of a partition (not a device, meter or site)."""
+        return key.startswith(b"\0")
+
+    @staticmethod
     def history_key(tp: TP) -> bytes:
         return f"\0history/{tp.topic}/{tp.partition}".encode()
 

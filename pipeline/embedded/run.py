@@ -6,8 +6,18 @@ bridge driving a simulated RL7023 dongle (each on a pseudo-terminal), and the ch
 the simulated site's car (plus an OpenEVSE and a go-e topic to look at), as child processes (logs
 under `<files dir>/logs/`), and shows live in the terminal what flows through `meter.readings`,
 `power.surplus` and `meter.deadletter`.
-INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process.
+INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process; USR2 rotates Kafka.
 With `WATTSTREAM_INFLUX_URL` set the worker writes to that InfluxDB, else to the daily files.
+
+Made to run for months. Tansu keeps every record in memory and never deletes one, so the run starts a
+new, empty one when the old one holds more than `--kafka-mb` (a rotation): it stops every Kafka client,
+the worker cleanly, takes a snapshot of what the pipeline needs to go on (`embedded.snapshot`), starts
+the new Tansu on the same port, produces the snapshot into it and starts the clients again. A stop of
+the run ends with the same snapshot, and the next start begins from it. Meanwhile MQTT messages wait in
+mosquitto for the bridge's session, kept on disk under `<files dir>/state/mqtt/`, across a rotation
+and a restart of the run. A kill of the run (or a power cut) loses what its Kafka held: the readings
+of its last second not written yet and the open windows (a snapshot is only ever taken from a worker
+that stopped cleanly).
 """
 
 from __future__ import annotations
@@ -21,110 +31,28 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from bridges.rl7023_sim import SimulatedRl7023
 from bridges.simulate import demo_meters_toml, run_line_sensor
-from pipeline import topics
-from pipeline.embedded.servers import Server, port_is_free, start_mqtt_broker, start_tansu
-from pipeline.models import Reading, SurplusSignal
+from pipeline.brokers import Connection, KafkaSettings
+from pipeline.embedded import snapshot
+from pipeline.embedded.servers import Server, port_is_free, rss_mb, start_mqtt_broker, start_tansu
+from pipeline.embedded.view import LiveView, show, watch
 from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
 
-STATUS_EVERY = 5.0
 DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
 DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
+KAFKA_CLIENTS = ("charger", "serial", "broute", "bridge", "worker")  # in the order they are stopped
+ROTATE_CHECK_SECONDS = 30.0
 
 
 def _preferred(port: int) -> int | None:
     """The usual port when it is free (so real meters can be pointed at it), else any free one."""
     return port if port_is_free(port) else None
-
-
-class LiveView:
-    """Counts what the pipeline produces and prints a short status block every few seconds."""
-
-    def __init__(self, sink: str) -> None:
-        self.sink = sink
-        self.readings = 0
-        self.last: dict[str, Reading] = {}
-        self.dead: Counter[str] = Counter()
-        self.surplus: dict[str, SurplusSignal] = {}
-        self._since = (time.monotonic(), 0)
-
-    def on_reading(self, value: bytes) -> None:
-        self.readings += 1
-        reading = Reading.from_json(value)
-        if reading.total.power_w is not None:  # Acrel's second message of a pair has no power
-            self.last[reading.meter_id] = reading
-
-    def on_surplus(self, value: bytes) -> None:
-        signal = SurplusSignal.from_json(value)
-        self.surplus[signal.site] = signal
-
-    def on_dead(self, headers: dict[str, bytes]) -> None:
-        self.dead[headers.get(topics.H_STAGE, b"?").decode()] += 1
-
-    def render(self) -> str:
-        now = time.monotonic()
-        then, count = self._since
-        rate = (self.readings - count) / max(now - then, 1e-9)
-        self._since = (now, self.readings)
-        dead = ", ".join(f"{stage} {n}" for stage, n in self.dead.items()) or "0"
-        lines = [f"{time.strftime('%H:%M:%S')}  readings {self.readings} ({rate:.1f}/s) → {self.sink}"
-                 f"   dead letters {dead}"]
-        for meter_id, reading in sorted(self.last.items()):
-            total = reading.total
-            phases = " ".join(f"{p} {v.power_w:+.0f} W" for p, v in reading.phases.items()
-                              if v.power_w is not None)
-            power = f"{total.power_w:+8.0f} W" if total.power_w is not None else "       ? W"
-            energy = (f"  in {total.energy_import_wh / 1000:.3f} kWh" if total.energy_import_wh is not None
-                      else "")
-            lines.append(f"    {meter_id:<22} {power}{energy}  {phases}  @ {reading.ts:%H:%M:%S}")
-        for site, s in sorted(self.surplus.items()):
-            car = f"charging {s.phases}p {s.current_a:.0f} A ({s.power_w:.0f} W)" if s.charge else "not charging"
-            lines.append(f"    site {site}: surplus {s.surplus_w:+.0f} W, {car} — {s.reason}")
-        return "\n".join(lines)
-
-
-async def _watch(bootstrap: str, view: LiveView, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topics.READINGS, topics.SURPLUS, topics.DEADLETTER, bootstrap_servers=bootstrap,
-                                auto_offset_reset="latest", enable_auto_commit=False)
-    while not stop.is_set():
-        try:
-            await consumer.start()
-            break
-        except KafkaError:
-            await asyncio.sleep(1)
-    try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    if tp.topic == topics.READINGS:
-                        view.on_reading(record.value)
-                    elif tp.topic == topics.SURPLUS:
-                        view.on_surplus(record.value)
-                    else:
-                        view.on_dead(dict(record.headers))
-    finally:
-        await consumer.stop()
-
-
-async def _show(view: LiveView, children: dict[str, subprocess.Popen[bytes]], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), STATUS_EVERY)
-        print(view.render(), flush=True)
-        for name, proc in children.items():
-            if proc.poll() is not None:
-                print(f"!! {name} exited with {proc.returncode}; see its log", flush=True)
-                stop.set()
 
 
 def _meters_with_simulated(settings: Settings, work: Path) -> Path:
@@ -156,21 +84,102 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def run_embedded(settings: Settings, interval: float, duration: float | None) -> int:
+def stop_child(proc: subprocess.Popen[bytes]) -> int:
+    """Its exit code: 0 after a clean stop, negative when it had to be killed."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class Children:
+    """The run's child processes, each started again with the same command after a rotation."""
+
+    logs: Path
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        if argv is not None and env is not None:
+            self.commands[name] = argv, env
+        self.running[name] = spawn(name, *self.commands[name], self.logs)
+
+    def stop(self, names: Iterable[str]) -> dict[str, int]:
+        """Stop these (in this order); their exit codes."""
+        return {name: stop_child(self.running.pop(name)) for name in names if name in self.running}
+
+    def exited(self) -> list[str]:
+        return [name for name, proc in self.running.items() if proc.poll() is not None]
+
+
+@dataclass
+class Kafka:
+    """The run's Tansu, started anew on the same port by `rotate`."""
+
+    server: Server
+    work: Path
+    app_id: str
+    snapshot: Path  # where the snapshot waits between a stop and the next start
+    rotations: int = 0
+
+    @property
+    def connection(self) -> Connection:
+        return KafkaSettings(bootstrap=self.server.address).connection()
+
+    async def restore(self) -> None:
+        if self.snapshot.exists():
+            print(f"Kafka: going on from the snapshot {self.snapshot}", flush=True)
+            await snapshot.restore(self.connection, self.snapshot)
+
+    async def take(self, children: Children) -> bool:
+        """Stop every Kafka client and take the snapshot; False (and no snapshot) when the worker did not
+        stop cleanly."""
+        codes = await asyncio.to_thread(children.stop, KAFKA_CLIENTS)
+        if codes.get("worker") != 0:
+            print(f"!! the worker did not stop cleanly ({codes.get('worker')}): no snapshot of Kafka", flush=True)
+            return False
+        await snapshot.take(self.connection, self.app_id, self.snapshot)
+        return True
+
+    async def rotate(self, children: Children) -> None:
+        held = rss_mb(self.server.proc.pid)
+        print(f"Kafka: Tansu holds {held:.0f} MB; starting a new one from a snapshot", flush=True)
+        if await self.take(children):
+            await asyncio.to_thread(self.server.stop)
+            self.rotations += 1
+            self.server = await asyncio.to_thread(start_tansu, self.work / f"tansu-{self.rotations}",
+                                                  self.server.port)
+            await self.restore()
+        for name in reversed(KAFKA_CLIENTS):
+            children.start(name)
+        print(f"Kafka: rotated ({held:.0f} MB → {rss_mb(self.server.proc.pid):.0f} MB)", flush=True)
+
+
+def run_embedded(settings: Settings, interval: float, duration: float | None, kafka_mb: float) -> int:
     logs = settings.files.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    state = settings.files.dir / "state"
+    state.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wattstream-"))
-    servers: list[Server] = []
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children = Children(logs)
+    kafka: Kafka | None = None
+    mqtt: Server | None = None
     sensor_stop = threading.Event()
     dongle: SimulatedRl7023 | None = None
     try:
-        servers.append(kafka := start_tansu(work / "tansu", _preferred(9092)))
-        servers.append(mqtt := start_mqtt_broker(work / "mqtt", _preferred(1883)))
-        print(f"Kafka (Tansu) on {kafka.address}, MQTT ({mqtt.name}) on {mqtt.address}", flush=True)
+        tansu = start_tansu(work / "tansu", _preferred(9092))
+        kafka = Kafka(tansu, work, settings.worker.app_id, state / "kafka-snapshot.jsonl")
+        mqtt = start_mqtt_broker(state / "mqtt", _preferred(1883))
+        print(f"Kafka (Tansu) on {tansu.address}, MQTT ({mqtt.name}) on {mqtt.address}", flush=True)
+        asyncio.run(kafka.restore())
         env = {
             **os.environ,
-            "WATTSTREAM_KAFKA_BOOTSTRAP": kafka.address,
+            "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address,
             "WATTSTREAM_MQTT_HOST": "127.0.0.1",
             "WATTSTREAM_MQTT_PORT": str(mqtt.port),
             "WATTSTREAM_WORKER_SESSION_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_SESSION_TIMEOUT", "6"),
@@ -179,63 +188,80 @@ def run_embedded(settings: Settings, interval: float, duration: float | None) ->
         env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
         sink = f"InfluxDB {settings.influx.url}" if settings.influx.url else (
             f"files {settings.files.dir}/YYYYMMDD-{settings.files.name}.txt")
-        children["worker"] = spawn("worker", ["worker"], env, logs)
-        children["bridge"] = spawn("bridge", ["bridge", "mqtt"], env, logs)
-        children["simulator"] = spawn("simulator", ["simulate", "--interval", str(interval)],
-                                       env, logs)
+        children.start("worker", ["worker"], env)
+        children.start("bridge", ["bridge", "mqtt"], env)
+        children.start("simulator", ["simulate", "--interval", str(interval)], env)
         sensor_fd, sensor_port = _pty()
         threading.Thread(target=run_line_sensor, args=(sensor_fd, interval, sensor_stop), daemon=True).start()
-        children["serial"] = spawn("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"],
-                                    env, logs)
+        children.start("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"], env)
         dongle_fd, dongle_port = _pty()
         dongle = SimulatedRl7023(dongle_fd, route_id=DEMO_BROUTE_ID, password=DEMO_BROUTE_PASSWORD).start()
         broute_env = {**env, "WATTSTREAM_BROUTE_ID": DEMO_BROUTE_ID, "WATTSTREAM_BROUTE_PASSWORD": DEMO_BROUTE_PASSWORD,
                       "WATTSTREAM_BROUTE_DEVICE": "sim-jp",
                       "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 10], [["E0", "E3"], 30], [["D3", "D7", "E1"], 60]]'}
-        children["broute"] = spawn("broute", ["bridge", "broute", "--port", dongle_port], broute_env, logs)
-        children["charger"] = spawn("charger", ["charger"], env, logs)
+        children.start("broute", ["bridge", "broute", "--port", dongle_port], broute_env)
+        children.start("charger", ["charger"], env)
         print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, a PV site with a car; line sensor "
               "and Wi-SUN dongle on ptys) up; "
               f"logs in {logs}/", flush=True)
-        print("Ctrl-C stops; kill -USR1 toggles debug logs", flush=True)
-        asyncio.run(_supervise(kafka.address, LiveView(sink), children, duration))
+        print("Ctrl-C stops; kill -USR1 toggles debug logs, kill -USR2 rotates Kafka", flush=True)
+        asyncio.run(_supervise(kafka, LiveView(sink), children, duration, kafka_mb))
+        children.stop(["simulator"])
+        asyncio.run(kafka.take(children))
         return 0
     finally:
         sensor_stop.set()
         if dongle is not None:
             dongle.stop()
-        for name in ("charger", "simulator", "serial", "broute", "bridge", "worker"):
-            if name in children:
-                stop_child(children[name])
-        for server in reversed(servers):
-            server.stop()
+        children.stop(["simulator", *KAFKA_CLIENTS])
+        for server in (kafka.server if kafka else None, mqtt):
+            if server is not None:
+                server.stop()
         shutil.rmtree(work, ignore_errors=True)
         print("stopped", flush=True)
 
 
-async def _supervise(bootstrap: str, view: LiveView, children: dict[str, subprocess.Popen[bytes]],
-                     duration: float | None) -> None:
-    stop = asyncio.Event()
+async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration: float | None,
+                     kafka_mb: float) -> None:
+    stop, wake = asyncio.Event(), asyncio.Event()
+    rotate_now = False
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
+
+    def stopping() -> None:
+        stop.set()
+        wake.set()
 
     def usr1() -> None:
         toggle_debug()
-        for proc in children.values():
+        for proc in children.running.values():
             proc.send_signal(signal.SIGUSR1)
 
+    def usr2() -> None:
+        nonlocal rotate_now
+        rotate_now = True
+        wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stopping)
     loop.add_signal_handler(signal.SIGUSR1, usr1)
+    loop.add_signal_handler(signal.SIGUSR2, usr2)
     if duration is not None:
-        loop.call_later(duration, stop.set)
-    await asyncio.gather(_watch(bootstrap, view, stop), _show(view, children, stop))
-
-
-def stop_child(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        loop.call_later(duration, stopping)
+    shown = asyncio.create_task(show(view, children.exited, stop))
+    watching = asyncio.create_task(watch(kafka.server.address, view))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), ROTATE_CHECK_SECONDS)
+            wake.clear()
+            if not stop.is_set() and (rotate_now or rss_mb(kafka.server.proc.pid) > kafka_mb):
+                rotate_now = False
+                watching.cancel()
+                await kafka.rotate(children)
+                watching = asyncio.create_task(watch(kafka.server.address, view))
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        stop.set()
+        await shown

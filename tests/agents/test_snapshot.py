@@ -1,0 +1,53 @@
+"""`embedded.snapshot`'s pure part: which changelog records go into a new Kafka, and how (the Tansu side is
+in tests/integration/test_snapshot_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+
+from faust.types import TP
+
+from pipeline import topics
+from pipeline.agents.progress import Progress
+from pipeline.agents.state import Entry
+from pipeline.embedded.snapshot import Kept, is_changelog, is_input, tables, unapplied
+
+CHANGELOG = "wattstream-decode-iammeter-state-changelog"
+RAW = TP(topics.raw_topic("iammeter"), 1)
+
+
+def entry(state: object, at: tuple[int, int] | None, up: dict[str, tuple[int, int]] | None = None) -> bytes:
+    return Entry(state, at, up or {}).dump()
+
+
+def test_the_last_state_of_each_key_without_its_positions_and_the_progress_apart() -> None:
+    records = [
+        Kept(CHANGELOG, 1, b"dev-a", entry({"n": 1}, (1, 10), {"meter.raw.x/0": (4, 0)})),
+        Kept(CHANGELOG, 1, Progress.history_key(RAW), b"5f3e"),
+        Kept(CHANGELOG, 1, b"dev-a", entry({"n": 2}, (1, 11))),
+        Kept(CHANGELOG, 0, b"dev-b", entry({"n": 7}, (0, 3))),
+        Kept(CHANGELOG, 1, Progress.key(RAW), b"12"),
+        Kept(CHANGELOG, 1, b"dev-c", None),  # a deleted key
+    ]
+    kept, progress = tables(records)
+    assert [(k.partition, k.key, json.loads(k.value or b"")) for k in kept] == [
+        (1, b"dev-a", {"s": {"n": 2}, "at": None, "up": {}}),
+        (0, b"dev-b", {"s": {"n": 7}, "at": None, "up": {}}),
+    ]
+    assert progress == {(RAW.topic, 1): 12}
+
+
+def test_an_input_record_is_carried_without_its_position_and_survives_the_file() -> None:
+    record = Kept(topics.SITE_READINGS, 2, b"demo", b"{}", ((topics.H_POSITION, b"meter.raw.x/0/4/0"),
+                                                          (topics.H_DRIVER, b"iammeter")))
+    carried = unapplied(record)
+    assert carried.headers == ((topics.H_DRIVER, b"iammeter"),)
+    assert Kept.load(json.loads(json.dumps(carried.dump()))) == carried
+    assert Kept.load(json.loads(json.dumps(Kept("t", 0, None, b"\x00\xff").dump()))) == Kept("t", 0, None, b"\x00\xff")
+
+
+def test_which_topics_are_tables_and_which_are_inputs() -> None:
+    assert is_changelog(CHANGELOG, "wattstream") and not is_changelog(CHANGELOG, "other")
+    assert not is_changelog("wattstream-__assignor-__leader", "wattstream")
+    assert is_input(RAW.topic) and is_input(topics.SITE_READINGS)
+    assert not any(is_input(t) for t in (topics.READINGS, topics.SURPLUS, topics.AVERAGES_10M, CHANGELOG))
