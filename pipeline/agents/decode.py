@@ -96,7 +96,7 @@ class SinkPositions:
 
     After a kill the agent applies again what its saved state did not hold yet; the sink may have
     written some of it. Its position counts only in the partition's current history (`Progress.history`):
-    a position from another one is from a Kafka started afresh (the embedded run's broker keeps nothing).
+    a position from another one is from a Kafka started afresh (the embedded run's new broker).
     The position never goes back otherwise (`through`)."""
 
     def __init__(self, sink: Sink, batch: Batch) -> None:

@@ -20,8 +20,8 @@ all there already) no event ever shows the gap. So a partition whose end is past
 and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`).
 
 Each partition also gets a history in the table (`begin`): a random id, saved and confirmed before
-anything read from the partition is applied. A Kafka started afresh (the embedded run's broker keeps
-nothing) numbers its records from 0 again and has no history yet, so a sink's position tagged with
+anything read from the partition is applied. A Kafka started afresh (the embedded run's new broker
+after a restart or a rotation) numbers its records from 0 again and has no history yet, so a sink's position tagged with
 the history (`sinks.Position`) is never taken for a different Kafka's, while one written just before a
 kill, before any progress was saved, still counts."""
 
