@@ -134,7 +134,13 @@ class Kafka:
     async def restore(self) -> None:
         if self.snapshot.exists():
             print(f"Kafka: going on from the snapshot {self.snapshot}", flush=True)
-            await snapshot.restore(self.connection, self.snapshot)
+            try:
+                await snapshot.restore(self.connection, self.snapshot)
+            except (ValueError, KeyError) as exc:  # not one this version reads: start without, keep it
+                aside = self.snapshot.with_suffix(".unread")
+                self.snapshot.replace(aside)
+                print(f"!! the snapshot is not readable ({exc!r}); starting without it (kept as {aside})",
+                      flush=True)
 
     async def take(self, children: Children) -> bool:
         """Stop every Kafka client and take the snapshot; False (and no snapshot) when the worker did not

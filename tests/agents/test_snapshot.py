@@ -3,13 +3,17 @@ in tests/integration/test_snapshot_e2e.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 from faust.types import TP
 
 from pipeline import topics
 from pipeline.agents.progress import Progress
 from pipeline.agents.state import Entry
+from pipeline.embedded.run import Kafka
+from pipeline.embedded.servers import Server
 from pipeline.embedded.snapshot import Kept, is_changelog, is_input, tables, unapplied
 
 CHANGELOG = "wattstream-decode-iammeter-state-changelog"
@@ -51,3 +55,11 @@ def test_which_topics_are_tables_and_which_are_inputs() -> None:
     assert not is_changelog("wattstream-__assignor-__leader", "wattstream")
     assert is_input(RAW.topic) and is_input(topics.SITE_READINGS)
     assert not any(is_input(t) for t in (topics.READINGS, topics.SURPLUS, topics.AVERAGES_10M, CHANGELOG))
+
+
+def test_a_snapshot_this_version_cannot_read_is_set_aside_and_the_run_starts_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-snapshot.jsonl"
+    path.write_text('{"version": 0, "partitions": {}}\n')
+    kafka = Kafka(Server("tansu", 1, None, tmp_path / "tansu.log"), tmp_path, "wattstream", path)  # type: ignore[arg-type]
+    asyncio.run(kafka.restore())  # before any connection to the (absent) broker
+    assert not path.exists() and path.with_suffix(".unread").read_text().startswith('{"version": 0')
