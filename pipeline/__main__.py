@@ -163,9 +163,11 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from bridges.simulate import run_simulator
+    from pipeline.worker import toggle_debug
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
+    signal.signal(signal.SIGUSR1, lambda *_: toggle_debug())  # (by default USR1 would end it)
     try:
         run_simulator(settings.mqtt, args.interval)
     except KeyboardInterrupt:

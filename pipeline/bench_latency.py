@@ -22,7 +22,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from bridges.simulate import SimulatedIammeter
-from pipeline.embedded.run import spawn, stop_child
+from pipeline.embedded.children import spawn, stop_child
 from pipeline.embedded.servers import start_mqtt_broker, start_tansu
 from pipeline.models import SurplusSignal
 

@@ -101,7 +101,7 @@ def main() -> int:
             samples.append((time.monotonic() - started, memory(run.pid)))
             time.sleep(SAMPLE_SECONDS)
         run.send_signal(signal.SIGTERM)
-        run.wait(120)
+        run.wait(300)  # the clients' stops and the snapshot
     finally:
         if run.poll() is None:
             run.kill()

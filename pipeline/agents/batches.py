@@ -11,7 +11,7 @@ import faust
 from faust.types import TP, EventT, StreamT
 
 from pipeline.agents.deadletter import send_deadletter
-from pipeline.agents.faust_internals import seek
+from pipeline.agents.faust_internals import save_confirmed, seek
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.agents.state import Batch
 from pipeline.health import LAG, RECORDS
@@ -50,8 +50,10 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         busy, void = True, False
         try:
             admitted = await progress.admit(events)
-            if admitted and progress.begin(admitted):
-                await app.producer.flush()  # the history is in Kafka before anything of it leaves the worker
+            if void:  # revoked while it waited for the broker
+                return
+            for event, key, value in progress.new_histories(admitted):  # in Kafka before any output
+                await save_confirmed(table, event, key, value)
             if admitted:
                 try:
                     await process(admitted, entries)

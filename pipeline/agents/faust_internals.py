@@ -14,6 +14,10 @@ change it. Apache Kafka answers a waiting fetch as soon as a record arrives; Tan
 of the time (measured: p50 391 ms from produce to consume at 1500 ms, 55 ms at 250, 3 ms at 100), so
 every record would wait there before the worker sees it.
 
+`save_confirmed(table, event, key, value)`: a table write only queues its changelog record in Faust's
+buffer, and the producer's flush gives up on that buffer after 0.1 s and does not raise a failed
+delivery. This one sets the key and waits for the changelog record's own delivery.
+
 `seek(app, tp, offset)`: Faust's `Consumer.seek` calls aiokafka's (synchronous) seek from the app's thread,
 while aiokafka runs in Faust's consumer thread: a seek that lands while that thread hands out fetched
 records deletes the partition's buffer under it (`KeyError` in aiokafka's `fetched_records`, the fetcher
@@ -22,6 +26,7 @@ every other call Faust makes to aiokafka.
 
 tests/agents/test_faust_internals.py pins what this relies on: the installed version, that a table
 write inside `as_current(event)` goes to the changelog partition of `event`, in write order, that
+`save_confirmed` writes there too and returns only once the record is delivered, that
 Faust's consumer thread takes its highwaters from `end_offsets` — against a real Tansu —, that the
 consumer Faust builds waits at most `max_wait_ms` per fetch, and that Faust's own seek is still the
 unsafe one while ours runs in the consumer thread.
@@ -108,6 +113,12 @@ def fetch_promptly(max_wait_ms: int) -> None:
 
     _create_worker_consumer.wattstream_original = create  # type: ignore[attr-defined]
     thread._create_worker_consumer = _create_worker_consumer
+
+
+async def save_confirmed(table: Any, event: EventT, key: bytes, value: bytes) -> None:
+    """`table[key] = value` as if while processing `event`, returning once Kafka has the changelog record."""
+    table.data[key] = value
+    await table.send_changelog(event.message.partition, key, value)
 
 
 async def seek(app: Any, tp: TP, offset: int) -> bool:

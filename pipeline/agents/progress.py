@@ -19,7 +19,7 @@ that takes the partition over starts there; if nothing newer comes (a quiet mete
 all there already) no event ever shows the gap. So a partition whose end is past its saved progress
 and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`).
 
-Each partition also gets a history in the table (`begin`): a random id, saved and confirmed before
+Each partition also gets a history in the table (`new_histories`): a random id, saved and confirmed before
 anything read from the partition is applied. A Kafka started afresh (the embedded run's new broker
 after a restart or a rotation) numbers its records from 0 again and has no history yet, so a sink's position tagged with
 the history (`sinks.Position`) is never taken for a different Kafka's, while one written just before a
@@ -39,6 +39,7 @@ from pipeline.agents.faust_internals import as_current
 
 log = logging.getLogger(__name__)
 
+PROGRESS, HISTORY = b"\0progress/", b"\0history/"  # \0: no meter, device or site is named so
 RESEEK_SECONDS = 1.0  # a partition still waiting for its missing record after this is sent back again
 STUCK_SECONDS = 3.0  # a partition with records to apply and none arriving for this long is sent back
 
@@ -57,14 +58,14 @@ class Progress:
 
     @staticmethod
     def key(tp: TP) -> bytes:
-        return f"\0progress/{tp.topic}/{tp.partition}".encode()  # \0: no meter, device or site is named so
+        return PROGRESS + f"{tp.topic}/{tp.partition}".encode()
 
     @staticmethod
     def position_of(key: bytes) -> tuple[str, int] | None:
         """(topic, partition) of a progress key; None for any other key."""
-        if not key.startswith(b"\0progress/"):
+        if not key.startswith(PROGRESS):
             return None
-        topic, partition = key[len(b"\0progress/"):].decode().rsplit("/", 1)
+        topic, partition = key[len(PROGRESS):].decode().rsplit("/", 1)
         return topic, int(partition)
 
     @staticmethod
@@ -74,26 +75,22 @@ class Progress:
 
     @staticmethod
     def history_key(tp: TP) -> bytes:
-        return f"\0history/{tp.topic}/{tp.partition}".encode()
+        return HISTORY + f"{tp.topic}/{tp.partition}".encode()
 
     def history(self, tp: TP) -> str | None:
         """The id of `tp`'s history in this Kafka (None: nothing of it was read yet)."""
         value = self.table.get(self.history_key(tp))
         return value.decode() if value else None
 
-    def begin(self, admitted: Sequence[EventT]) -> bool:
-        """Give each partition of `admitted` that has none its history, to the changelog partition of its
-        first event. True when one was given: confirm it (flush the producer) before applying the events."""
+    def new_histories(self, admitted: Sequence[EventT]) -> list[tuple[EventT, bytes, bytes]]:
+        """(event, key, value): the history to save for each partition of `admitted` that has none, as
+        if while processing its first event (`faust_internals.save_confirmed`), before the events are
+        applied."""
         first: dict[TP, EventT] = {}
         for event in admitted:
             first.setdefault(event.message.tp, event)
-        given = False
-        for tp, event in first.items():
-            if self.history(tp) is None:
-                with as_current(event):
-                    self.table[self.history_key(tp)] = uuid.uuid4().hex.encode()
-                given = True
-        return given
+        return [(event, self.history_key(tp), uuid.uuid4().hex.encode())
+                for tp, event in first.items() if self.history(tp) is None]
 
     async def admit(self, events: Sequence[EventT]) -> list[EventT]:
         """The events to apply now: each partition's next offsets in order, none twice, none past a gap."""

@@ -4,8 +4,8 @@ saves makes a restarted worker skip or repeat input (DESIGN §4).
 Each agent keeps one changelogged table. Every key in it (a raw topic's device, a meter, a site) has
 one `Entry`: the agent's state for that key, the input position (partition, offset) of the last event
 applied to it, and, for input another agent produced, the last upstream position taken from each
-upstream partition. The partitions' progress (`agents.progress`) lives in the same table. A worker
-can be killed between any two changelog writes and then reads its input again from the saved
+upstream partition. The partitions' progress and history (`agents.progress`) live in the same table.
+A worker can be killed between any two changelog writes and then reads its input again from the saved
 progress; this is why each piece is there:
 
 - an entry is one record: a key's state and the offset it has applied are never apart;

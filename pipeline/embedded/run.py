@@ -24,21 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from aiokafka.errors import KafkaError
 
 from bridges.rl7023_sim import SimulatedRl7023
 from bridges.simulate import demo_meters_toml, run_line_sensor
 from pipeline.brokers import Connection, KafkaSettings
 from pipeline.embedded import snapshot
+from pipeline.embedded.children import Children
 from pipeline.embedded.servers import Server, port_is_free, rss_mb, start_mqtt_broker, start_tansu
 from pipeline.embedded.view import LiveView, show, watch
 from pipeline.settings import Settings
@@ -75,57 +76,24 @@ def _pty() -> tuple[int, str]:
     return device, path
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """`wattstream <argv>` as a child in a session of its own, output to `<logs>/<name>.log`; `cwd` (default:
-    ours) is where its settings look for a `.env`."""
-    with (logs / f"{name}.log").open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stdout=out, cwd=cwd,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_child(proc: subprocess.Popen[bytes]) -> int:
-    """Its exit code: 0 after a clean stop, negative when it had to be killed."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-@dataclass
-class Children:
-    """The run's child processes, each started again with the same command after a rotation."""
-
-    logs: Path
-    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
-    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> None:
-        if argv is not None and env is not None:
-            self.commands[name] = argv, env
-        self.running[name] = spawn(name, *self.commands[name], self.logs)
-
-    def stop(self, names: Iterable[str]) -> dict[str, int]:
-        """Stop these (in this order); their exit codes."""
-        return {name: stop_child(self.running.pop(name)) for name in names if name in self.running}
-
-    def exited(self) -> list[str]:
-        return [name for name, proc in self.running.items() if proc.poll() is not None]
-
-
 @dataclass
 class Kafka:
-    """The run's Tansu, started anew on the same port by `rotate`."""
+    """The run's Tansu, started anew on the same port by `rotate`, and whether what it holds is a state to
+    take a snapshot of (no worker running, the last one stopped cleanly)."""
 
     server: Server
     work: Path
     app_id: str
     snapshot: Path  # where the snapshot waits between a stop and the next start
     rotations: int = 0
+    consistent: bool = True
+    floor_mb: float = 0.0  # Tansu's memory after the last rotation, or the last one that failed
+    _before_worker: bool = True  # `consistent` when the worker was started
+
+    def due(self, limit_mb: float) -> bool:
+        """Over `limit_mb`, and twice what the last rotation left (a backlog larger than the limit, or a
+        worker that would not stop cleanly, does not bring a rotation every half minute)."""
+        return rss_mb(self.server.proc.pid) > max(limit_mb, 2 * self.floor_mb)
 
     @property
     def connection(self) -> Connection:
@@ -142,28 +110,50 @@ class Kafka:
                 print(f"!! the snapshot is not readable ({exc!r}); starting without it (kept as {aside})",
                       flush=True)
 
-    async def take(self, children: Children) -> bool:
-        """Stop every Kafka client and take the snapshot; False (and no snapshot) when the worker did not
-        stop cleanly."""
-        codes = await asyncio.to_thread(children.stop, KAFKA_CLIENTS)
-        if codes.get("worker") != 0:
-            print(f"!! the worker did not stop cleanly ({codes.get('worker')}): no snapshot of Kafka", flush=True)
+    def start_clients(self, children: Children) -> None:
+        self._before_worker = self.consistent
+        self.consistent = False
+        for name in reversed(KAFKA_CLIENTS):
+            children.start(name)
+
+    async def stop_clients(self, children: Children) -> bool:
+        """Stop every Kafka client; True when the worker stopped cleanly (what it applied is saved), or was
+        ended by the TERM before it could handle one: before it had done anything."""
+        code = (await asyncio.to_thread(children.stop, KAFKA_CLIENTS)).get("worker")
+        self.consistent = code == 0 or (code == -signal.SIGTERM and self._before_worker)
+        if not self.consistent:
+            print(f"!! the worker did not stop cleanly ({code}): no snapshot of Kafka", flush=True)
+        return self.consistent
+
+    async def take(self) -> bool:
+        """The snapshot, when Kafka holds a consistent state; False when there is none."""
+        if not self.consistent:
             return False
-        await snapshot.take(self.connection, self.app_id, self.snapshot)
+        try:
+            await snapshot.take(self.connection, self.app_id, self.snapshot)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            print(f"!! no snapshot of Kafka: {exc!r}", flush=True)
+            return False
         return True
 
     async def rotate(self, children: Children) -> None:
+        """A new, empty Tansu on the same port, from a snapshot of this one; without a snapshot, the clients
+        go on with this one. Raises when the new one does not start: the snapshot is on disk then, and the
+        next start of the run goes on from it."""
         held = rss_mb(self.server.proc.pid)
         print(f"Kafka: Tansu holds {held:.0f} MB; starting a new one from a snapshot", flush=True)
-        if await self.take(children):
-            await asyncio.to_thread(self.server.stop)
-            self.rotations += 1
-            self.server = await asyncio.to_thread(start_tansu, self.work / f"tansu-{self.rotations}",
-                                                  self.server.port)
-            await self.restore()
-        for name in reversed(KAFKA_CLIENTS):
-            children.start(name)
-        print(f"Kafka: rotated ({held:.0f} MB → {rss_mb(self.server.proc.pid):.0f} MB)", flush=True)
+        self.floor_mb = held
+        if not (await self.stop_clients(children) and await self.take()):
+            print("!! Kafka not rotated; going on with this one", flush=True)
+            self.start_clients(children)
+            return
+        await asyncio.to_thread(self.server.stop)
+        self.rotations += 1
+        self.server = await asyncio.to_thread(start_tansu, self.work / f"tansu-{self.rotations}", self.server.port)
+        await self.restore()
+        self.start_clients(children)
+        self.floor_mb = rss_mb(self.server.proc.pid)
+        print(f"Kafka: rotated ({held:.0f} MB → {self.floor_mb:.0f} MB)", flush=True)
 
 
 def run_embedded(settings: Settings, interval: float, duration: float | None, kafka_mb: float) -> int:
@@ -171,6 +161,12 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
     logs.mkdir(parents=True, exist_ok=True)
     state = settings.files.dir / "state"
     state.mkdir(parents=True, exist_ok=True)
+    lock = (state / "lock").open("w")  # held until this process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"!! another wattstream run uses {settings.files.dir} (its state, its files)", flush=True)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="wattstream-"))
     children = Children(logs)
     kafka: Kafka | None = None
@@ -182,7 +178,6 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
         kafka = Kafka(tansu, work, settings.worker.app_id, state / "kafka-snapshot.jsonl")
         mqtt = start_mqtt_broker(state / "mqtt", _preferred(1883))
         print(f"Kafka (Tansu) on {tansu.address}, MQTT ({mqtt.name}) on {mqtt.address}", flush=True)
-        asyncio.run(kafka.restore())
         env = {
             **os.environ,
             "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address,
@@ -194,27 +189,19 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
         env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
         sink = f"InfluxDB {settings.influx.url}" if settings.influx.url else (
             f"files {settings.files.dir}/YYYYMMDD-{settings.files.name}.txt")
-        children.start("worker", ["worker"], env)
-        children.start("bridge", ["bridge", "mqtt"], env)
-        children.start("simulator", ["simulate", "--interval", str(interval)], env)
         sensor_fd, sensor_port = _pty()
         threading.Thread(target=run_line_sensor, args=(sensor_fd, interval, sensor_stop), daemon=True).start()
-        children.start("serial", ["bridge", "serial", "--port", sensor_port, "--device", "garden"], env)
         dongle_fd, dongle_port = _pty()
         dongle = SimulatedRl7023(dongle_fd, route_id=DEMO_BROUTE_ID, password=DEMO_BROUTE_PASSWORD).start()
         broute_env = {**env, "WATTSTREAM_BROUTE_ID": DEMO_BROUTE_ID, "WATTSTREAM_BROUTE_PASSWORD": DEMO_BROUTE_PASSWORD,
                       "WATTSTREAM_BROUTE_DEVICE": "sim-jp",
                       "WATTSTREAM_BROUTE_POLLS": '[[["E7", "E8"], 10], [["E0", "E3"], 30], [["D3", "D7", "E1"], 60]]'}
-        children.start("broute", ["bridge", "broute", "--port", dongle_port], broute_env)
-        children.start("charger", ["charger"], env)
-        print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, a PV site with a car; line sensor "
-              "and Wi-SUN dongle on ptys) up; "
-              f"logs in {logs}/", flush=True)
-        print("Ctrl-C stops; kill -USR1 toggles debug logs, kill -USR2 rotates Kafka", flush=True)
-        asyncio.run(_supervise(kafka, LiveView(sink), children, duration, kafka_mb))
-        children.stop(["simulator"])
-        asyncio.run(kafka.take(children))
-        return 0
+        children.commands |= {
+            "worker": (["worker"], env), "bridge": (["bridge", "mqtt"], env),
+            "simulator": (["simulate", "--interval", str(interval)], env),
+            "serial": (["bridge", "serial", "--port", sensor_port, "--device", "garden"], env),
+            "broute": (["bridge", "broute", "--port", dongle_port], broute_env), "charger": (["charger"], env)}
+        return asyncio.run(_main(kafka, children, LiveView(sink), duration, kafka_mb, logs))
     finally:
         sensor_stop.set()
         if dongle is not None:
@@ -227,8 +214,10 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
         print("stopped", flush=True)
 
 
-async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration: float | None,
-                     kafka_mb: float) -> None:
+async def _main(kafka: Kafka, children: Children, view: LiveView, duration: float | None, kafka_mb: float,
+                logs: Path) -> int:
+    """Signals handled from here to the end: INT/TERM/HUP stop (once the snapshot is restored, and then
+    the final snapshot is taken), USR1 toggles debug logs, USR2 rotates Kafka."""
     stop, wake = asyncio.Event(), asyncio.Event()
     rotate_now = False
     loop = asyncio.get_running_loop()
@@ -239,7 +228,7 @@ async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration:
 
     def usr1() -> None:
         toggle_debug()
-        for proc in children.running.values():
+        for proc in list(children.running.values()):
             proc.send_signal(signal.SIGUSR1)
 
     def usr2() -> None:
@@ -251,8 +240,14 @@ async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration:
         loop.add_signal_handler(sig, stopping)
     loop.add_signal_handler(signal.SIGUSR1, usr1)
     loop.add_signal_handler(signal.SIGUSR2, usr2)
+    await kafka.restore()
     if duration is not None:
         loop.call_later(duration, stopping)
+    children.start("simulator")
+    kafka.start_clients(children)
+    print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, a PV site with a car; line sensor "
+          f"and Wi-SUN dongle on ptys) up; logs in {logs}/", flush=True)
+    print("Ctrl-C stops; kill -USR1 toggles debug logs, kill -USR2 rotates Kafka", flush=True)
     shown = asyncio.create_task(show(view, children.exited, stop))
     watching = asyncio.create_task(watch(kafka.server.address, view))
     try:
@@ -260,7 +255,10 @@ async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), ROTATE_CHECK_SECONDS)
             wake.clear()
-            if not stop.is_set() and (rotate_now or rss_mb(kafka.server.proc.pid) > kafka_mb):
+            if kafka.server.proc.poll() is not None:
+                print(f"!! Tansu exited with {kafka.server.proc.returncode}; see {kafka.server.log}", flush=True)
+                stop.set()
+            elif not stop.is_set() and (rotate_now or kafka.due(kafka_mb)):
                 rotate_now = False
                 watching.cancel()
                 await kafka.rotate(children)
@@ -271,3 +269,6 @@ async def _supervise(kafka: Kafka, view: LiveView, children: Children, duration:
             await watching
         stop.set()
         await shown
+    await asyncio.to_thread(children.stop, ["simulator"])
+    await kafka.stop_clients(children)
+    return 0 if await kafka.take() else 1

@@ -1,5 +1,5 @@
 """What the embedded run keeps of its Kafka when it starts a new one: on a restart of `wattstream run`,
-and when its broker has grown too large (`embedded.rotation`).
+and when its broker has grown too large (a rotation, `embedded.run.Kafka.rotate`).
 
 The embedded broker (Tansu) keeps every record in memory, deletes none and compacts nothing, so it
 grows as long as it runs, and it starts empty. A snapshot, taken while no worker runs (each stopped
@@ -28,6 +28,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,6 +41,7 @@ from pipeline.brokers import Connection
 
 log = logging.getLogger(__name__)
 VERSION = 1
+READ_SECONDS = 120.0  # for all of a snapshot's records
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,16 @@ class Kept:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # an input record's, as the bridge produced it
 
     def dump(self) -> dict[str, object]:
         return {"t": self.topic, "p": self.partition, "k": _b64(self.key), "v": _b64(self.value),
-                "h": [[name, _b64(value)] for name, value in self.headers]}
+                "h": [[name, _b64(value)] for name, value in self.headers], "ts": self.timestamp_ms}
 
     @classmethod
-    def load(cls, data: dict[str, object]) -> Kept:
-        headers = tuple((str(name), _bytes(value) or b"") for name, value in data["h"])  # type: ignore[attr-defined]
-        return cls(str(data["t"]), int(data["p"]), _bytes(data["k"]), _bytes(data["v"]), headers)  # type: ignore[call-overload]
+    def load(cls, data: dict[str, Any]) -> Kept:
+        headers = tuple((str(name), _bytes(value) or b"") for name, value in data["h"])
+        return cls(str(data["t"]), int(data["p"]), _bytes(data["k"]), _bytes(data["v"]), headers, data["ts"])
 
 
 def _b64(value: bytes | None) -> str | None:
@@ -98,7 +101,8 @@ def tables(records: Iterable[Kept]) -> tuple[list[Kept], dict[tuple[str, int], i
 def unapplied(record: Kept) -> Kept:
     """An input record as it is carried: without the position of where it came from."""
     return Kept(record.topic, record.partition, record.key, record.value,
-                tuple((name, value) for name, value in record.headers if name != topics.H_POSITION))
+                tuple((name, value) for name, value in record.headers if name != topics.H_POSITION),
+                record.timestamp_ms)
 
 
 async def take(kafka: Connection, app_id: str, path: Path) -> int:
@@ -118,16 +122,30 @@ async def take(kafka: Connection, app_id: str, path: Path) -> int:
             tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})]
     finally:
         await consumer.stop()
+    await asyncio.to_thread(_write, path, partitions, [*states, *carried])
+    log.info("snapshot of Kafka: %d table entries, %d records not applied yet → %s", len(states), len(carried), path)
+    return len(states) + len(carried)
+
+
+def _write(path: Path, partitions: dict[str, int], records: list[Kept]) -> None:
+    """Beside, fsynced, renamed, and the directory fsynced: after a power cut the old file or the new one."""
     partial = path.with_suffix(".partial")
     with partial.open("w") as out:
         out.write(json.dumps({"version": VERSION, "partitions": partitions}) + "\n")
-        for record in [*states, *carried]:
+        for record in records:
             out.write(json.dumps(record.dump(), separators=(",", ":")) + "\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, path)
-    log.info("snapshot of Kafka: %d table entries, %d records not applied yet → %s", len(states), len(carried), path)
-    return len(states) + len(carried)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def _read(consumer: AIOKafkaConsumer, kafka: Connection,
@@ -138,25 +156,36 @@ async def _read(consumer: AIOKafkaConsumer, kafka: Connection,
     consumer.assign(list(wanted))
     for tp in wanted:
         consumer.seek(tp, starts[tp])
+    deadline = asyncio.get_running_loop().time() + READ_SECONDS
     while wanted:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"Kafka did not hand out {sorted(map(str, wanted))} to the end in {READ_SECONDS} s")
         for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000)).items():
             for record in records:
-                if record.offset < wanted.get(tp, 0):
-                    yield Kept(tp.topic, tp.partition, record.key, record.value, tuple(record.headers))
-            if records and records[-1].offset + 1 >= wanted.get(tp, 0):
-                wanted.pop(tp, None)
-                consumer.pause(tp)
+                if record.offset < wanted[tp]:
+                    yield Kept(tp.topic, tp.partition, record.key, record.value, tuple(record.headers),
+                               record.timestamp)
+        for tp in [tp for tp, end in wanted.items() if await consumer.position(tp) >= end]:
+            del wanted[tp]
+            consumer.pause(tp)
 
 
 async def restore(kafka: Connection, path: Path) -> None:
     """Produce the snapshot at `path` into the (new, empty) Kafka at `kafka`, then delete it."""
+    partitions, records = await asyncio.to_thread(_load, path)
+    await _produce(kafka, partitions, records)
+    await asyncio.to_thread(path.unlink)
+    await asyncio.to_thread(_sync_directory, path.parent)
+    log.info("restored the snapshot %s: %d records", path, len(records))
+
+
+def _load(path: Path) -> tuple[dict[str, int], list[Kept]]:
+    """All of it before anything is produced: a file this version cannot read changes nothing."""
     with path.open() as lines:
         header = json.loads(next(lines))
         if header.get("version") != VERSION:
             raise ValueError(f"{path}: snapshot version {header.get('version')} is not {VERSION}")
-        await _produce(kafka, header["partitions"], (Kept.load(json.loads(line)) for line in lines))
-    await asyncio.to_thread(path.unlink)
-    log.info("restored the snapshot %s", path)
+        return header["partitions"], [Kept.load(json.loads(line)) for line in lines]
 
 
 async def _produce(kafka: Connection, partitions: dict[str, int], records: Iterable[Kept]) -> None:
@@ -172,9 +201,8 @@ async def _produce(kafka: Connection, partitions: dict[str, int], records: Itera
     producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
     await producer.start()
     try:
-        for record in records:
-            await producer.send(record.topic, record.value, key=record.key, partition=record.partition,
-                                headers=list(record.headers))
-        await producer.flush()
+        await asyncio.gather(*[await producer.send(record.topic, record.value, key=record.key,
+                                                   partition=record.partition, headers=list(record.headers),
+                                                   timestamp_ms=record.timestamp_ms) for record in records])
     finally:
         await producer.stop()

@@ -27,6 +27,7 @@ from pipeline.agents.faust_internals import (
     as_current,
     fetch_promptly,
     restore_tables_to_the_real_end,
+    save_confirmed,
     seek,
 )
 from pipeline.embedded.servers import Server
@@ -71,6 +72,30 @@ def test_a_table_write_goes_to_the_changelog_partition_of_the_current_event(monk
     assert table[b"a"] == b"1"
     with pytest.raises(TypeError, match="outside of stream"):  # so no write can go to a wrong partition
         table[b"c"] = b"3"
+
+
+def test_a_confirmed_save_waits_for_its_changelog_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = faust.App("pin-confirmed", broker="kafka://127.0.0.1:9", store="memory://", autodiscover=False)
+    table = app.Table("state", key_type=bytes, value_type=bytes, partitions=4)
+
+    async def scenario() -> tuple[bool, list[tuple[int | None, Any, Any]]]:
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent: list[tuple[int | None, Any, Any]] = []
+
+        def send_soon(*, key: Any, value: Any, partition: int | None, **_: Any) -> asyncio.Future[None]:
+            sent.append((partition, key, value))
+            return delivered  # Faust's FutureMessage: done once Kafka has the record
+
+        monkeypatch.setattr(table.changelog_topic, "send_soon", send_soon)
+        saving = asyncio.ensure_future(save_confirmed(table, Event(partition=3, offset=5), b"\0history/x/3", b"h1"))
+        await asyncio.sleep(0.05)
+        waited = not saving.done()
+        delivered.set_result(None)
+        await saving
+        return waited, sent
+
+    waited, sent = asyncio.run(scenario())
+    assert waited and sent == [(3, b"\0history/x/3", b"h1")] and table[b"\0history/x/3"] == b"h1"
 
 
 def test_faust_takes_the_changelog_end_from_a_fetch_not_from_tansus_short_list_offsets(tansu: Server) -> None:

@@ -177,21 +177,14 @@ def test_progress_is_in_memory_until_saved_and_a_drop_goes_back_to_the_table() -
     assert table == {KEY_A: b"4"} and p.stored(A) == 4
 
 
-def test_a_partition_gets_its_history_once_to_the_changelog_partition_of_its_first_event() -> None:
+def test_a_partition_without_a_history_gets_one_before_its_first_events_are_applied() -> None:
     table: dict[bytes, bytes] = {}
     p = progress(Consumer(), table)
-    written: list[tuple[bytes, int]] = []
-
-    class Recording(dict[bytes, bytes]):
-        def __setitem__(self, key: bytes, value: bytes) -> None:
-            written.append((key, _current_event.get()().message.offset))
-            super().__setitem__(key, value)
-
-    p.table = table = Recording()
-    assert p.history(A) is None
-    assert p.begin([Event(A, 7), Event(B, 3), Event(A, 8)])
-    assert written == [(Progress.history_key(A), 7), (Progress.history_key(B), 3)]
-    first = p.history(A)
-    assert first is not None and first != p.history(B)
-    assert not p.begin([Event(A, 9)]) and p.history(A) == first  # kept, also after a kill (it is in the table)
-    assert progress(Consumer(), table).history(A) == first
+    first, other = Event(A, 7), Event(B, 3)
+    given = p.new_histories([first, other, Event(A, 8)])
+    assert [(event, key) for event, key, _ in given] == [(first, Progress.history_key(A)),
+                                                          (other, Progress.history_key(B))]
+    assert given[0][2] != given[1][2] and p.history(A) is None  # saved by the agent (confirmed), not here
+    table.update({key: value for _, key, value in given})
+    assert p.history(A) == given[0][2].decode()
+    assert p.new_histories([Event(A, 9)]) == []  # kept, also after a kill (it is in the table)
