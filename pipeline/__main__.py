@@ -22,10 +22,15 @@ import logging
 import os
 import signal
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
 
-from pipeline.settings import Settings
+# USR1 toggles debug logging in every command, once it has set its handler; until then (imports take a
+# few seconds) it would end the process, as `wattstream run` sends it to all its children
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pipeline.settings import Settings  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -54,6 +54,8 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                 return
             for event, key, value in progress.new_histories(admitted):  # in Kafka before any output
                 await save_confirmed(table, event, key, value)
+                if void:
+                    return
             if admitted:
                 try:
                     await process(admitted, entries)

@@ -115,10 +115,11 @@ def fetch_promptly(max_wait_ms: int) -> None:
     thread._create_worker_consumer = _create_worker_consumer
 
 
-async def save_confirmed(table: Any, event: EventT, key: bytes, value: bytes) -> None:
-    """`table[key] = value` as if while processing `event`, returning once Kafka has the changelog record."""
+async def save_confirmed(table: Any, event: EventT, key: bytes, value: bytes, within: float = 30.0) -> None:
+    """`table[key] = value` as if while processing `event` (memory store), once Kafka has the changelog
+    record: a failed delivery raises, and the table does not have the value then."""
+    await asyncio.wait_for(table.send_changelog(event.message.partition, key, value), within)
     table.data[key] = value
-    await table.send_changelog(event.message.partition, key, value)
 
 
 async def seek(app: Any, tp: TP, offset: int) -> bool:

@@ -61,12 +61,13 @@ class Progress:
         return PROGRESS + f"{tp.topic}/{tp.partition}".encode()
 
     @staticmethod
-    def position_of(key: bytes) -> tuple[str, int] | None:
-        """(topic, partition) of a progress key; None for any other key."""
-        if not key.startswith(PROGRESS):
-            return None
-        topic, partition = key[len(PROGRESS):].decode().rsplit("/", 1)
-        return topic, int(partition)
+    def named(key: bytes, prefixes: tuple[bytes, ...] = (PROGRESS, HISTORY)) -> tuple[str, int] | None:
+        """(topic, partition) a progress or history key (one of `prefixes`) is of; None for any other key."""
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                topic, partition = key[len(prefix):].decode().rsplit("/", 1)
+                return topic, int(partition)
+        return None
 
     @staticmethod
     def is_own(key: bytes) -> bool:

@@ -72,11 +72,6 @@ class Entry:
         at = data["at"]
         return cls(data["s"], tuple(at) if at else None, {k: tuple(v) for k, v in data["up"].items()})
 
-    @classmethod
-    def for_new_kafka(cls, raw: bytes) -> bytes:
-        """A saved entry as it goes into a Kafka started afresh (`embedded.snapshot`): the same state,
-        no input positions (the new Kafka numbers its records from 0 again)."""
-        return cls(cls.load(raw).state).dump()
 
 
 class Batch:

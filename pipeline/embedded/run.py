@@ -40,7 +40,7 @@ from bridges.simulate import demo_meters_toml, run_line_sensor
 from pipeline.brokers import Connection, KafkaSettings
 from pipeline.embedded import snapshot
 from pipeline.embedded.children import Children
-from pipeline.embedded.servers import Server, port_is_free, rss_mb, start_mqtt_broker, start_tansu
+from pipeline.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
 from pipeline.embedded.view import LiveView, show, watch
 from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
@@ -177,7 +177,9 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
         tansu = start_tansu(work / "tansu", _preferred(9092))
         kafka = Kafka(tansu, work, settings.worker.app_id, state / "kafka-snapshot.jsonl")
         mqtt = start_mqtt_broker(state / "mqtt", _preferred(1883))
-        print(f"Kafka (Tansu) on {tansu.address}, MQTT ({mqtt.name}) on {mqtt.address}", flush=True)
+        metrics = settings.worker.metrics_port and (_preferred(settings.worker.metrics_port) or free_port())
+        print(f"Kafka (Tansu) on {tansu.address}, MQTT ({mqtt.name}) on {mqtt.address}, the worker's metrics on "
+              f"{metrics or 'no port'}", flush=True)
         env = {
             **os.environ,
             "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address,
@@ -185,6 +187,7 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
             "WATTSTREAM_MQTT_PORT": str(mqtt.port),
             "WATTSTREAM_WORKER_SESSION_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_SESSION_TIMEOUT", "6"),
             "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_REBALANCE_TIMEOUT", "6"),
+            "WATTSTREAM_WORKER_METRICS_PORT": str(metrics),  # (0: off, as chosen)
         }
         env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
         sink = f"InfluxDB {settings.influx.url}" if settings.influx.url else (
@@ -241,6 +244,8 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     loop.add_signal_handler(signal.SIGUSR1, usr1)
     loop.add_signal_handler(signal.SIGUSR2, usr2)
     await kafka.restore()
+    if stop.is_set():  # stopped while it restored: the snapshot again, nothing started
+        return 0 if await kafka.take() else 1
     if duration is not None:
         loop.call_later(duration, stopping)
     children.start("simulator")

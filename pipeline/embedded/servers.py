@@ -100,7 +100,8 @@ def _spawn(name: str, argv: list[str], workdir: Path, port: int, ready_timeout: 
 def rss_mb(pid: int, peak: bool = False) -> float:
     """The resident memory of a process now (`peak`: the highest it had, VmHWM), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmHWM:" if peak else "VmRSS:")[1].split()[0]) / 1024
+    field = "VmHWM:" if peak else "VmRSS:"
+    return int(status.split(field)[1].split()[0]) / 1024 if field in status else 0.0  # (0: it has just ended)
 
 
 def tansu_binary() -> str:

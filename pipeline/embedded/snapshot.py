@@ -6,10 +6,11 @@ grows as long as it runs, and it starts empty. A snapshot, taken while no worker
 cleanly, so what it applied is saved), holds what the pipeline needs to go on in an empty Kafka:
 
 - each agent's table at its last value per key: the states of devices, meters and sites, each without
-  its input positions (`agents.state.Entry.for_new_kafka`), and without the partitions' progress and
-  history (a new Kafka numbers its records from 0 again, and its partitions get a new history);
+  its input positions (`agents.state.Entry`), and without the partitions' progress and history (a new
+  Kafka numbers its records from 0 again, and its partitions get a new history);
 - the input records no agent has applied yet (raw and site readings, from a partition's progress to its
-  end), on the same partition, without their `position` header (their upstream offsets are of the old
+  end, less those a key's state holds already: an entry saved after the last progress that reached
+  Kafka), on the same partition, without their `position` header (their upstream offsets are of the old
   Kafka: taken as they come).
 
 Everything else (readings, averages, decisions, dead letters) is already in the sink or with its
@@ -25,6 +26,7 @@ import base64
 import json
 import logging
 import os
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +37,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridges.kafka import end_offsets, start
 from pipeline import topics
-from pipeline.agents.progress import Progress
+from pipeline.agents.progress import PROGRESS, Progress
 from pipeline.agents.state import Entry
 from pipeline.brokers import Connection
 
 log = logging.getLogger(__name__)
 VERSION = 1
-READ_SECONDS = 120.0  # for all of a snapshot's records
+STALL_SECONDS = 30.0  # reading a snapshot's records fails when none arrives for this long
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Kept:
     @classmethod
     def load(cls, data: dict[str, Any]) -> Kept:
         headers = tuple((str(name), _bytes(value) or b"") for name, value in data["h"])
-        return cls(str(data["t"]), int(data["p"]), _bytes(data["k"]), _bytes(data["v"]), headers, data["ts"])
+        return cls(str(data["t"]), int(data["p"]), _bytes(data["k"]), _bytes(data["v"]), headers, data.get("ts"))
 
 
 def _b64(value: bytes | None) -> str | None:
@@ -81,21 +83,36 @@ def is_input(topic: str) -> bool:
     return topic.startswith(topics.RAW_PREFIX) or topic == topics.SITE_READINGS
 
 
-def tables(records: Iterable[Kept]) -> tuple[list[Kept], dict[tuple[str, int], int]]:
-    """The last value of each key of the changelog records given in order, made ready for a new Kafka,
-    and the progress of each input partition found among them (pure)."""
+Place = tuple[str, int]  # an input partition: (topic, partition)
+
+
+def tables(records: Iterable[Kept]) -> tuple[list[Kept], dict[Place, int], dict[tuple[str, int, bytes], int]]:
+    """From the changelog records given in order (pure): the last value of each key, made ready for a
+    new Kafka (the state alone); the progress of each input partition; and (input topic, partition,
+    key) → the offset of the last input record each key's state holds."""
     last: dict[tuple[str, int, bytes], Kept] = {}
-    progress: dict[tuple[str, int], int] = {}
+    progress: dict[Place, int] = {}
+    inputs: dict[str, set[str]] = defaultdict(set)  # changelog → the input topics its progress and history name
     for record in records:
         if record.key is None:
             continue
         if Progress.is_own(record.key):
-            if (place := Progress.position_of(record.key)) is not None and record.value:
+            if (named := Progress.named(record.key)) is not None:
+                inputs[record.topic].add(named[0])
+            if (place := Progress.named(record.key, (PROGRESS,))) is not None and record.value:
                 progress[place] = int(record.value)
             continue
         last[(record.topic, record.partition, record.key)] = record
-    kept = [Kept(r.topic, r.partition, r.key, Entry.for_new_kafka(r.value)) for r in last.values() if r.value]
-    return kept, progress
+    kept: list[Kept] = []
+    held: dict[tuple[str, int, bytes], int] = {}
+    for (changelog, partition, key), record in last.items():
+        if not record.value:
+            continue
+        entry = Entry.load(record.value)
+        kept.append(Kept(changelog, partition, key, Entry(entry.state).dump()))
+        if entry.at is not None and len(inputs[changelog]) == 1:
+            held[(next(iter(inputs[changelog])), entry.at[0], key)] = entry.at[1]
+    return kept, progress, held
 
 
 def unapplied(record: Kept) -> Kept:
@@ -116,10 +133,11 @@ async def take(kafka: Connection, app_id: str, path: Path) -> int:
                       if is_changelog(name, app_id) or is_input(name)}
         changelog = [TopicPartition(n, p) for n, count in partitions.items() if is_changelog(n, app_id)
                      for p in range(count)]
-        states, progress = tables([r async for r in _read(consumer, kafka, {tp: 0 for tp in changelog})])
+        states, progress, held = tables([r async for _, r in _read(consumer, kafka, {tp: 0 for tp in changelog})])
         inputs = [TopicPartition(n, p) for n, count in partitions.items() if is_input(n) for p in range(count)]
-        carried = [unapplied(r) async for r in _read(consumer, kafka, {
-            tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})]
+        carried = [unapplied(r) async for offset, r in _read(consumer, kafka, {
+            tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})
+            if offset > held.get((r.topic, r.partition, r.key or b""), -1)]
     finally:
         await consumer.stop()
     await asyncio.to_thread(_write, path, partitions, [*states, *carried])
@@ -149,22 +167,24 @@ def _sync_directory(directory: Path) -> None:
 
 
 async def _read(consumer: AIOKafkaConsumer, kafka: Connection,
-                starts: dict[TopicPartition, int]) -> AsyncIterator[Kept]:
-    """Every record of each partition from its start offset to its end."""
+                starts: dict[TopicPartition, int]) -> AsyncIterator[tuple[int, Kept]]:
+    """(offset, record) of every record of each partition from its start offset to its end."""
     ends = await end_offsets(kafka, list(starts)) if starts else {}
     wanted = {tp: end for tp, end in ends.items() if end > starts[tp]}
     consumer.assign(list(wanted))
     for tp in wanted:
         consumer.seek(tp, starts[tp])
-    deadline = asyncio.get_running_loop().time() + READ_SECONDS
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STALL_SECONDS
     while wanted:
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"Kafka did not hand out {sorted(map(str, wanted))} to the end in {READ_SECONDS} s")
+        if loop.time() > deadline:
+            raise TimeoutError(f"Kafka handed out nothing of {sorted(map(str, wanted))} for {STALL_SECONDS} s")
         for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000)).items():
+            deadline = loop.time() + STALL_SECONDS
             for record in records:
                 if record.offset < wanted[tp]:
-                    yield Kept(tp.topic, tp.partition, record.key, record.value, tuple(record.headers),
-                               record.timestamp)
+                    yield record.offset, Kept(tp.topic, tp.partition, record.key, record.value,
+                                              tuple(record.headers), record.timestamp)
         for tp in [tp for tp, end in wanted.items() if await consumer.position(tp) >= end]:
             del wanted[tp]
             consumer.pause(tp)
@@ -182,8 +202,8 @@ async def restore(kafka: Connection, path: Path) -> None:
 def _load(path: Path) -> tuple[dict[str, int], list[Kept]]:
     """All of it before anything is produced: a file this version cannot read changes nothing."""
     with path.open() as lines:
-        header = json.loads(next(lines))
-        if header.get("version") != VERSION:
+        header = json.loads(lines.readline() or "null")
+        if not isinstance(header, dict) or header.get("version") != VERSION:
             raise ValueError(f"{path}: snapshot version {header.get('version')} is not {VERSION}")
         return header["partitions"], [Kept.load(json.loads(line)) for line in lines]
 
@@ -201,8 +221,12 @@ async def _produce(kafka: Connection, partitions: dict[str, int], records: Itera
     producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
     await producer.start()
     try:
-        await asyncio.gather(*[await producer.send(record.topic, record.value, key=record.key,
-                                                   partition=record.partition, headers=list(record.headers),
-                                                   timestamp_ms=record.timestamp_ms) for record in records])
+        sent = await asyncio.gather(*[await producer.send(record.topic, record.value, key=record.key,
+                                                          partition=record.partition, headers=list(record.headers),
+                                                          timestamp_ms=record.timestamp_ms) for record in records],
+                                    return_exceptions=True)
+        for result in sent:
+            if isinstance(result, BaseException):
+                raise result
     finally:
         await producer.stop()

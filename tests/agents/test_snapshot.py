@@ -33,12 +33,15 @@ def test_the_last_state_of_each_key_without_its_positions_and_the_progress_apart
         Kept(CHANGELOG, 1, Progress.key(RAW), b"12"),
         Kept(CHANGELOG, 1, b"dev-c", None),  # a deleted key
     ]
-    kept, progress = tables(records)
+    kept, progress, held = tables(records)
     assert [(k.partition, k.key, json.loads(k.value or b"")) for k in kept] == [
         (1, b"dev-a", {"s": {"n": 2}, "at": None, "up": {}}),
         (0, b"dev-b", {"s": {"n": 7}, "at": None, "up": {}}),
     ]
     assert progress == {(RAW.topic, 1): 12}
+    # what each key holds, in the input topic its table's progress and history name: a record it holds
+    # already (an entry saved after the last progress that reached Kafka) is not carried
+    assert held == {(RAW.topic, 1, b"dev-a"): 11, (RAW.topic, 0, b"dev-b"): 3}
 
 
 def test_an_input_record_is_carried_without_its_position_and_survives_the_file() -> None:
