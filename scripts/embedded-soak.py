@@ -7,10 +7,10 @@ sampled, Kafka rotated when Tansu grows past `--kafka-mb`, and the daily files c
 per process (Tansu, mosquitto, the worker, each bridge, the charger, the simulator, the run itself), its
 memory at the start and the end and at its highest, and its growth in MB per hour over the part after the
 first five minutes (a least-squares line through the samples, the processes of one role summed, a
-rotation's new Tansu or worker included); then the rotations and what the files hold: IAMMETER lines
-written twice (there must be none; counted at intervals of 1 s and more, when a meter's readings do not
-share their second) and the longest gap between a simulated meter's readings (under a few intervals,
-also across a rotation).
+rotation's new Tansu or worker included); then the rotations and what the files hold: the lines
+of the meters with their own clock written twice (there must be none; counted at intervals of 1 s and
+more, when a meter's readings do not share their second) and the longest gaps between an Acrel meter's
+readings (a second or two, also across a rotation).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ ROLES = {"tansu": "tansu", "mosquitto": "mosquitto", "amqtt": "mosquitto", "pipe
          "bridge mqtt": "bridge mqtt", "bridge serial": "bridge serial", "bridge broute": "bridge broute",
          "pipeline charger": "charger", "pipeline simulate": "simulator"}
 SAMPLE_SECONDS = 15.0
+START_SECONDS = 60.0  # "start" is the first sample after this (every process up)
 WARM_UP_SECONDS = 300.0
 
 
@@ -69,14 +70,17 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 
 def check_files(data: Path, interval: float) -> None:
+    """Meters with their own clock (Acrel, EVN): a line twice is a reading written twice; a gap, readings
+    missing (IAMMETER is stamped on receipt: what waited during a rotation shares one second)."""
     lines = [line for path in sorted(data.glob("2*-wattstream.txt")) for line in path.read_text().splitlines()]
-    twice: object = len([line for line, n in Counter(line for line in lines if ",iammeter:" in line).items() if n > 1])
+    clocked = Counter(line for line in lines if ",adw300:" in line or ",evn:" in line)
+    twice: object = len([line for line, n in clocked.items() if n > 1])
     if interval < 1:
         twice = "not counted (under 1 s apart, a meter's readings share their second)"
     stamps = sorted(datetime.strptime(line.split(",")[0], "%Y/%m/%d %H:%M:%S") for line in lines
-                    if ",iammeter:5A1E0001,power_w," in line)
+                    if ",adw300:20201998111433,power_w," in line)
     gaps = sorted((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
-    print(f"files: {len(lines):,} lines; IAMMETER lines twice: {twice}; iammeter:5A1E0001 readings "
+    print(f"files: {len(lines):,} lines; Acrel/EVN lines twice: {twice}; adw300:20201998111433 readings "
           f"{len(stamps):,}, longest gaps {gaps[-3:]} s (interval {interval} s)")
 
 
@@ -111,7 +115,7 @@ def main() -> int:
           f"run exited {run.returncode}")
     print(f"{'process':<14} {'start':>7} {'end':>7} {'highest':>8} {'MB/h after 5 min':>17}")
     for name in sorted({name for _, found in samples for name in found}):
-        series = [(t, found[name]) for t, found in samples if name in found]
+        series = [(t, found[name]) for t, found in samples if name in found and t >= START_SECONDS]
         late = [(t, m) for t, m in series if t >= WARM_UP_SECONDS]
         print(f"{name:<14} {series[0][1]:7.0f} {series[-1][1]:7.0f} {max(m for _, m in series):8.0f} "
               f"{slope_per_hour(late):17.1f}")

@@ -86,33 +86,39 @@ def is_input(topic: str) -> bool:
 Place = tuple[str, int]  # an input partition: (topic, partition)
 
 
-def tables(records: Iterable[Kept]) -> tuple[list[Kept], dict[Place, int], dict[tuple[str, int, bytes], int]]:
-    """From the changelog records given in order (pure): the last value of each key, made ready for a
-    new Kafka (the state alone); the progress of each input partition; and (input topic, partition,
-    key) → the offset of the last input record each key's state holds."""
-    last: dict[tuple[str, int, bytes], Kept] = {}
-    progress: dict[Place, int] = {}
-    inputs: dict[str, set[str]] = defaultdict(set)  # changelog → the input topics its progress and history name
-    for record in records:
+class Tables:
+    """The changelog records, added in order, folded (pure): `result()` gives the last value of each key,
+    made ready for a new Kafka (the state alone); the progress of each input partition; and (input
+    topic, partition, key) → the offset of the last input record each key's state holds. Only the last
+    record of each key is kept meanwhile."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, int, bytes], Kept] = {}
+        self.progress: dict[Place, int] = {}
+        self.inputs: dict[str, set[str]] = defaultdict(set)  # changelog → input topics its progress/history name
+
+    def add(self, record: Kept) -> None:
         if record.key is None:
-            continue
+            return
         if Progress.is_own(record.key):
             if (named := Progress.named(record.key)) is not None:
-                inputs[record.topic].add(named[0])
+                self.inputs[record.topic].add(named[0])
             if (place := Progress.named(record.key, (PROGRESS,))) is not None and record.value:
-                progress[place] = int(record.value)
-            continue
-        last[(record.topic, record.partition, record.key)] = record
-    kept: list[Kept] = []
-    held: dict[tuple[str, int, bytes], int] = {}
-    for (changelog, partition, key), record in last.items():
-        if not record.value:
-            continue
-        entry = Entry.load(record.value)
-        kept.append(Kept(changelog, partition, key, Entry(entry.state).dump()))
-        if entry.at is not None and len(inputs[changelog]) == 1:
-            held[(next(iter(inputs[changelog])), entry.at[0], key)] = entry.at[1]
-    return kept, progress, held
+                self.progress[place] = int(record.value)
+            return
+        self.last[(record.topic, record.partition, record.key)] = record
+
+    def result(self) -> tuple[list[Kept], dict[Place, int], dict[tuple[str, int, bytes], int]]:
+        kept: list[Kept] = []
+        held: dict[tuple[str, int, bytes], int] = {}
+        for (changelog, partition, key), record in self.last.items():
+            if not record.value:
+                continue
+            entry = Entry.load(record.value)
+            kept.append(Kept(changelog, partition, key, Entry(entry.state).dump()))
+            if entry.at is not None and len(self.inputs[changelog]) == 1:
+                held[(next(iter(self.inputs[changelog])), entry.at[0], key)] = entry.at[1]
+        return kept, self.progress, held
 
 
 def unapplied(record: Kept) -> Kept:
@@ -133,7 +139,10 @@ async def take(kafka: Connection, app_id: str, path: Path) -> int:
                       if is_changelog(name, app_id) or is_input(name)}
         changelog = [TopicPartition(n, p) for n, count in partitions.items() if is_changelog(n, app_id)
                      for p in range(count)]
-        states, progress, held = tables([r async for _, r in _read(consumer, kafka, {tp: 0 for tp in changelog})])
+        folded = Tables()
+        async for _, record in _read(consumer, kafka, {tp: 0 for tp in changelog}):
+            folded.add(record)
+        states, progress, held = folded.result()
         inputs = [TopicPartition(n, p) for n, count in partitions.items() if is_input(n) for p in range(count)]
         carried = [unapplied(r) async for offset, r in _read(consumer, kafka, {
             tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})

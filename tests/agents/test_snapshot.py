@@ -14,7 +14,7 @@ from pipeline.agents.progress import Progress
 from pipeline.agents.state import Entry
 from pipeline.embedded.run import Kafka
 from pipeline.embedded.servers import Server
-from pipeline.embedded.snapshot import Kept, is_changelog, is_input, tables, unapplied
+from pipeline.embedded.snapshot import Kept, Tables, is_changelog, is_input, unapplied
 
 CHANGELOG = "wattstream-decode-iammeter-state-changelog"
 RAW = TP(topics.raw_topic("iammeter"), 1)
@@ -33,7 +33,10 @@ def test_the_last_state_of_each_key_without_its_positions_and_the_progress_apart
         Kept(CHANGELOG, 1, Progress.key(RAW), b"12"),
         Kept(CHANGELOG, 1, b"dev-c", None),  # a deleted key
     ]
-    kept, progress, held = tables(records)
+    folded = Tables()
+    for record in records:
+        folded.add(record)
+    kept, progress, held = folded.result()
     assert [(k.partition, k.key, json.loads(k.value or b"")) for k in kept] == [
         (1, b"dev-a", {"s": {"n": 2}, "at": None, "up": {}}),
         (0, b"dev-b", {"s": {"n": 7}, "at": None, "up": {}}),
