@@ -119,6 +119,9 @@ def main() -> int:
         late = [(t, m) for t, m in series if t >= WARM_UP_SECONDS]
         print(f"{name:<14} {series[0][1]:7.0f} {series[-1][1]:7.0f} {max(m for _, m in series):8.0f} "
               f"{slope_per_hour(late):17.1f}")
+    for name in ("tansu", "run"):  # a sample a minute
+        print(f"{name} MB by minute: " + " ".join(f"{found.get(name, 0):.0f}" for t, found in samples
+                                                   if int(t) % 60 < SAMPLE_SECONDS))
     print(f"rotations: {log.count('Kafka: rotated')}  " + "; ".join(
         line.strip() for line in log.splitlines() if line.startswith("Kafka: rotated")))
     check_files(work / "data", args.interval)

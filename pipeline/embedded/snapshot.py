@@ -14,9 +14,9 @@ cleanly, so what it applied is saved), holds what the pipeline needs to go on in
   Kafka: taken as they come).
 
 Everything else (readings, averages, decisions, dead letters) is already in the sink or with its
-consumers and is not carried. A snapshot is one JSON-lines file, written beside and renamed, produced
-into the new Kafka by `restore` before the worker starts, and then deleted: a run that is killed later
-starts from nothing rather than from an older state.
+consumers and is not carried. A snapshot is taken in a process of its own (`main`), is one JSON-lines
+file, written beside and renamed, is produced into the new Kafka by `restore` before the worker starts,
+and is then deleted: a run that is killed later starts from nothing rather than from an older state.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from bridges.kafka import end_offsets, start
 from pipeline import topics
 from pipeline.agents.progress import PROGRESS, Progress
 from pipeline.agents.state import Entry
-from pipeline.brokers import Connection
+from pipeline.brokers import Connection, KafkaSettings
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -239,3 +240,17 @@ async def _produce(kafka: Connection, partitions: dict[str, int], records: Itera
                 raise result
     finally:
         await producer.stop()
+
+
+def main(argv: list[str]) -> int:
+    """`python -m pipeline.embedded.snapshot BOOTSTRAP APP_ID PATH`: `take` in a process of its own, as
+    the run does it: reading a changelog of a hundred MB would leave the run's own heap that much larger
+    (measured: 61 → 101 MB after one rotation)."""
+    bootstrap, app_id, path = argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(take(KafkaSettings(bootstrap=bootstrap).connection(), app_id, Path(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
