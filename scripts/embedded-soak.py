@@ -16,6 +16,7 @@ readings (a second or two, also across a rotation).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import shutil
@@ -27,6 +28,8 @@ import time
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+
+from pipeline.embedded.servers import rss_mb
 
 ROLES = {"tansu": "tansu", "mosquitto": "mosquitto", "amqtt": "mosquitto", "pipeline worker": "worker",
          "bridge mqtt": "bridge mqtt", "bridge serial": "bridge serial", "bridge broute": "bridge broute",
@@ -51,12 +54,9 @@ def memory(run: int) -> dict[str, float]:
                 for pid in (task / "children").read_text().split()}
     for pid in [run, *children]:
         name = "run" if pid == run else role(pid)
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if name is not None and "VmRSS:" in status:
-            found[name] += int(status.split("VmRSS:")[1].split()[0]) / 1024
+        if name is not None:
+            with contextlib.suppress(OSError):  # (it ended meanwhile)
+                found[name] += rss_mb(pid)
     return found
 
 
