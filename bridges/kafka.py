@@ -1,10 +1,12 @@
 """Producing raw records: the exact bytes received, keyed by device id (else the origin), with the
-headers of DESIGN §2 (`driver`, `origin`, `received_at`)."""
+headers `driver`, `origin` and `received_at` — several of them in one envelope when they queue up
+(`RawProducer`, `pipeline.envelope`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -12,13 +14,17 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline import topics
 from pipeline.brokers import Connection
+from pipeline.envelope import VERSION as ENVELOPE_VERSION
+from pipeline.envelope import Item, pack
 from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ENVELOPE_BYTES = 512 * 1024  # at most this much in one envelope (Kafka's default request limit is 1 MiB)
 
 
 def raw_headers(driver: str, origin: str, received_at: datetime) -> list[tuple[str, bytes]]:
@@ -118,13 +124,24 @@ async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
 
 
 class RawProducer:
-    """An aiokafka producer for raw records; `send` returns the delivery future."""
+    """An aiokafka producer for raw records; `send` returns each payload's delivery future.
+
+    Sends go in rounds, one round in flight at a time: a payload that comes while a round is on its way
+    waits, and the next round takes everything that waited, per raw partition as one envelope
+    (`pipeline.envelope`, at most `ENVELOPE_BYTES`; a lone payload as a plain record), all partitions in
+    one request. A payload that finds nothing in flight goes at once, so nothing waits for a batch to
+    fill. Payloads go to the partition their key would (Kafka's default partitioner), in order."""
 
     def __init__(self, kafka: Connection, partitions: int, request_timeout_ms: int = 15_000) -> None:
         self._kafka = kafka
         self._partitions = partitions
         self._request_timeout_ms = request_timeout_ms  # how long a record may wait for Kafka before we give up
         self._producer: AIOKafkaProducer | None = None
+        self._partitioner = DefaultPartitioner()
+        self._places: dict[tuple[str, bytes], Place] = {}  # (topic, key) → (topic, partition)
+        self._waiting: dict[Place, deque[Waiting]] = defaultdict(deque)
+        self._sending: asyncio.Task[None] | None = None  # the rounds, while anything waits
+        self.sizes: Counter[int] = Counter()  # payloads per record → records sent
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
         """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist."""
@@ -136,6 +153,7 @@ class RawProducer:
                                             request_timeout_ms=self._request_timeout_ms)
                 await producer.start()
                 self._producer = producer
+                self._places.clear()  # the partition counts are read again
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
@@ -144,12 +162,51 @@ class RawProducer:
                 delay = min(delay * 2, retry_max)
 
     async def send(self, driver: str, key: str, value: bytes, origin: str,
-                   received_at: datetime | None = None) -> asyncio.Future[object]:
+                   received_at: datetime | None = None) -> asyncio.Future[None]:
         assert self._producer is not None, "RawProducer.start() first"
-        return await self._producer.send(  # type: ignore[no-any-return]
-            topics.raw_topic(driver), value=value, key=key.encode(),
-            headers=raw_headers(driver, origin, received_at or datetime.now(UTC)),
-        )
+        topic, encoded = topics.raw_topic(driver), key.encode()
+        place = self._places.get((topic, encoded))
+        if place is None:  # (murmur2 in Python costs more than the rest of a send)
+            partitions = sorted(await self._producer.partitions_for(topic))
+            place = (topic, self._partitioner(encoded, partitions, partitions))
+            if len(self._places) >= 100_000:
+                self._places.clear()
+            self._places[(topic, encoded)] = place
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        headers = raw_headers(driver, origin, received_at or datetime.now(UTC))
+        self._waiting[place].append((Item(encoded, value, tuple(headers)), delivered))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._rounds(self._producer))
+        return delivered
+
+    async def _rounds(self, producer: AIOKafkaProducer) -> None:
+        """Send what waits, a round at a time, until nothing waits."""
+        while any(self._waiting.values()):
+            batches = [(place, _take(waiting)) for place, waiting in self._waiting.items() if waiting]
+            try:
+                deliveries = [await _send(producer, place, [item for item, _ in batch]) for place, batch in batches]
+                outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+            except BaseException as exc:
+                outcomes = [exc] * len(batches)
+            failed = None
+            for (_, batch), outcome in zip(batches, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed = failed or outcome
+                    _fail(batch, outcome)
+                else:
+                    self.sizes[len(batch)] += 1
+                    for _, delivered in batch:
+                        if not delivered.done():
+                            delivered.set_result(None)
+            if failed is not None:  # each payload's owner decides (MQTT: not acknowledged)
+                # what waits fails too, unsent: sent after the failed ones, it could arrive where its owner
+                # thinks nothing arrived (the MQTT bridge leaves the broker, which sends it again)
+                for waiting in self._waiting.values():
+                    _fail(list(waiting), failed)
+                    waiting.clear()
+                if not isinstance(failed, KafkaError | OSError):
+                    raise failed
+                return
 
     async def deliver(self, driver: str, key: str, value: bytes, origin: str, stop: asyncio.Event,
                       received_at: datetime | None = None) -> bool:
@@ -168,10 +225,57 @@ class RawProducer:
         return False
 
     async def flush(self) -> None:
+        """Until everything sent so far has been delivered or refused."""
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
         if self._producer is not None:
             await self._producer.flush()
 
     async def stop(self) -> None:
+        """Stop; payloads still waiting get `KafkaError` (their owners keep them: MQTT redelivers)."""
+        if self._sending is not None:
+            self._sending.cancel()
+            await asyncio.gather(self._sending, return_exceptions=True)
+        for waiting in self._waiting.values():
+            _fail(list(waiting), KafkaError("the producer stopped before sending this"))
+        self._waiting.clear()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+Place = tuple[str, int]  # (raw topic, partition)
+Waiting = tuple[Item, "asyncio.Future[None]"]
+
+
+def _take(waiting: deque[Waiting]) -> list[Waiting]:
+    """The next record's worth of what waits for one partition (at most `ENVELOPE_BYTES`, at least one)."""
+    batch: list[Waiting] = []
+    size = 4  # the count
+    while waiting and (not batch or size + _size(waiting[0][0]) <= ENVELOPE_BYTES):
+        batch.append(waiting.popleft())
+        size += _size(batch[-1][0])
+    return batch
+
+
+async def _send(producer: AIOKafkaProducer, place: Place, items: list[Item]) -> asyncio.Future[object]:
+    """One record to `place`: the payload alone, or their envelope; its delivery future."""
+    topic, partition = place
+    if len(items) == 1:
+        key, value, headers = items[0]
+        return await producer.send(topic, value=value, key=key, partition=partition,  # type: ignore[no-any-return]
+                                   headers=list(headers))
+    return await producer.send(topic, value=pack(items), partition=partition,  # type: ignore[no-any-return]
+                               headers=[(topics.H_ENVELOPE, ENVELOPE_VERSION)])
+
+
+def _fail(batch: list[Waiting], exc: BaseException) -> None:
+    failed = exc if isinstance(exc, KafkaError | OSError) else KafkaError(f"not sent: {exc!r}")
+    for _, delivered in batch:
+        if not delivered.done():
+            delivered.set_exception(failed)
+
+
+def _size(item: Item) -> int:
+    """What `item` adds to an envelope (`pipeline.envelope`)."""
+    return 10 + len(item.key) + len(item.value) + sum(6 + len(name) + len(value) for name, value in item.headers)

@@ -10,7 +10,9 @@ are back. paho reconnects to MQTT by itself with back-off (1 s … 60 s).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -22,6 +24,7 @@ from bridges.kafka import RawProducer
 from pipeline.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+REPORT_SECONDS = 60.0  # how often the bridge logs how many payloads it forwarded in how many records
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
     return client
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a topic per device: matching every pattern costs more than the send
 def route_for(topic: str) -> tuple[Route, str] | None:
     """The route of an incoming topic and the record key (device id, else the topic itself)."""
     for pattern, route in ROUTES.items():
@@ -77,7 +81,11 @@ class MqttBridge:
     def __init__(self, settings: MqttSettings, producer: RawProducer) -> None:
         self._settings = settings
         self._producer = producer
-        self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        # messages from paho's thread, handed to the loop a batch at a time: one wake-up of the loop for
+        # what arrived meanwhile, not one per message (`_on_message`)
+        self._queue: asyncio.Queue[list[mqtt.MQTTMessage]] = asyncio.Queue()
+        self._arrived: list[mqtt.MQTTMessage] = []
+        self._arrived_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kafka_failed = asyncio.Event()
         self.client = new_client(settings, settings.client_id, clean_session=False, manual_ack=True)
@@ -108,9 +116,18 @@ class MqttBridge:
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
         message.timestamp = datetime.now(UTC).timestamp()  # receive time, wall clock
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        with self._arrived_lock:
+            self._arrived.append(message)
+            first = len(self._arrived) == 1
+        if first:  # the loop has taken what came before: wake it up for this one and what follows
+            self._loop.call_soon_threadsafe(self._hand_over)
 
     # asyncio side --------------------------------------------------------------------------------
+    def _hand_over(self) -> None:
+        with self._arrived_lock:
+            arrived, self._arrived = self._arrived, []
+        self._queue.put_nowait(arrived)
+
     def _delivered(self, message: mqtt.MQTTMessage, future: asyncio.Future[object]) -> None:
         if future.cancelled() or future.exception() is not None:
             log.error("Kafka did not take %s: %r", message.topic, None if future.cancelled()
@@ -133,15 +150,23 @@ class MqttBridge:
         self._loop = asyncio.get_running_loop()
         await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
         self._connect()
+        reported = asyncio.get_running_loop().time()
         try:
             while not stop.is_set():
+                if asyncio.get_running_loop().time() - reported >= REPORT_SECONDS:
+                    reported = asyncio.get_running_loop().time()
+                    sizes = self._producer.sizes
+                    log.info("forwarded %d payloads in %d Kafka records so far (at most %d in one)",
+                             sum(size * count for size, count in sizes.items()), sum(sizes.values()),
+                             max(sizes, default=0))
                 if self._kafka_failed.is_set():
                     await self._recover_kafka()
                 try:
-                    message = await asyncio.wait_for(self._queue.get(), timeout=0.5)
+                    arrived = await asyncio.wait_for(self._queue.get(), timeout=0.5)
                 except TimeoutError:
                     continue
-                await self._forward(message)
+                for message in arrived:
+                    await self._forward(message)
             await self._producer.flush()
         finally:
             self.client.disconnect()
@@ -153,7 +178,9 @@ class MqttBridge:
         log.warning("leaving MQTT until Kafka is back; the broker holds the messages")
         self.client.disconnect()
         self.client.loop_stop()
-        while not self._queue.empty():  # unacknowledged: the broker sends them again
+        with self._arrived_lock:  # unacknowledged: the broker sends them again
+            self._arrived.clear()
+        while not self._queue.empty():
             self._queue.get_nowait()
         await self._producer.stop()
         await self._producer.start(sorted({r.driver for r in ROUTES.values()}))

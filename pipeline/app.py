@@ -14,6 +14,7 @@ from faust.types.auth import CredentialsT
 from pipeline import health, topics
 from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
 from pipeline.agents.faust_internals import fetch_promptly, restore_tables_to_the_real_end
+from pipeline.agents.outbox import Outlet
 from pipeline.agents.surplus import register_surplus
 from pipeline.drivers import DRIVERS, Decoder, echonet, evn
 from pipeline.logic.plausible import Limits
@@ -88,24 +89,26 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     chosen = sink or build_sink(settings)
     health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure
     limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
+    outlet = Outlet(settings.kafka.connection())  # the agents' outputs (`agents.outbox`)
     roles = plant.roles()
     for driver, decoder in decoders.items():
-        register_decode(app, topic(topics.raw_topic(driver)), deadletter, chosen, settings, driver, decoder,
+        register_decode(app, outlet, topic(topics.raw_topic(driver)), deadletter, chosen, settings, driver, decoder,
                         limits, roles)
     site_readings = topic(topics.SITE_READINGS)
-    register_surplus(app, site_readings, deadletter, chosen, settings, plant.sites(), roles)
+    register_surplus(app, outlet, site_readings, deadletter, chosen, settings, plant.sites(), roles)
     produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M, topics.SURPLUS)]
 
     class Outlets(mode.Service):
         """Creates the topics the agents only produce to before the first record goes out (a first
         produce to a missing topic can be retried after later records and arrive out of order), and
-        closes the sink at the end."""
+        stops the agents' producer and closes the sink at the end."""
 
         async def on_start(self) -> None:
             for out in (*produced, deadletter, site_readings):
                 await out.maybe_declare()
 
         async def on_stop(self) -> None:
+            await outlet.stop()
             await chosen.close()
 
     app.service(Outlets)

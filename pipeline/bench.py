@@ -2,11 +2,14 @@
 
 1. Starts Tansu and produces N IAMMETER payloads of 100 simulated meters (half of them three-phase)
    to `meter.raw.iammeter`, each meter once a second in event time (`received_at` headers spread over
-   N / 100 s of the past, so windows close and the plausibility check sees real rates).
-2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (the same decoder).
+   N / 100 s of the past, so windows close and the plausibility check sees real rates), through the
+   bridges' producer as fast as it takes them (a busy bridge: what queues up goes in envelopes).
+2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (the same decoder, the
+   same envelopes unpacked).
 3. Stages: µs per reading of each step on its own, in this process (consume: aiokafka alone; decode;
    check: plausibility; windows: debounce and averages; sink mapping: InfluxDB line protocol and gzip;
-   produce: the Reading JSON to Kafka through aiokafka). The pipeline's cost beyond their sum is Faust's.
+   produce: the Reading JSON to Kafka as the agents produce it). The pipeline's cost beyond their sum is
+   Faust's.
 4. Pipeline: the real Faust app (the decode agent: decode, check, windows, the outputs to Kafka and
    the sink write) drains the same backlog into `LineSink` (the InfluxDB sink up to the HTTP post):
    sustained readings/s from first to last sink write.
@@ -30,11 +33,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from bridges.kafka import ensure_topics, raw_headers
+from bridges.kafka import RawProducer, ensure_topics
 from bridges.simulate import SimulatedIammeter
-from pipeline import topics
+from pipeline import envelope, topics
+from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.app import create_app
 from pipeline.drivers import iammeter
 from pipeline.embedded.servers import rss_mb, start_tansu
@@ -103,10 +107,11 @@ def payloads(meters: Sequence[SimulatedIammeter], n: int, start: datetime, every
              at) for i in range(n)]
 
 
-async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None) -> None:
-    """The payloads with their `received_at`; at `rate` per second stamped with the time of sending."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
-    await producer.start()
+async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None) -> collections.Counter[int]:
+    """The payloads with their `received_at` through the bridges' producer, as fast as it takes them or at
+    `rate` per second (stamped with the time of sending); how many records carried how many payloads."""
+    producer = RawProducer({"bootstrap_servers": bootstrap}, PARTITIONS)
+    await producer.start(["iammeter"])
     try:
         started = time.monotonic()
         futures = []
@@ -114,15 +119,16 @@ async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None =
             if rate is not None:
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
                 at = datetime.now(UTC)
-            headers = raw_headers("iammeter", "bench", at)
-            futures.append(await producer.send(RAW, value=body, key=sn.encode(), headers=headers))
+            futures.append(await producer.send("iammeter", sn, body, "bench", at))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return producer.sizes
 
 
 async def consume_all(bootstrap: str, n: int, decode: bool) -> float:
-    """A plain aiokafka consumer reading the `n` raw records (and decoding each): records/s."""
+    """A plain aiokafka consumer reading the `n` raw payloads (unpacking envelopes, and decoding each):
+    payloads/s."""
     consumer = AIOKafkaConsumer(RAW, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=f"bench-baseline-{uuid.uuid4().hex[:6]}",
                                 max_poll_records=5000)
@@ -133,23 +139,27 @@ async def consume_all(bootstrap: str, n: int, decode: bool) -> float:
         while done < n:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 started = started or time.perf_counter()
-                if decode:
-                    for record in records:
-                        iammeter.decode(record.value, received_at=at, device_id=record.key.decode())
-                done += len(records)
+                for record in records:
+                    items = envelope.items(record.key, record.value, dict(record.headers))
+                    if decode:
+                        for item in items:
+                            iammeter.decode(item.value, received_at=at, device_id=item.key.decode())
+                    done += len(items)
         return n / (time.perf_counter() - (started or time.perf_counter()))
     finally:
         await consumer.stop()
 
 
 async def produce_readings(bootstrap: str, readings: Sequence[Reading]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
-    await producer.start()
+    """The readings' JSON to `meter.readings` the way the agents produce (`agents.outbox`)."""
+    outlet = Outlet({"bootstrap_servers": bootstrap})
     try:
-        futures = [await producer.send(topics.READINGS, value=r.to_json(), key=r.meter_id.encode()) for r in readings]
-        await asyncio.gather(*futures)
+        out = Outbox(outlet)
+        for reading in readings:
+            await out.send(topics.READINGS, reading.meter_id.encode(), reading.to_json())
+        await out.confirm()
     finally:
-        await producer.stop()
+        await outlet.stop()
 
 
 def stages(bootstrap: str, items: Sequence[Payload], count: int) -> dict[str, float]:
@@ -249,9 +259,10 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False, mete
         fleet_ = fleet(meters)
         items = payloads(fleet_, count, datetime.now(UTC) - timedelta(seconds=count // meters + 1))
         t0 = time.perf_counter()
-        asyncio.run(produce(tansu.address, items))
+        sizes = asyncio.run(produce(tansu.address, items))
         print(f"produced {count} IAMMETER payloads ({meters} meters, 1/3-phase) in "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+              f"{time.perf_counter() - t0:.1f} s through the bridges' producer: {sum(sizes.values())} records, "
+              f"{count / sum(sizes.values()):.1f} payloads per record", flush=True)
         base = asyncio.run(consume_all(tansu.address, count, decode=True))
         print(f"baseline  (aiokafka consumer + decode):  {base:10,.0f} payloads/s", flush=True)
         cost = stages(tansu.address, items, count)

@@ -58,11 +58,13 @@ def _client(port: int, name: str) -> mqtt.Client:
 
 
 def _others(port: int, count: int, stop: threading.Event) -> None:
-    """`count` meters, each publishing once a second, spread over the second."""
+    """`count` meters, each publishing once a second, spread over the second: each the same payload every
+    time (made once: the load on this machine is the pipeline's, not the simulator's)."""
     if not count:
         return
     client = _client(port, "others")
     meters = [SimulatedIammeter(f"L{i:07d}", phases=3 if i % 2 else 1, seed=i) for i in range(count)]
+    messages = [(f"device/{m.sn}/realtime", m.payload(datetime.now().astimezone(), 1.0)) for m in meters]
     started = time.monotonic()
     i = 0
     try:
@@ -70,8 +72,7 @@ def _others(port: int, count: int, stop: threading.Event) -> None:
             due = started + i / count
             if (delay := due - time.monotonic()) > 0:
                 time.sleep(delay)
-            meter = meters[i % count]
-            client.publish(f"device/{meter.sn}/realtime", meter.payload(datetime.now().astimezone(), 1.0))
+            client.publish(*messages[i % count])
             i += 1
     finally:
         client.loop_stop()

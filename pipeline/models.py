@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, PlainSerializer, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
 from pipeline.errors import FrameError
 
@@ -68,8 +68,9 @@ class Reading(BaseModel):
     ts: UtcDatetime  # the meter's clock where it has one, else the bridge's receive time
     received_at: UtcDatetime
     total: Values = Values()
-    phases: dict[Phase, Values] = {}
-    extra: dict[str, float] = {}  # other numeric sensors, unit in the name (temperature_c)
+    # (factories: pydantic deep-copies a mutable default for every instance)
+    phases: dict[Phase, Values] = Field(default_factory=dict)
+    extra: dict[str, float] = Field(default_factory=dict)  # other numeric sensors, unit in the name (temperature_c)
 
     @classmethod
     def build(cls, fields: dict[str, Any]) -> Reading:

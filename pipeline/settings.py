@@ -81,7 +81,7 @@ class WorkerSettings(Section):
     fetch_wait_ms: int = Field(default=100, ge=1)
     # How often an agent saves its state and progress (a kill makes it apply again what came after,
     # with the same outputs); between checkpoints a batch writes nothing to its changelog
-    checkpoint_seconds: float = Field(default=1.0, ge=0)
+    checkpoint_seconds: float = Field(default=5.0, ge=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)  # sink back-off ceiling while holding the stream
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(default=9108, ge=0, le=65535)  # Prometheus `/metrics` on all interfaces; 0: off

@@ -20,6 +20,9 @@ DEADLETTER: Final = "meter.deadletter"
 H_DRIVER: Final = "driver"
 H_ORIGIN: Final = "origin"  # MQTT topic or serial port
 H_RECEIVED_AT: Final = "received_at"  # ISO 8601 UTC, when the bridge received the bytes
+# On a raw record that carries several payloads, each with its own key and headers (`pipeline.envelope`):
+# the envelope format's version.
+H_ENVELOPE: Final = "envelope"
 
 # Header on the records an agent produces from its input (`meter.readings`, `meter.readings.site`):
 # `<topic>/<partition>/<offset>/<index>` of the input record it came from and its place among that

@@ -18,6 +18,11 @@ from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
 from pipeline.sinks import Record, Rejected, SinkRejected, record_json, record_key
 
+# A batch is applied in parts of at most this many bytes of input (each with its outputs confirmed and
+# its sink write), so that a batch of envelopes (`pipeline.envelope`: a record may carry a thousand
+# payloads) does not hold all of their readings at once.
+PART_BYTES = 1 << 20
+
 
 def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
     """What the agents do with a record the sink refuses for good: dead-letter its JSON, keyed by meter
@@ -34,10 +39,11 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                      process: Callable[[Sequence[EventT], Batch], Awaitable[None]], *, batched: bool = True) -> None:
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
     `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
-    in order per partition (`Progress`). `process` applies the events to the entries it takes from the
-    `Batch` and has its outputs confirmed. Every `checkpoint_seconds` the entries changed since the last
-    checkpoint are saved and the progress after them, in the one table `<name>-state` (`agents.state`
-    says why); a kill repeats what came after the last checkpoint, with the same outputs."""
+    in order per partition (`Progress`). `process` applies the events (a batch's `parts`, one after the
+    other) to the entries it takes from the `Batch` and has its outputs confirmed. Every
+    `checkpoint_seconds` the entries changed since the last checkpoint are saved and the progress after
+    them, in the one table `<name>-state` (`agents.state` says why); a kill repeats what came after the
+    last checkpoint, with the same outputs."""
     table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
     progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: seek(app, tp, offset))
     entries = Batch(table, progress.history)
@@ -56,9 +62,9 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                 await save_confirmed(table, event, key, value)
                 if void:
                     return
-            if admitted:
+            for part in parts(admitted):
                 try:
-                    await process(admitted, entries)
+                    await process(part, entries)
                 except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
                     entries.drop()
                     progress.drop()
@@ -67,8 +73,8 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
                     entries.drop()
                     progress.drop()
                     return
-                progress.advance(admitted)
-                RECORDS.labels(name).inc(len(admitted))
+                progress.advance(part)
+                RECORDS.labels(name).inc(len(part))
                 checkpoint()
         finally:
             busy = False
@@ -126,6 +132,19 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     batches.__name__ = batches.__qualname__ = name.replace("-", "_")
     app.agent(topic, name=name, concurrency=1)(batches)
     app.timer(RESEEK_SECONDS, name=f"{name}-tick")(tick)
+
+
+def parts(events: Sequence[EventT], most: int = PART_BYTES) -> list[Sequence[EventT]]:
+    """`events` in order, cut where their values pass `most` bytes (each part at least one event)."""
+    cut, size, start = [], 0, 0
+    for i, event in enumerate(events):
+        size += len(event.value or b"")
+        if size > most and i > start:
+            cut.append(events[start:i])
+            start, size = i, len(event.value or b"")
+    if start < len(events):
+        cut.append(events[start:])
+    return cut
 
 
 async def _earliest(app: faust.App, tp: TP) -> int:

@@ -26,10 +26,10 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from pipeline import topics
+from pipeline import envelope, topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, send_deadletter
-from pipeline.agents.outbox import Outbox
+from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.agents.state import Batch, position
 from pipeline.drivers import Decoder, echonet, evn
 from pipeline.errors import Implausible, IngestError
@@ -158,7 +158,8 @@ class DeviceState:
             for meter in plausibility.keys() | windows.keys()})
 
 
-def register_decode(app: faust.App, raw: faust.TopicT, deadletter: faust.TopicT, sink: Sink, settings: Settings,
+def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
+                    settings: Settings,
                     driver: str, decoder: Decoder | Stateful, limits: Mapping[str, Limits],
                     roles: Mapping[str, tuple[str, Role]]) -> None:
     """The agent of one driver's raw topic (batches, each record once: `agents.batches`). Every output
@@ -173,66 +174,75 @@ def register_decode(app: faust.App, raw: faust.TopicT, deadletter: faust.TopicT,
     retry = settings.worker.retry_max_seconds
     rejected = dead_lettering(deadletter, source)
 
-    async def dead(event: EventT, headers: dict[str, bytes], exc: IngestError) -> None:
-        await send_deadletter(deadletter, key=event.key, value=event.value, headers=headers, source_topic=source,
+    async def dead(key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], exc: IngestError) -> None:
+        await send_deadletter(deadletter, key=key, value=value, headers=headers, source_topic=source,
                               stage=exc.stage, reason=exc.reason, error=str(exc))
 
     async def process(events: Sequence[EventT], batch: Batch) -> None:
-        out = Outbox(app)
+        out = Outbox(outlet)
         records: list[Record] = []
         has = SinkPositions(sink, batch)
         for event in events:
-            headers = header_map(event.headers)
-            key: bytes = event.key or b""
-            entry = batch.take(key, event)
-            if entry is None:
-                continue
-            if not isinstance(entry.state, DeviceState):
-                entry.state = DeviceState.load(entry.state)
-            state: DeviceState = entry.state
+            record_headers = header_map(event.headers)
             try:
-                decoded, new_state = step(event.value, received_at(headers, event),
-                                          key.decode("utf-8", "replace") if key else None,
-                                          bytes.fromhex(state.decoder) or None)
-            except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
-                if not isinstance(exc, IngestError):
-                    log.exception("%s decoder failed on a record of key %r", driver, key)
-                await dead(event, headers, exc if isinstance(exc, IngestError)
-                           else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
-                if reset_on_error:
-                    state.decoder = ""
+                items = envelope.items(event.key, event.value, record_headers)
+            except IngestError as exc:
+                await dead(event.key, event.value, record_headers, exc)
                 continue
-            state.decoder = new_state.hex()
             to_sink = not has.written(event)
-            for index, reading in enumerate(decoded):
-                meter = reading.meter_id
-                states = state.meters.get(meter)
-                if states is None:
-                    states = state.meters[meter] = MeterStates()
-                reason = check(states.plausibility, reading, limits.get(meter, DEFAULT_LIMITS))
-                if reason is not None:
-                    await dead(event, headers, Implausible(f"{meter} at {format_ts(reading.ts)}: {reason}"))
+            for item, (item_key, payload, item_headers) in enumerate(items):
+                headers = record_headers if len(items) == 1 else dict(item_headers)
+                entry = batch.take(item_key, event, item=item)
+                if entry is None:
                     continue
-                decoded_count.inc()
-                result = window_step(states.windows, reading, config)
-                value, meter_key = reading.to_json(), meter.encode()
-                place = {topics.H_POSITION: position(source, event.message.partition, event.message.offset, index)}
-                await out.send(topics.READINGS, meter_key, value, place)
-                if to_sink:
-                    records.append(reading)
-                if result.debounced:
-                    await out.send(topics.READINGS_5M, meter_key, value)
+                if not isinstance(entry.state, DeviceState):
+                    entry.state = DeviceState.load(entry.state)
+                state: DeviceState = entry.state
+                try:
+                    decoded, new_state = step(payload, received_at(headers, event),
+                                              item_key.decode("utf-8", "replace") if item_key else None,
+                                              bytes.fromhex(state.decoder) or None)
+                except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
+                    if not isinstance(exc, IngestError):
+                        log.exception("%s decoder failed on a record of key %r", driver, item_key)
+                    await dead(item_key, payload, headers, exc if isinstance(exc, IngestError)
+                               else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
+                    if reset_on_error:
+                        state.decoder = ""
+                    continue
+                state.decoder = new_state.hex()
+                for index, reading in enumerate(decoded):
+                    meter = reading.meter_id
+                    states = state.meters.get(meter)
+                    if states is None:
+                        states = state.meters[meter] = MeterStates()
+                    reason = check(states.plausibility, reading, limits.get(meter, DEFAULT_LIMITS))
+                    if reason is not None:
+                        await dead(item_key, payload, headers,
+                                   Implausible(f"{meter} at {format_ts(reading.ts)}: {reason}"))
+                        continue
+                    decoded_count.inc()
+                    result = window_step(states.windows, reading, config)
+                    value, meter_key = reading.to_json(), meter.encode()
+                    place = {topics.H_POSITION: position(source, event.message.partition, event.message.offset,
+                                                         index, item)}
+                    await out.send(topics.READINGS, meter_key, value, place)
                     if to_sink:
-                        records.append(Debounced(reading))
-                for average in result.averages:
-                    await out.send(topics.AVERAGES_10M, meter_key, average.to_json())
-                    if to_sink:
-                        records.append(average)
-                if result.late:
-                    log.info("late reading of %s at %s left out of its closed window (%d so far)",
-                             meter, reading.ts, states.windows.late)
-                if meter in roles:
-                    await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+                        records.append(reading)
+                    if result.debounced:
+                        await out.send(topics.READINGS_5M, meter_key, value)
+                        if to_sink:
+                            records.append(Debounced(reading))
+                    for average in result.averages:
+                        await out.send(topics.AVERAGES_10M, meter_key, average.to_json())
+                        if to_sink:
+                            records.append(average)
+                    if result.late:
+                        log.info("late reading of %s at %s left out of its closed window (%d so far)",
+                                 meter, reading.ts, states.windows.late)
+                    if meter in roles:
+                        await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+        await out.ship()  # the site readings to the surplus agent now, not after the sink write
         await write_all(sink, records, retry, rejected, has.through(events))
         await out.confirm()
 

@@ -35,10 +35,14 @@ from faust.types import TP, EventT
 from pipeline import topics
 from pipeline.agents.faust_internals import as_current
 
+ITEM_SHIFT = 20  # a payload gives fewer than 2**20 readings (a raw record is at most 1 MiB)
 
-def position(tp_topic: str, partition: int, offset: int, index: int) -> bytes:
-    """The `topics.H_POSITION` header of an output: `<topic>/<partition>/<offset>/<index>`."""
-    return f"{tp_topic}/{partition}/{offset}/{index}".encode()
+
+def position(tp_topic: str, partition: int, offset: int, index: int, item: int = 0) -> bytes:
+    """The `topics.H_POSITION` header of an output: `<topic>/<partition>/<offset>/<index>`, the index of
+    the `index`th output of payload `item` of an envelope being `item << ITEM_SHIFT | index` (the same
+    whichever payloads of the envelope a restarted worker skips; a plain record's payload is item 0)."""
+    return f"{tp_topic}/{partition}/{offset}/{item << ITEM_SHIFT | index}".encode()
 
 
 def upstream(headers: Mapping[str, bytes] | None) -> tuple[str, tuple[int, int]] | None:
@@ -59,7 +63,9 @@ class Entry:
     # The agent's own state of the key: JSON as loaded, or the live object the agent made of it (kept as
     # it is between checkpoints; what its `dump()` returns is saved)
     state: Any = None
-    at: tuple[int, int] | None = None  # (input partition, offset) of the last event applied
+    # (input partition, offset, item) of the last event applied; item: its place in an envelope
+    # (`pipeline.envelope`; 0 for a plain record)
+    at: tuple[int, int, int] | None = None
     taken: dict[str, tuple[int, int]] = field(default_factory=dict)  # upstream partition → last (offset, index)
 
     def dump(self) -> bytes:
@@ -69,8 +75,9 @@ class Entry:
     @classmethod
     def load(cls, raw: bytes) -> Entry:
         data = json.loads(raw)
-        at = data["at"]
-        return cls(data["s"], tuple(at) if at else None, {k: tuple(v) for k, v in data["up"].items()})
+        at = data["at"]  # [partition, offset] before envelopes: a plain record's item 0
+        return cls(data["s"], (at[0], at[1], at[2] if len(at) > 2 else 0) if at else None,
+                   {k: tuple(v) for k, v in data["up"].items()})
 
 
 
@@ -85,16 +92,17 @@ class Batch:
         self.entries: dict[bytes, Entry] = {}
         self._last: dict[bytes, EventT] = {}  # changed since the last save → its last event
 
-    def take(self, key: bytes, event: EventT, headers: Mapping[str, bytes] | None = None) -> Entry | None:
-        """The entry of `key` to apply `event` to, or None when it must not be applied: the key's saved
-        state holds it already (read again after a kill), or it repeats an upstream output the key took
-        already (sent again after a kill upstream)."""
+    def take(self, key: bytes, event: EventT, headers: Mapping[str, bytes] | None = None,
+             item: int = 0) -> Entry | None:
+        """The entry of `key` to apply `event` (its payload `item` if it is an envelope) to, or None when
+        it must not be applied: the key's saved state holds it already (read again after a kill), or it
+        repeats an upstream output the key took already (sent again after a kill upstream)."""
         entry = self.entries.get(key)
         if entry is None:
             saved = self.table.get(key)
             entry = Entry.load(saved) if saved else Entry()
         message = event.message
-        if entry.at is not None and entry.at[0] == message.partition and message.offset <= entry.at[1]:
+        if entry.at is not None and entry.at[0] == message.partition and (message.offset, item) <= entry.at[1:]:
             return None
         came = upstream(headers)
         if came is not None:
@@ -103,7 +111,7 @@ class Batch:
             if seen is not None and place <= seen:
                 return None
             entry.taken[source] = place
-        entry.at = (message.partition, message.offset)
+        entry.at = (message.partition, message.offset, item)
         self.entries[key], self._last[key] = entry, event
         return entry
 

@@ -16,14 +16,14 @@ from faust.types import EventT
 from pipeline import topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
-from pipeline.agents.outbox import Outbox
+from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.agents.state import Batch
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.settings import Role, Settings, Site
 from pipeline.sinks import Record, Sink, write_all
 
 
-def register_surplus(app: faust.App, site_readings: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
+def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
                      settings: Settings,
                      sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
     rejected = dead_lettering(deadletter, topics.SITE_READINGS)
@@ -34,7 +34,7 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, deadletter: fa
 
     async def process(events: Sequence[EventT], batch: Batch) -> None:
         signals: list[Record] = []
-        out = Outbox(app)
+        out = Outbox(outlet)
         for event in events:
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
@@ -52,8 +52,9 @@ def register_surplus(app: faust.App, site_readings: faust.TopicT, deadletter: fa
                 entry.state = SiteState.load(entry.state) if entry.state else SiteState()
             signal = on_reading(site, entry.state, reading, role)
             if signal is not None:
-                await out.send(topics.SURPLUS, key, signal.to_json())  # for the chargers, now
+                await out.send(topics.SURPLUS, key, signal.to_json())
                 signals.append(signal)
+        await out.ship()  # for the chargers, now
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
         await out.confirm()  # before the state says these decisions were made
 

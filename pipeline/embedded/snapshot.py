@@ -10,8 +10,8 @@ cleanly, so what it applied is saved), holds what the pipeline needs to go on in
   Kafka numbers its records from 0 again, and its partitions get a new history);
 - the input records no agent has applied yet (raw and site readings, from a partition's progress to its
   end, less those a key's state holds already: an entry saved after the last progress that reached
-  Kafka), on the same partition, without their `position` header (their upstream offsets are of the old
-  Kafka: taken as they come).
+  Kafka; of an envelope, the payloads of such keys), on the same partition, without their `position`
+  header (their upstream offsets are of the old Kafka: taken as they come).
 
 Everything else (readings, averages, decisions, dead letters) is already in the sink or with its
 consumers and is not carried. A snapshot is taken in a process of its own (`main`), is one JSON-lines
@@ -37,10 +37,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridges.kafka import end_offsets, start
-from pipeline import topics
+from pipeline import envelope, topics
 from pipeline.agents.progress import PROGRESS, Progress
 from pipeline.agents.state import Entry
 from pipeline.brokers import Connection, KafkaSettings
+from pipeline.envelope import EnvelopeError
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -85,6 +86,7 @@ def is_input(topic: str) -> bool:
 
 
 Place = tuple[str, int]  # an input partition: (topic, partition)
+Held = dict[tuple[str, int, bytes], int]  # (input topic, partition, key) → offset its state holds
 
 
 class Tables:
@@ -109,9 +111,9 @@ class Tables:
             return
         self.last[(record.topic, record.partition, record.key)] = record
 
-    def result(self) -> tuple[list[Kept], dict[Place, int], dict[tuple[str, int, bytes], int]]:
+    def result(self) -> tuple[list[Kept], dict[Place, int], Held]:
         kept: list[Kept] = []
-        held: dict[tuple[str, int, bytes], int] = {}
+        held: Held = {}
         for (changelog, partition, key), record in self.last.items():
             if not record.value:
                 continue
@@ -122,11 +124,27 @@ class Tables:
         return kept, self.progress, held
 
 
-def unapplied(record: Kept) -> Kept:
-    """An input record as it is carried: without the position of where it came from."""
-    return Kept(record.topic, record.partition, record.key, record.value,
-                tuple((name, value) for name, value in record.headers if name != topics.H_POSITION),
-                record.timestamp_ms)
+def unapplied(offset: int, record: Kept, held: Held) -> Kept | None:
+    """An input record as it is carried: without the position of where it came from, and without what a
+    key's state holds already (an envelope's payloads each by their own key); None if that is all of it."""
+    def holds(key: bytes | None) -> bool:
+        return offset <= held.get((record.topic, record.partition, key or b""), -1)
+
+    headers = tuple((name, value) for name, value in record.headers if name != topics.H_POSITION)
+    value = record.value
+    if topics.H_ENVELOPE in dict(headers):
+        try:
+            items = envelope.items(record.key, record.value, dict(headers))
+        except EnvelopeError:  # carried as it is: the worker dead-letters it
+            items = []
+        left = [item for item in items if not holds(item.key)]
+        if items and not left:
+            return None
+        if len(left) < len(items):
+            value = envelope.pack(left)
+    elif holds(record.key):
+        return None
+    return Kept(record.topic, record.partition, record.key, value, headers, record.timestamp_ms)
 
 
 async def take(kafka: Connection, app_id: str, path: Path) -> int:
@@ -145,9 +163,9 @@ async def take(kafka: Connection, app_id: str, path: Path) -> int:
             folded.add(record)
         states, progress, held = folded.result()
         inputs = [TopicPartition(n, p) for n, count in partitions.items() if is_input(n) for p in range(count)]
-        carried = [unapplied(r) async for offset, r in _read(consumer, kafka, {
+        carried = [kept async for offset, r in _read(consumer, kafka, {
             tp: progress.get((tp.topic, tp.partition), 0) for tp in inputs})
-            if offset > held.get((r.topic, r.partition, r.key or b""), -1)]
+            if (kept := unapplied(offset, r, held)) is not None]
     finally:
         await consumer.stop()
     await asyncio.to_thread(_write, path, partitions, [*states, *carried])

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from faust.types import TP
 
-from pipeline import topics
+from pipeline import envelope, topics
 from pipeline.agents.progress import Progress
 from pipeline.agents.state import Entry
 from pipeline.embedded.run import Kafka
 from pipeline.embedded.servers import Server
 from pipeline.embedded.snapshot import Kept, Tables, is_changelog, is_input, unapplied
+from pipeline.envelope import Item
 
 CHANGELOG = "wattstream-decode-iammeter-state-changelog"
 RAW = TP(topics.raw_topic("iammeter"), 1)
@@ -50,10 +51,24 @@ def test_the_last_state_of_each_key_without_its_positions_and_the_progress_apart
 def test_an_input_record_is_carried_without_its_position_and_survives_the_file() -> None:
     record = Kept(topics.SITE_READINGS, 2, b"demo", b"{}", ((topics.H_POSITION, b"meter.raw.x/0/4/0"),
                                                           (topics.H_DRIVER, b"iammeter")))
-    carried = unapplied(record)
-    assert carried.headers == ((topics.H_DRIVER, b"iammeter"),)
+    carried = unapplied(4, record, {})
+    assert carried is not None and carried.headers == ((topics.H_DRIVER, b"iammeter"),)
     assert Kept.load(json.loads(json.dumps(carried.dump()))) == carried
     assert Kept.load(json.loads(json.dumps(Kept("t", 0, None, b"\x00\xff").dump()))) == Kept("t", 0, None, b"\x00\xff")
+
+
+def test_what_a_key_s_state_holds_is_not_carried_also_inside_an_envelope() -> None:
+    raw = topics.raw_topic("iammeter")
+    held = {(raw, 0, b"a"): 7, (raw, 0, b"b"): 6}
+    assert unapplied(7, Kept(raw, 0, b"a", b"x"), held) is None
+    assert unapplied(8, Kept(raw, 0, b"a", b"x"), held) == Kept(raw, 0, b"a", b"x")
+    items = [Item(b"a", b"1", ()), Item(b"b", b"2", ()), Item(b"c", b"3", ()), Item(b"a", b"4", ())]
+    headers = ((topics.H_ENVELOPE, envelope.VERSION),)
+    carried = unapplied(7, Kept(raw, 0, None, envelope.pack(items), headers), held)
+    assert carried is not None and envelope.unpack(carried.value or b"") == items[1:3]
+    assert unapplied(6, Kept(raw, 0, None, envelope.pack(items[:2]), headers), held) is None
+    whole = Kept(raw, 0, None, envelope.pack(items), headers)
+    assert unapplied(8, whole, held) == whole
 
 
 def test_which_topics_are_tables_and_which_are_inputs() -> None:

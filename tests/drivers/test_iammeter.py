@@ -117,6 +117,28 @@ def test_energy_is_exact_in_wh() -> None:
     assert isinstance(reading.total.energy_import_wh, int)
 
 
+def exact_wh(text: str) -> int:
+    return int((Decimal(text) * 1000).to_integral_value())
+
+
+# Where rounding the float would be wrong: a half Wh the float puts on the other side, and kWh beyond
+# a float's integer precision in Wh.
+@pytest.mark.parametrize("text", ["256.5635", "517.7755", "9617641389175.675", "9970089853153.677", "207.491"])
+@pytest.mark.parametrize("form", ["{}", "{}0", "{}e0"])
+def test_energy_from_the_fast_float_parse_is_the_exact_decimal(text: str, form: str) -> None:
+    """Energies are parsed as floats first; the Wh must be what decimal arithmetic gives (half-even)."""
+    body = f'{{"SN":"X","Data":[230,1,100,{form.format(text)},0,50,1]}}'.encode()
+    [reading] = decode(body, received_at=AT)
+    assert reading.total.energy_import_wh == exact_wh(text)
+
+
+@given(st.decimals(min_value=0, max_value=10**13, places=5, allow_nan=False, allow_infinity=False))
+def test_any_energy_is_the_exact_decimal(kwh_value: Decimal) -> None:
+    body = f'{{"SN":"X","Data":[230,1,100,{kwh_value},0,50,1]}}'.encode()
+    [reading] = decode(body, received_at=AT)
+    assert reading.total.energy_import_wh == exact_wh(str(kwh_value))
+
+
 @pytest.mark.parametrize(("body", "message"), [
     (b"", "not JSON"),
     (b"\xff\xfe", "not UTF-8"),

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from pipeline import topics
+from pipeline import envelope, topics
 from pipeline.embedded.servers import Server, start_amqtt, start_tansu
 from tests.conftest import Process
 from tests.mqtt import publish_all
 
 
 async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[bytes]:
+    """The payloads on the raw topic (of envelopes too), once `want` arrived."""
     consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
@@ -25,7 +26,7 @@ async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[byte
         deadline = time.monotonic() + within
         while len(values) < want and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                values += [r.value for r in records]
+                values += [item.value for r in records for item in envelope.items(r.key, r.value, dict(r.headers))]
     finally:
         await consumer.stop()
     return values
