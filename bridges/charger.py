@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridges.kafka import follow, following
+from bridges.follow import follow, following
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.models import SurplusSignal

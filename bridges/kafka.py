@@ -1,15 +1,15 @@
 """Producing raw records: the exact bytes received, keyed by device id (else the origin), with the
 headers `driver`, `origin` and `received_at` — several of them in one envelope when they queue up
-(`RawProducer`, `pipeline.envelope`)."""
+(`RawProducer`, `pipeline.envelope`); and what every Kafka client of wattstream needs (`ensure_topics`,
+`end_offsets`, `start`, `KeyPartitions`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -20,10 +20,10 @@ from pipeline import topics
 from pipeline.brokers import Connection
 from pipeline.envelope import VERSION as ENVELOPE_VERSION
 from pipeline.envelope import Item, pack
+from pipeline.envelope import size as envelope_size
 from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 ENVELOPE_BYTES = 512 * 1024  # at most this much in one envelope (Kafka's default request limit is 1 MiB)
 
 
@@ -85,42 +85,27 @@ async def start(consumer: AIOKafkaConsumer) -> None:
     await asyncio.sleep(0)
 
 
-async def follow(kafka: Connection, topic: str, partitions: int, fetch_wait_ms: int) -> AIOKafkaConsumer:
-    """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
-    what is published from here on, never stale values; each fetch waits at most `fetch_wait_ms`
-    (`WorkerSettings.fetch_wait_ms`). Waits for Kafka."""
-    while True:
-        try:
-            await ensure_topics(kafka, [topic], partitions)
-            break
-        except KafkaError as exc:
-            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
-            await asyncio.sleep(2)
-    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
-    await start(consumer)
-    await consumer.topics()  # fresh metadata, with the topic
-    assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-    consumer.assign(assigned)
-    for tp, end in (await end_offsets(kafka, assigned)).items():
-        consumer.seek(tp, end)
-    return consumer
+class KeyPartitions:
+    """The partition Kafka's default partitioner gives a key (murmur2 over the topic's partitions), cached
+    per (topic, key): in Python it costs more than the rest of a send, and the keys are few (devices,
+    meters, sites). `clear()` after a reconnect (the partition counts are read again)."""
 
+    def __init__(self) -> None:
+        self._partitioner = DefaultPartitioner()
+        self._known: dict[tuple[str, bytes | None], int] = {}
 
-async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
-                    parse: Callable[[bytes], T]) -> AsyncIterator[T]:
-    """The records of a `follow` consumer, parsed, until `stop` is set; then the consumer is stopped.
-    A record `parse` refuses (ValueError) is logged and skipped."""
-    try:
-        while not stop.is_set():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    try:
-                        yield parse(record.value)
-                    except ValueError as exc:
-                        log.warning("%s[%d] offset %d not understood: %s", record.topic, record.partition,
-                                    record.offset, exc)
-    finally:
-        await consumer.stop()
+    async def of(self, producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
+        partition = self._known.get((topic, key))
+        if partition is None:
+            partitions = sorted(await producer.partitions_for(topic))
+            partition = self._partitioner(key, partitions, partitions)
+            if len(self._known) >= 100_000:
+                self._known.clear()
+            self._known[(topic, key)] = partition
+        return partition
+
+    def clear(self) -> None:
+        self._known.clear()
 
 
 class RawProducer:
@@ -128,19 +113,20 @@ class RawProducer:
 
     Sends go in rounds, one round in flight at a time: a payload that comes while a round is on its way
     waits, and the next round takes everything that waited, per raw partition as one envelope
-    (`pipeline.envelope`, at most `ENVELOPE_BYTES`; a lone payload as a plain record), all partitions in
-    one request. A payload that finds nothing in flight goes at once, so nothing waits for a batch to
-    fill. Payloads go to the partition their key would (Kafka's default partitioner), in order."""
+    (`pipeline.envelope`, at most `ENVELOPE_BYTES`; a lone payload as a plain record), all handed to the
+    Kafka client together (one request per broker). A payload that finds nothing in flight goes at once,
+    so nothing waits for a batch to fill. Payloads go to the partition their key would (Kafka's default
+    partitioner), in order."""
 
     def __init__(self, kafka: Connection, partitions: int, request_timeout_ms: int = 15_000) -> None:
         self._kafka = kafka
         self._partitions = partitions
         self._request_timeout_ms = request_timeout_ms  # how long a record may wait for Kafka before we give up
         self._producer: AIOKafkaProducer | None = None
-        self._partitioner = DefaultPartitioner()
-        self._places: dict[tuple[str, bytes], Place] = {}  # (topic, key) → (topic, partition)
+        self._partitions_of = KeyPartitions()
         self._waiting: dict[Place, deque[Waiting]] = defaultdict(deque)
         self._sending: asyncio.Task[None] | None = None  # the rounds, while anything waits
+        self._failed: KafkaError | None = None  # a round failed: every send fails until `start` (or `deliver`)
         self.sizes: Counter[int] = Counter()  # payloads per record → records sent
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
@@ -153,7 +139,8 @@ class RawProducer:
                                             request_timeout_ms=self._request_timeout_ms)
                 await producer.start()
                 self._producer = producer
-                self._places.clear()  # the partition counts are read again
+                self._partitions_of.clear()
+                self._failed = None
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
@@ -164,15 +151,12 @@ class RawProducer:
     async def send(self, driver: str, key: str, value: bytes, origin: str,
                    received_at: datetime | None = None) -> asyncio.Future[None]:
         assert self._producer is not None, "RawProducer.start() first"
-        topic, encoded = topics.raw_topic(driver), key.encode()
-        place = self._places.get((topic, encoded))
-        if place is None:  # (murmur2 in Python costs more than the rest of a send)
-            partitions = sorted(await self._producer.partitions_for(topic))
-            place = (topic, self._partitioner(encoded, partitions, partitions))
-            if len(self._places) >= 100_000:
-                self._places.clear()
-            self._places[(topic, encoded)] = place
         delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._failed is not None:  # not after what failed: its owner sends that again first
+            delivered.set_exception(self._failed)
+            return delivered
+        topic, encoded = topics.raw_topic(driver), key.encode()
+        place = (topic, await self._partitions_of.of(self._producer, topic, encoded))
         headers = raw_headers(driver, origin, received_at or datetime.now(UTC))
         self._waiting[place].append((Item(encoded, value, tuple(headers)), delivered))
         if self._sending is None or self._sending.done():
@@ -180,27 +164,36 @@ class RawProducer:
         return delivered
 
     async def _rounds(self, producer: AIOKafkaProducer) -> None:
-        """Send what waits, a round at a time, until nothing waits."""
+        """Send what waits, a round at a time, until nothing waits. A record that fails makes every payload
+        not yet delivered fail (and every later send, until `start`): the MQTT bridge then leaves the
+        broker, which sends them again, in order; none of them reaches Kafka after a later one."""
         while any(self._waiting.values()):
             batches = [(place, _take(waiting)) for place, waiting in self._waiting.items() if waiting]
-            try:
-                deliveries = [await _send(producer, place, [item for item, _ in batch]) for place, batch in batches]
-                outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-            except BaseException as exc:
-                outcomes = [exc] * len(batches)
-            failed = None
-            for (_, batch), outcome in zip(batches, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failed = failed or outcome
-                    _fail(batch, outcome)
-                else:
-                    self.sizes[len(batch)] += 1
-                    for _, delivered in batch:
-                        if not delivered.done():
-                            delivered.set_result(None)
-            if failed is not None:  # each payload's owner decides (MQTT: not acknowledged)
-                # what waits fails too, unsent: sent after the failed ones, it could arrive where its owner
-                # thinks nothing arrived (the MQTT bridge leaves the broker, which sends it again)
+            handed: list[tuple[list[Waiting], asyncio.Future[object]]] = []
+            failed: BaseException | None = None
+            for place, batch in batches:
+                if failed is None:
+                    try:
+                        handed.append((batch, await _send(producer, place, [item for item, _ in batch])))
+                        continue
+                    except BaseException as exc:  # (not handed to the client: it is not sent)
+                        failed = exc
+                _fail(batch, failed)
+            for batch, delivery in handed:  # handed over: each as Kafka answers it
+                try:
+                    await asyncio.shield(delivery)
+                except BaseException as exc:
+                    failed = failed or exc
+                    _fail(batch, exc)
+                    if not isinstance(exc, KafkaError | OSError):
+                        raise
+                    continue
+                self.sizes[len(batch)] += 1
+                for _, delivered in batch:
+                    if not delivered.done():
+                        delivered.set_result(None)
+            if failed is not None:
+                self._failed = failed if isinstance(failed, KafkaError) else KafkaError(f"not sent: {failed!r}")
                 for waiting in self._waiting.values():
                     _fail(list(waiting), failed)
                     waiting.clear()
@@ -215,6 +208,7 @@ class RawProducer:
         delay = 1.0
         received_at = received_at or datetime.now(UTC)
         while not stop.is_set():
+            self._failed = None  # one record at a time: nothing of this source can overtake another
             try:
                 await (await self.send(driver, key, value, origin, received_at))
                 return True
@@ -232,8 +226,10 @@ class RawProducer:
             await self._producer.flush()
 
     async def stop(self) -> None:
-        """Stop; payloads still waiting get `KafkaError` (their owners keep them: MQTT redelivers)."""
+        """Stop once what was handed over is delivered or refused (within the request timeout); payloads
+        still waiting then get `KafkaError` (their owners keep them: MQTT redelivers)."""
         if self._sending is not None:
+            await asyncio.wait([self._sending], timeout=self._request_timeout_ms / 1000)
             self._sending.cancel()
             await asyncio.gather(self._sending, return_exceptions=True)
         for waiting in self._waiting.values():
@@ -252,9 +248,9 @@ def _take(waiting: deque[Waiting]) -> list[Waiting]:
     """The next record's worth of what waits for one partition (at most `ENVELOPE_BYTES`, at least one)."""
     batch: list[Waiting] = []
     size = 4  # the count
-    while waiting and (not batch or size + _size(waiting[0][0]) <= ENVELOPE_BYTES):
+    while waiting and (not batch or size + envelope_size(waiting[0][0]) <= ENVELOPE_BYTES):
         batch.append(waiting.popleft())
-        size += _size(batch[-1][0])
+        size += envelope_size(batch[-1][0])
     return batch
 
 
@@ -274,8 +270,3 @@ def _fail(batch: list[Waiting], exc: BaseException) -> None:
     for _, delivered in batch:
         if not delivered.done():
             delivered.set_exception(failed)
-
-
-def _size(item: Item) -> int:
-    """What `item` adds to an envelope (`pipeline.envelope`)."""
-    return 10 + len(item.key) + len(item.value) + sum(6 + len(name) + len(value) for name, value in item.headers)

@@ -166,6 +166,8 @@ class MqttBridge:
                 except TimeoutError:
                     continue
                 for message in arrived:
+                    if self._kafka_failed.is_set():  # the rest unacknowledged: the broker sends it again, in order
+                        break
                     await self._forward(message)
             await self._producer.flush()
         finally:

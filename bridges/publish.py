@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridges.kafka import follow, following
+from bridges.follow import follow, following
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.models import Reading, Values

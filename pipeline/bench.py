@@ -40,6 +40,7 @@ from bridges.simulate import SimulatedIammeter
 from pipeline import envelope, topics
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.app import create_app
+from pipeline.bench_profile import start_profiler, summarize_profile
 from pipeline.drivers import iammeter
 from pipeline.embedded.servers import rss_mb, start_tansu
 from pipeline.logic.plausible import Limits, Plausibility, check
@@ -191,37 +192,6 @@ def stages(bootstrap: str, items: Sequence[Payload], count: int) -> dict[str, fl
     asyncio.run(produce_readings(bootstrap, readings))
     timed("produce", started, len(readings))
     return cost
-
-
-def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
-        print("py-spy not found (pip install py-spy); no profile", file=sys.stderr)
-        return None
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def summarize_profile(path: Path, top: int = 15) -> str:
-    """Self time per frame and inclusive time per module from py-spy's collapsed stacks."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        n = int(count)
-        total += n
-        own[frames[-1]] += n
-        for module in {f.split(" (")[1].split(":")[0].split("site-packages/")[-1].split("/")[0]
-                       for f in frames if " (" in f}:
-            inclusive[module] += n
-    lines = [f"profile: {total} samples; hottest frames (self time):"]
-    lines += [f"  {100 * n / total:5.1f}%  {frame[:110]}" for frame, n in own.most_common(top)]
-    lines += ["inclusive time by package:"]
-    lines += [f"  {100 * n / total:5.1f}%  {module}" for module, n in inclusive.most_common(top)]
-    return "\n".join(lines)
 
 
 def bench_worker(bootstrap: str, workdir: Path) -> None:

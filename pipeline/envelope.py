@@ -2,9 +2,10 @@
 
 A busy bridge (an MQTT bridge with hundreds of meters) would produce one Kafka record per payload, and
 the worker pays Faust's cost per record (handing it from the consumer thread to the agent) on each:
-more than decoding it. So while a raw partition's last send is in flight, the bridge collects what
-arrives for that partition and then sends it as one record (`bridges.kafka.RawProducer`); at low rates
-every payload goes alone, at once, as a plain record, as before.
+more than decoding it. So while the bridge's last round of sends is in flight, it collects what arrives
+and then sends it per raw partition as one record (`bridges.kafka.RawProducer`); at low rates every
+payload goes alone, at once, as a plain record, as before. A worker older than the envelopes
+dead-letters them (stage `frame`): upgrade the workers before the bridges.
 
 An envelope is a record on the same raw topic with the header `envelope` = `1` (the format's version),
 no key, and as value each payload's own key, headers and exact bytes, in the order received:
@@ -53,6 +54,12 @@ def pack(items: Sequence[Item]) -> bytes:
             parts += [U16.pack(len(encoded)), encoded, U32.pack(len(header)), header]
         parts += [U32.pack(len(value)), value]
     return b"".join(parts)
+
+
+def size(item: Item) -> int:
+    """The bytes `item` takes in an envelope."""
+    headers = sum(6 + len(name.encode()) + len(value) for name, value in item.headers)
+    return 10 + len(item.key) + len(item.value) + headers
 
 
 def unpack(data: bytes) -> list[Item]:

@@ -26,8 +26,8 @@ H_ENVELOPE: Final = "envelope"
 
 # Header on the records an agent produces from its input (`meter.readings`, `meter.readings.site`):
 # `<topic>/<partition>/<offset>/<index>` of the input record it came from and its place among that
-# record's outputs. A kill can make an agent send an output again; the agent downstream knows the
-# repeat by this (pipeline/agents/state.py).
+# record's outputs (of an envelope's payload `item`: `item << 20 | place`). A kill can make an agent
+# send an output again; the agent downstream knows the repeat by this (pipeline/agents/state.py).
 H_POSITION: Final = "position"
 
 # Headers added on dead-letter records (the value and the original headers are kept unchanged).

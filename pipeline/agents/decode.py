@@ -190,8 +190,9 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
                 await dead(event.key, event.value, record_headers, exc)
                 continue
             to_sink = not has.written(event)
+            in_envelope = topics.H_ENVELOPE in record_headers
             for item, (item_key, payload, item_headers) in enumerate(items):
-                headers = record_headers if len(items) == 1 else dict(item_headers)
+                headers = dict(item_headers) if in_envelope else record_headers
                 entry = batch.take(item_key, event, item=item)
                 if entry is None:
                     continue

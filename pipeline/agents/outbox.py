@@ -3,11 +3,13 @@
 
 The records go through the worker's own aiokafka producer (`Outlet`), not Faust's: per partition they
 are appended to a record batch (`AIOKafkaProducer.create_batch`), which is sent when it is full and at
-`confirm`. Appending costs about 7 µs a record where `AIOKafkaProducer.send` costs about 30 (measured
-against Tansu; Faust's `topic.send` adds per-record bookkeeping on top, about 250 µs). A record goes to
+`ship` (before the sink write) or `confirm`. Appending costs about 7 µs a record where
+`AIOKafkaProducer.send` costs about 30 (measured against Tansu; Faust's `topic.send` adds per-record
+bookkeeping on top, about 250 µs). A record goes to
 the partition its key would (Kafka's default partitioner), so `meter.readings` keeps each meter on one
-partition as before. The topics are declared before the first record (`app.Outlets`), so nothing is
-produced to a missing topic.
+partition as before, and the batches of one partition leave in order (aiokafka sends one at a time).
+The topics are declared before the first record (`app.Outlets`), so nothing is produced to a missing
+topic.
 """
 
 from __future__ import annotations
@@ -17,25 +19,29 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.errors import KafkaError
 
+from bridges.kafka import KeyPartitions
 from pipeline.brokers import Connection
 
 BATCH_BYTES = 256 * 1024  # a record batch per partition is sent when it reaches this (aiokafka: 16 KiB)
 
 
 class Outlet:
-    """The worker's producer for agent outputs: started on first use, stopped with the app."""
+    """The worker's producer for agent outputs: started on first use, stopped with the app (a batch still
+    running then fails: it is applied again from the last checkpoint at the next start)."""
 
     def __init__(self, kafka: Connection) -> None:
         self._kafka = kafka
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
-        self._partitioner = DefaultPartitioner()
-        self._places: dict[tuple[str, bytes | None], int] = {}  # (topic, key) → partition
+        self._stopped = False
+        self._partitions = KeyPartitions()
 
     async def producer(self) -> AIOKafkaProducer:
         async with self._starting:
+            if self._stopped:
+                raise KafkaError("the worker is stopping: no more outputs")
             if self._producer is None:
                 producer = AIOKafkaProducer(**self._kafka, acks="all", max_batch_size=BATCH_BYTES)
                 await producer.start()
@@ -43,21 +49,15 @@ class Outlet:
         return self._producer
 
     async def partition(self, topic: str, key: bytes | None) -> int:
-        """The partition of `key` in `topic` (cached: murmur2 in Python costs more than the append)."""
-        place = self._places.get((topic, key))
-        if place is None:
-            producer = await self.producer()
-            partitions = sorted(await producer.partitions_for(topic))
-            place = self._partitioner(key, partitions, partitions)
-            if len(self._places) >= 100_000:
-                self._places.clear()
-            self._places[(topic, key)] = place
-        return place
+        """The partition of `key` in `topic`, as Kafka's default partitioner gives it."""
+        return await self._partitions.of(await self.producer(), topic, key)
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        async with self._starting:
+            self._stopped = True
+            if self._producer is not None:
+                await self._producer.stop()
+                self._producer = None
 
 
 class Outbox:
@@ -76,8 +76,7 @@ class Outbox:
             if batch is not None:  # full: on its way, the record starts the next one
                 await self._ship(place, batch)
             batch = self._open[place] = (await self._outlet.producer()).create_batch()
-            if batch.append(**record) is None:
-                raise ValueError(f"a record of {len(value)} bytes does not fit in a batch of {topic}")
+            batch.append(**record)  # (an empty batch takes any record)
 
     async def _ship(self, place: tuple[str, int], batch: Any) -> None:
         producer = await self._outlet.producer()

@@ -2,7 +2,8 @@
 saves makes a restarted worker skip or repeat input (DESIGN §4).
 
 Each agent keeps one changelogged table. Every key in it (a raw topic's device, a meter, a site) has
-one `Entry`: the agent's state for that key, the input position (partition, offset) of the last event
+one `Entry`: the agent's state for that key, the input position (partition, offset, and the payload's
+place in an envelope) of the last event
 applied to it, and, for input another agent produced, the last upstream position taken from each
 upstream partition. The partitions' progress and history (`agents.progress`) live in the same table.
 A worker can be killed between any two changelog writes and then reads its input again from the saved
@@ -16,7 +17,9 @@ progress; this is why each piece is there:
   partition's records in order, and aiokafka sends one batch per partition at a time, so a saved
   progress means its states are saved too;
 - states written after the last saved progress (a kill in the middle of a save) already hold events
-  the worker reads again: an event at or below its key's offset is skipped (`Batch.take`);
+  the worker reads again: an event at or below its key's offset (and place in an envelope) is skipped
+  (`Batch.take`); entries are saved only between records, so an entry holds all of its key's payloads
+  in an envelope or none;
 - outputs are confirmed before the state is saved, so a kill in between sends them again, the same
   ones (the logic is deterministic and starts from the same state): each carries the position of the
   input record it came from and its index among that record's outputs (`topics.H_POSITION`), and the

@@ -65,9 +65,11 @@ def _kilo_to_int(number: Number) -> int:
     against the written decimal, times 1000, is below 1e-3 under `FAST_KWH`, so only a value whose Wh lie
     near a half (more than three decimals, half-even decides) or a huge one needs the decimal text."""
     if type(number) is float:
+        if not abs(number) < FAST_KWH:  # (inf and nan too)
+            raise _Inexact
         wh = number * 1000
         rounded = round(wh)
-        if abs(number) < FAST_KWH and abs(abs(wh - rounded) - 0.5) > 1e-3:
+        if abs(abs(wh - rounded) - 0.5) > 1e-3:
             return rounded
         raise _Inexact
     value = Decimal(number)

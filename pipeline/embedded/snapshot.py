@@ -131,8 +131,8 @@ def unapplied(offset: int, record: Kept, held: Held) -> Kept | None:
         return offset <= held.get((record.topic, record.partition, key or b""), -1)
 
     headers = tuple((name, value) for name, value in record.headers if name != topics.H_POSITION)
-    value = record.value
     if topics.H_ENVELOPE in dict(headers):
+        # (a key's entry is saved only between records, so it holds all of its payloads in one or none)
         try:
             items = envelope.items(record.key, record.value, dict(headers))
         except EnvelopeError:  # carried as it is: the worker dead-letters it
@@ -140,11 +140,14 @@ def unapplied(offset: int, record: Kept, held: Held) -> Kept | None:
         left = [item for item in items if not holds(item.key)]
         if items and not left:
             return None
+        if len(left) == 1:  # as the bridge sends a lone payload: a plain record
+            return Kept(record.topic, record.partition, left[0].key, left[0].value, left[0].headers,
+                        record.timestamp_ms)
         if len(left) < len(items):
-            value = envelope.pack(left)
+            return Kept(record.topic, record.partition, record.key, envelope.pack(left), headers, record.timestamp_ms)
     elif holds(record.key):
         return None
-    return Kept(record.topic, record.partition, record.key, value, headers, record.timestamp_ms)
+    return Kept(record.topic, record.partition, record.key, record.value, headers, record.timestamp_ms)
 
 
 async def take(kafka: Connection, app_id: str, path: Path) -> int:

@@ -67,6 +67,9 @@ def test_what_a_key_s_state_holds_is_not_carried_also_inside_an_envelope() -> No
     carried = unapplied(7, Kept(raw, 0, None, envelope.pack(items), headers), held)
     assert carried is not None and envelope.unpack(carried.value or b"") == items[1:3]
     assert unapplied(6, Kept(raw, 0, None, envelope.pack(items[:2]), headers), held) is None
+    lone = (topics.H_DRIVER, b"iammeter")  # one payload left: a plain record, as the bridge sends one
+    assert unapplied(7, Kept(raw, 0, None, envelope.pack([items[0], Item(b"c", b"3", (lone,))]), headers, 5),
+                     held) == Kept(raw, 0, b"c", b"3", (lone,), 5)
     whole = Kept(raw, 0, None, envelope.pack(items), headers)
     assert unapplied(8, whole, held) == whole
 

@@ -154,6 +154,7 @@ def test_any_energy_is_the_exact_decimal(kwh_value: Decimal) -> None:
     (b'{"SN":"X","Data":[1,2,1e400,4,5,6,7]}', "value out of range"),
     (b'{"SN":"X","Data":[1,2,' + b"9" * 400 + b',4,5,6,7]}', "value out of range"),  # an integer beyond floats
     (b'{"SN":"X","Data":[1,2,3,1e17,5,6,7]}', "energy out of range"),
+    (b'{"SN":"X","Data":[1,2,3,1e400,5,6,7]}', "energy out of range"),  # inf after the fast float parse
 ])
 def test_bad_payloads_raise_frame_errors_naming_the_value(body: bytes, message: str) -> None:
     with pytest.raises(FrameError, match=None) as info:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from bridges.kafka import RawProducer
 from pipeline import envelope, topics
-from pipeline.embedded.servers import Server
+from pipeline.embedded.servers import Server, start_tansu
 from tests.conftest import Stack
 from tests.kafka import deadletters
 from tests.mqtt import publish_all
@@ -78,6 +81,38 @@ def test_queued_payloads_go_as_envelopes_in_order_on_their_key_s_partition(tansu
     assert max(sizes) > 1, sizes  # payloads queued behind a send in flight went together
     last = records[partitioner(b"alone", partitions, partitions)][-1]
     assert last[:2] == (b"alone", b"last") and topics.H_ENVELOPE not in last[2]  # alone: a plain record
+
+
+def test_after_a_failed_send_no_later_payload_reaches_kafka_before_the_producer_starts_again(tmp_path: Path) -> None:
+    """The MQTT bridge acknowledges a payload only once delivered; one that failed comes again from the
+    broker after the bridge has rejoined. A later payload sent meanwhile would overtake it."""
+    tansu = start_tansu(tmp_path / "tansu")
+    servers = [tansu]
+
+    async def scenario() -> None:
+        producer = RawProducer({"bootstrap_servers": tansu.address}, 4, request_timeout_ms=2000)
+        await producer.start(["iammeter"])
+        try:
+            await (await producer.send("iammeter", "dev", b"0", "o"))
+            tansu.stop()
+            with pytest.raises(KafkaError):
+                await (await producer.send("iammeter", "dev", b"1", "o"))
+            later = await producer.send("iammeter", "dev", b"2", "o")
+            assert later.done() and isinstance(later.exception(), KafkaError)  # refused at once, not sent
+            servers.append(start_tansu(tmp_path / "tansu2", port=tansu.port))
+            await producer.stop()
+            await producer.start(["iammeter"])
+            await (await producer.send("iammeter", "dev", b"3", "o"))
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+        records = asyncio.run(raw_records(servers[-1].address, 1))
+        assert [v for found in records.values() for _, v, _ in found] == [b"3"]
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def body(device: str, i: int) -> bytes:

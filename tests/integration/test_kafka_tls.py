@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridges.kafka import RawProducer, follow
+from bridges.follow import follow
+from bridges.kafka import RawProducer
 from pipeline import topics
 from pipeline.embedded.servers import free_port, start_tansu
 from pipeline.settings import KafkaSettings

@@ -1,0 +1,56 @@
+"""Following a topic from its end, as `wattstream charger` and `wattstream publish` do: what is published
+from the start on, never stale values."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridges.kafka import end_offsets, ensure_topics, start
+from pipeline.brokers import Connection
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def follow(kafka: Connection, topic: str, partitions: int, fetch_wait_ms: int) -> AIOKafkaConsumer:
+    """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
+    what is published from here on, never stale values; each fetch waits at most `fetch_wait_ms`
+    (`WorkerSettings.fetch_wait_ms`). Waits for Kafka."""
+    while True:
+        try:
+            await ensure_topics(kafka, [topic], partitions)
+            break
+        except KafkaError as exc:
+            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
+            await asyncio.sleep(2)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
+    await start(consumer)
+    await consumer.topics()  # fresh metadata, with the topic
+    assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(assigned)
+    for tp, end in (await end_offsets(kafka, assigned)).items():
+        consumer.seek(tp, end)
+    return consumer
+
+
+async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
+                    parse: Callable[[bytes], T]) -> AsyncIterator[T]:
+    """The records of a `follow` consumer, parsed, until `stop` is set; then the consumer is stopped.
+    A record `parse` refuses (ValueError) is logged and skipped."""
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    try:
+                        yield parse(record.value)
+                    except ValueError as exc:
+                        log.warning("%s[%d] offset %d not understood: %s", record.topic, record.partition,
+                                    record.offset, exc)
+    finally:
+        await consumer.stop()
