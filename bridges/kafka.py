@@ -126,7 +126,7 @@ class RawProducer:
         self._partitions_of = KeyPartitions()
         self._waiting: dict[Place, deque[Waiting]] = defaultdict(deque)
         self._sending: asyncio.Task[None] | None = None  # the rounds, while anything waits
-        self._failed: KafkaError | None = None  # a round failed: every send fails until `start` (or `deliver`)
+        self._failed: BaseException | None = None  # a round failed: every send fails until `start` (or `deliver`)
         self.sizes: Counter[int] = Counter()  # payloads per record → records sent
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
@@ -193,7 +193,7 @@ class RawProducer:
                     if not delivered.done():
                         delivered.set_result(None)
             if failed is not None:
-                self._failed = failed if isinstance(failed, KafkaError) else KafkaError(f"not sent: {failed!r}")
+                self._failed = _as_failure(failed)
                 for waiting in self._waiting.values():
                     _fail(list(waiting), failed)
                     waiting.clear()
@@ -265,8 +265,13 @@ async def _send(producer: AIOKafkaProducer, place: Place, items: list[Item]) -> 
                                headers=[(topics.H_ENVELOPE, ENVELOPE_VERSION)])
 
 
+def _as_failure(exc: BaseException) -> BaseException:
+    """What a payload's owner gets when `exc` ended its send (a cancellation becomes a `KafkaError`)."""
+    return exc if isinstance(exc, KafkaError | OSError) else KafkaError(f"not sent: {exc!r}")
+
+
 def _fail(batch: list[Waiting], exc: BaseException) -> None:
-    failed = exc if isinstance(exc, KafkaError | OSError) else KafkaError(f"not sent: {exc!r}")
+    failed = _as_failure(exc)
     for _, delivered in batch:
         if not delivered.done():
             delivered.set_exception(failed)

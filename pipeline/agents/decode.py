@@ -178,6 +178,49 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         await send_deadletter(deadletter, key=key, value=value, headers=headers, source_topic=source,
                               stage=exc.stage, reason=exc.reason, error=str(exc))
 
+    async def run_decoder(event: EventT, key: bytes, payload: bytes, headers: Mapping[str, bytes],
+                          state: DeviceState) -> list[Reading]:
+        """The payload's readings (the driver's own state in `state.decoder`); none after a dead letter."""
+        try:
+            decoded, new_state = step(payload, received_at(headers, event),
+                                      key.decode("utf-8", "replace") if key else None,
+                                      bytes.fromhex(state.decoder) or None)
+        except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
+            if not isinstance(exc, IngestError):
+                log.exception("%s decoder failed on a record of key %r", driver, key)
+            await dead(key, payload, headers, exc if isinstance(exc, IngestError)
+                       else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
+            if reset_on_error:
+                state.decoder = ""
+            return []
+        state.decoder = new_state.hex()
+        return decoded
+
+    async def forward(out: Outbox, reading: Reading, windows: MeterState, place: dict[str, bytes],
+                      to_sink: list[Record] | None) -> None:
+        """A plausible reading through its meter's debounce and windows: its outputs, and the records for
+        the sink (`to_sink` None: the sink has this input already)."""
+        decoded_count.inc()
+        meter = reading.meter_id
+        result = window_step(windows, reading, config)
+        value, meter_key = reading.to_json(), meter.encode()
+        await out.send(topics.READINGS, meter_key, value, place)
+        if to_sink is not None:
+            to_sink.append(reading)
+        if result.debounced:
+            await out.send(topics.READINGS_5M, meter_key, value)
+            if to_sink is not None:
+                to_sink.append(Debounced(reading))
+        for average in result.averages:
+            await out.send(topics.AVERAGES_10M, meter_key, average.to_json())
+            if to_sink is not None:
+                to_sink.append(average)
+        if result.late:
+            log.info("late reading of %s at %s left out of its closed window (%d so far)",
+                     meter, reading.ts, windows.late)
+        if meter in roles:
+            await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+
     async def process(events: Sequence[EventT], batch: Batch) -> None:
         out = Outbox(outlet)
         records: list[Record] = []
@@ -189,60 +232,28 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
             except IngestError as exc:
                 await dead(event.key, event.value, record_headers, exc)
                 continue
-            to_sink = not has.written(event)
+            to_sink = None if has.written(event) else records
             in_envelope = topics.H_ENVELOPE in record_headers
-            for item, (item_key, payload, item_headers) in enumerate(items):
+            for item, (key, payload, item_headers) in enumerate(items):
                 headers = dict(item_headers) if in_envelope else record_headers
-                entry = batch.take(item_key, event, item=item)
+                entry = batch.take(key, event, item=item)
                 if entry is None:
                     continue
                 if not isinstance(entry.state, DeviceState):
                     entry.state = DeviceState.load(entry.state)
                 state: DeviceState = entry.state
-                try:
-                    decoded, new_state = step(payload, received_at(headers, event),
-                                              item_key.decode("utf-8", "replace") if item_key else None,
-                                              bytes.fromhex(state.decoder) or None)
-                except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
-                    if not isinstance(exc, IngestError):
-                        log.exception("%s decoder failed on a record of key %r", driver, item_key)
-                    await dead(item_key, payload, headers, exc if isinstance(exc, IngestError)
-                               else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
-                    if reset_on_error:
-                        state.decoder = ""
-                    continue
-                state.decoder = new_state.hex()
-                for index, reading in enumerate(decoded):
+                for index, reading in enumerate(await run_decoder(event, key, payload, headers, state)):
                     meter = reading.meter_id
                     states = state.meters.get(meter)
                     if states is None:
                         states = state.meters[meter] = MeterStates()
                     reason = check(states.plausibility, reading, limits.get(meter, DEFAULT_LIMITS))
                     if reason is not None:
-                        await dead(item_key, payload, headers,
-                                   Implausible(f"{meter} at {format_ts(reading.ts)}: {reason}"))
+                        await dead(key, payload, headers, Implausible(f"{meter} at {format_ts(reading.ts)}: {reason}"))
                         continue
-                    decoded_count.inc()
-                    result = window_step(states.windows, reading, config)
-                    value, meter_key = reading.to_json(), meter.encode()
                     place = {topics.H_POSITION: position(source, event.message.partition, event.message.offset,
                                                          index, item)}
-                    await out.send(topics.READINGS, meter_key, value, place)
-                    if to_sink:
-                        records.append(reading)
-                    if result.debounced:
-                        await out.send(topics.READINGS_5M, meter_key, value)
-                        if to_sink:
-                            records.append(Debounced(reading))
-                    for average in result.averages:
-                        await out.send(topics.AVERAGES_10M, meter_key, average.to_json())
-                        if to_sink:
-                            records.append(average)
-                    if result.late:
-                        log.info("late reading of %s at %s left out of its closed window (%d so far)",
-                                 meter, reading.ts, states.windows.late)
-                    if meter in roles:
-                        await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+                    await forward(out, reading, states.windows, place, to_sink)
         await out.ship()  # the site readings to the surplus agent now, not after the sink write
         await write_all(sink, records, retry, rejected, has.through(events))
         await out.confirm()
