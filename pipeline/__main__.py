@@ -271,10 +271,10 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.latency:
         from pipeline.bench_latency import run_latency
 
-        return run_latency(args.seconds, rate=args.rate or 1.0, others=args.others)
+        return run_latency(args.seconds, rate=args.rate or 1.0, others=args.others, profile=args.profile)
     from pipeline.bench import run_bench
 
-    return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters)
+    return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters, burst=args.burst)
 
 
 def _positive(text: str) -> int:
@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                        "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")
     bench.add_argument("--meters", type=_positive, default=100, help="how many simulated meters send the payloads")
+    bench.add_argument("--burst", type=_positive, help="produce the payloads this many at a time, as a live bridge "
+                       "hands them over (small envelopes: the backlog a stopped worker finds)")
     bench.add_argument("--latency", action="store_true", help="instead: grid meter MQTT → charger MQTT through the "
                        "real bridge, worker and charger processes (--rate: grid payloads/s, default 1)")
     bench.add_argument("--others", type=int, default=0, help="--latency: meters publishing once a second besides")

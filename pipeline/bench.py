@@ -3,7 +3,9 @@
 1. Starts Tansu and produces N IAMMETER payloads of 100 simulated meters (half of them three-phase)
    to `meter.raw.iammeter`, each meter once a second in event time (`received_at` headers spread over
    N / 100 s of the past, so windows close and the plausibility check sees real rates), through the
-   bridges' producer as fast as it takes them (a busy bridge: what queues up goes in envelopes).
+   bridges' producer as fast as it takes them (a busy bridge: what queues up goes in envelopes), or
+   `--burst B` at a time (the backlog a live bridge leaves while the worker is down: envelopes of about
+   B / 4 payloads, one per raw partition).
 2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (the same decoder, the
    same envelopes unpacked).
 3. Stages: µs per reading of each step on its own, in this process (consume: aiokafka alone; decode;
@@ -108,9 +110,11 @@ def payloads(meters: Sequence[SimulatedIammeter], n: int, start: datetime, every
              at) for i in range(n)]
 
 
-async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None) -> collections.Counter[int]:
+async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None = None,
+                  burst: int | None = None) -> collections.Counter[int]:
     """The payloads with their `received_at` through the bridges' producer, as fast as it takes them or at
-    `rate` per second (stamped with the time of sending); how many records carried how many payloads."""
+    `rate` per second (stamped with the time of sending), or `burst` at a time, each burst delivered before
+    the next (what a live bridge makes: small envelopes); how many records carried how many payloads."""
     producer = RawProducer({"bootstrap_servers": bootstrap}, PARTITIONS)
     await producer.start(["iammeter"])
     try:
@@ -121,6 +125,8 @@ async def produce(bootstrap: str, items: Sequence[Payload], rate: float | None =
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
                 at = datetime.now(UTC)
             futures.append(await producer.send("iammeter", sn, body, "bench", at))
+            if burst is not None and len(futures) % burst == 0:
+                await asyncio.gather(*futures[-burst:])
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -218,7 +224,8 @@ def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: 
         time.sleep(0.1)
 
 
-def run_bench(count: int, rate: float | None = None, profile: bool = False, meters: int = METERS) -> int:
+def run_bench(count: int, rate: float | None = None, profile: bool = False, meters: int = METERS,
+              burst: int | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wattstream-bench-"))
     tansu = start_tansu(workdir / "tansu")
     stats = workdir / "stats.txt"
@@ -229,7 +236,7 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False, mete
         fleet_ = fleet(meters)
         items = payloads(fleet_, count, datetime.now(UTC) - timedelta(seconds=count // meters + 1))
         t0 = time.perf_counter()
-        sizes = asyncio.run(produce(tansu.address, items))
+        sizes = asyncio.run(produce(tansu.address, items, burst=burst))
         print(f"produced {count} IAMMETER payloads ({meters} meters, 1/3-phase) in "
               f"{time.perf_counter() - t0:.1f} s through the bridges' producer: {sum(sizes.values())} records, "
               f"{count / sum(sizes.values()):.1f} payloads per record", flush=True)

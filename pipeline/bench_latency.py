@@ -5,11 +5,15 @@ charger receives, through the real processes: the MQTT bridge, the worker and `w
 Tansu and mosquitto (amqtt where mosquitto is missing) started here, the files sink. The grid meter
 publishes `--rate` times a second, each payload with a power of its own, so each charger message (its
 `grid_w`) names the publish it answers; `--others N` meters publish once a second besides (the load
-of an energy community). Prints p50/p90/p99/max, and how many publishes got no answer.
+of an energy community). Prints p50/p90/p99/max, and how many publishes got no answer; then where the
+time went, hop by hop, from the time stamps of the Kafka records the publish became (each stamped when
+its producer took it: the raw record by the bridge, the site reading by the decode agent, the signal
+by the surplus agent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import statistics
@@ -20,11 +24,16 @@ from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridges.simulate import SimulatedIammeter
+from pipeline import bench_load as load
+from pipeline import envelope, topics
+from pipeline.bench_profile import start_profiler, summarize_profile
+from pipeline.drivers import iammeter
 from pipeline.embedded.children import spawn, stop_child
 from pipeline.embedded.servers import start_mqtt_broker, start_tansu
-from pipeline.models import SurplusSignal
+from pipeline.models import Reading, SurplusSignal
 
 SITE, GRID = "bench", "B0000001"
 SIGNALS = f"wattstream/{SITE}/surplus"
@@ -38,15 +47,18 @@ def meters_toml() -> str:
 
 
 class Answers:
-    """The charger messages as they arrive: grid power → when (monotonic)."""
+    """The charger messages as they arrive: grid power → when (monotonic, and wall clock for the hops)."""
 
     def __init__(self) -> None:
         self.at: dict[int, float] = {}
+        self.wall: dict[int, float] = {}
         self.any = threading.Event()
 
     def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        now = time.monotonic()
-        self.at.setdefault(round(SurplusSignal.from_json(message.payload).grid_w), now)
+        now, wall = time.monotonic(), time.time()
+        watts = round(SurplusSignal.from_json(message.payload).grid_w)
+        self.at.setdefault(watts, now)
+        self.wall.setdefault(watts, wall)
         self.any.set()
 
 
@@ -57,29 +69,7 @@ def _client(port: int, name: str) -> mqtt.Client:
     return client
 
 
-def _others(port: int, count: int, stop: threading.Event) -> None:
-    """`count` meters, each publishing once a second, spread over the second: each the same payload every
-    time (made once: the load on this machine is the pipeline's, not the simulator's)."""
-    if not count:
-        return
-    client = _client(port, "others")
-    meters = [SimulatedIammeter(f"L{i:07d}", phases=3 if i % 2 else 1, seed=i) for i in range(count)]
-    messages = [(f"device/{m.sn}/realtime", m.payload(datetime.now().astimezone(), 1.0)) for m in meters]
-    started = time.monotonic()
-    i = 0
-    try:
-        while not stop.is_set():
-            due = started + i / count
-            if (delay := due - time.monotonic()) > 0:
-                time.sleep(delay)
-            client.publish(*messages[i % count])
-            i += 1
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
-def run_latency(seconds: float, rate: float, others: int) -> int:
+def run_latency(seconds: float, rate: float, others: int, profile: bool = False) -> int:
     work = Path(tempfile.mkdtemp(prefix="wattstream-latency-"))
     servers, children = [], {}
     stop = threading.Event()
@@ -93,7 +83,8 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")},  # the files sink
                "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
                "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_METERS_FILE": str(work / "meters.toml"),
-               "WATTSTREAM_FILES_DIR": str(work / "files")}
+               "WATTSTREAM_FILES_DIR": str(work / "files"),
+               "WATTSTREAM_WORKER_METRICS_PORT": "0"}  # (a worker running beside would have the port)
         (work / "logs").mkdir()
         for name, argv in (("worker", ["worker"]), ("bridge", ["bridge", "mqtt"]), ("charger", ["charger"])):
             children[name] = spawn(name, argv, env, work / "logs", cwd=work)  # no .env of the caller
@@ -103,9 +94,11 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
         listener.subscribe(SIGNALS, qos=1)
         clients.append(meter := _client(broker.port, "grid"))
 
+        sent_wall: dict[int, float] = {}
+
         def publish(watts: int) -> float:
             power[0] = float(watts)
-            sent = time.monotonic()
+            sent, sent_wall[watts] = time.monotonic(), time.time()
             meter.publish(f"device/{GRID}/realtime", grid.payload(datetime.now().astimezone(), 1 / rate))
             return sent
 
@@ -114,8 +107,9 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
             publish(-1)
             if time.monotonic() - warm > WARM_UP_SECONDS:
                 raise SystemExit(f"no charger message within {WARM_UP_SECONDS:.0f} s; see the logs in {work}/logs")
-        threading.Thread(target=_others, args=(broker.port, others, stop), daemon=True).start()
+        threading.Thread(target=load.others, args=(broker.port, others, stop), daemon=True).start()
         time.sleep(min(10.0, seconds / 3))  # the others' backlog at the start is not the steady state
+        spy = start_profiler(children["worker"].pid, int(seconds), work / "profile.txt") if profile else None
         sent: dict[int, float] = {}
         first = time.monotonic()
         for i in range(int(seconds * rate)):
@@ -128,6 +122,11 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
             time.sleep(0.1)
         latencies = sorted((answers.at[w] - t) * 1000 for w, t in sent.items() if w in answers.at)
         _report(latencies, len(sent), rate, others)
+        stamps, loaded = asyncio.run(_kafka_stamps(tansu.address))
+        print(_hops({w: sent_wall[w] for w in sent}, stamps, answers.wall))
+        print(f"load: {loaded:,} payloads of the other meters reached {topics.raw_topic('iammeter')}")
+        if spy is not None and spy.wait() == 0 and (work / "profile.txt").exists():
+            print(summarize_profile(work / "profile.txt"))
         if latencies:
             shutil.rmtree(work, ignore_errors=True)  # else the logs stay for a look
         return 0 if latencies else 1
@@ -142,14 +141,70 @@ def run_latency(seconds: float, rate: float, others: int) -> int:
             server.stop()
 
 
-def _report(latencies: list[float], published: int, rate: float, others: int) -> None:
-    def q(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+def _quantile(ordered: list[float], p: float) -> float:
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
+
+def _report(latencies: list[float], published: int, rate: float, others: int) -> None:
     print(f"latency, grid meter MQTT publish → wattstream charger MQTT message ({rate:g}/s, "
           f"{others} other meters at 1/s, {os.cpu_count()} cores)")
     if latencies:
-        print(f"  p50 {statistics.median(latencies):.0f} ms  p90 {q(0.9):.0f} ms  p99 {q(0.99):.0f} ms  "
-              f"max {latencies[-1]:.0f} ms   ({len(latencies)} of {published} answered)")
+        print(f"  p50 {statistics.median(latencies):.0f} ms  p90 {_quantile(latencies, 0.9):.0f} ms  "
+              f"p99 {_quantile(latencies, 0.99):.0f} ms  max {latencies[-1]:.0f} ms   "
+              f"({len(latencies)} of {published} answered)")
     else:
         print(f"  no answer to any of {published} publishes")
+
+
+async def _kafka_stamps(bootstrap: str) -> tuple[dict[str, dict[int, float]], int]:
+    """Per topic of the path (raw, site readings, signals): the grid meter's power → its record's time
+    stamp (s); and how many payloads of other meters the raw topic has."""
+    raw = topics.raw_topic("iammeter")
+    topic_names = [raw, topics.SITE_READINGS, topics.SURPLUS]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    stamps: dict[str, dict[int, float]] = {name: {} for name in topic_names}
+    loaded = 0
+    try:
+        await consumer.topics()
+        consumer.assign([TopicPartition(name, p) for name in topic_names
+                         for p in consumer.partitions_for_topic(name) or ()])
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    if tp.topic == raw:
+                        items = envelope.items(record.key, record.value, dict(record.headers))
+                        grid = [item.value for item in items if item.key == GRID.encode()]
+                        loaded += len(items) - len(grid)
+                        powers = [_power(r) for payload in grid for r in iammeter.decode(
+                            payload, received_at=datetime.now().astimezone())]
+                    elif tp.topic == topics.SITE_READINGS:
+                        reading = Reading.from_json(record.value)
+                        powers = [_power(reading)] if reading.meter_id == f"iammeter:{GRID}" else []
+                    else:
+                        powers = [round(SurplusSignal.from_json(record.value).grid_w)]
+                    for watts in powers:
+                        stamps[tp.topic].setdefault(watts, record.timestamp / 1000)
+    finally:
+        await consumer.stop()
+    return stamps, loaded
+
+
+def _power(reading: Reading) -> int:
+    return round(reading.total.power_w or 0)
+
+
+def _hops(sent: dict[int, float], stamps: dict[str, dict[int, float]], answered: dict[int, float]) -> str:
+    """p50 / p99 of each hop, in ms, over the publishes seen at every stamp."""
+    path = [sent, *stamps.values(), answered]
+    names = ["MQTT → bridge's raw record", "→ decode agent's site reading", "→ surplus agent's signal",
+             "→ charger's MQTT message"]
+    seen = [w for w in sent if all(w in stamp for stamp in path)]
+    if not seen:
+        return "hops: no publish was seen at every stamp"
+    lines = [f"where the time went ({len(seen)} publishes; p50 / p99 per hop, ms):"]
+    for name, before, after in zip(names, path, path[1:], strict=False):
+        spans = sorted((after[w] - before[w]) * 1000 for w in seen)
+        lines.append(f"  {name:32} {statistics.median(spans):7.0f} {_quantile(spans, 0.99):7.0f}")
+    return "\n".join(lines)

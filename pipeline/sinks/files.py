@@ -36,13 +36,13 @@ def _value(value: float | int) -> str:
 def reading_lines(reading: Reading, tz: tzinfo | None) -> Iterator[tuple[datetime, str]]:
     """(local event time, line) for every value of a reading (pure)."""
     local = reading.ts.astimezone(tz)
-    stamp = local.strftime("%Y/%m/%d %H:%M:%S")
+    head, tail = f"{local:%Y/%m/%d %H:%M:%S},{reading.meter_id},", f",{reading.driver}"
     for phase, values in reading.scopes():
         prefix = "" if phase == "total" else f"{phase}."
         for name, value in values.present().items():
-            yield local, f"{stamp},{reading.meter_id},{prefix}{name},{_value(value)},{reading.driver}"
+            yield local, f"{head}{prefix}{name},{_value(value)}{tail}"
     for name, value in reading.extra.items():
-        yield local, f"{stamp},{reading.meter_id},{name},{_value(value)},{reading.driver}"
+        yield local, f"{head}{name},{_value(value)}{tail}"
 
 
 def average_lines(average: Average, tz: tzinfo | None) -> Iterator[tuple[datetime, str]]:

@@ -1,5 +1,6 @@
 """`wattstream bench --latency` measures through the real processes: every grid publish is answered by
-the charger, and the report says so. (The figures themselves come from running it, not from a test.)"""
+the charger, the report says so and where the time went, and the other meters' load reaches the
+pipeline. (The figures themselves come from running it, not from a test.)"""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def test_every_grid_publish_reaches_the_charger_and_is_reported(capsys: pytest.C
     p50, p90, p99, top, answered, published = map(int, found.groups())
     assert answered == published == 8
     assert 0 < p50 <= p90 <= p99 <= top
+    hops = re.search(r"where the time went \((\d+) publishes.*\n((?:  .+\n){4})", report)
+    assert hops, report
+    assert int(hops[1]) == 8  # every publish found at each stamp: the raw record, site reading, signal
+    spans = [list(map(int, line.split()[-2:])) for line in hops[2].splitlines()]
+    assert all(-1 <= p50 <= p99 for p50, p99 in spans), report  # (Kafka stamps are whole ms)
+    loaded = re.search(r"load: ([\d,]+) payloads of the other meters", report)
+    assert loaded and int(loaded[1].replace(",", "")) >= 20 * 4, report  # 20 meters, for more than 4 s
