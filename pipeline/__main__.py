@@ -277,6 +277,13 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters, burst=args.burst)
 
 
+def _count(text: str) -> int:
+    number = int(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number}: at least 0")
+    return number
+
+
 def _positive(text: str) -> int:
     number = int(text)
     if number < 1:
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                        "hands them over (small envelopes: the backlog a stopped worker finds)")
     bench.add_argument("--latency", action="store_true", help="instead: grid meter MQTT → charger MQTT through the "
                        "real bridge, worker and charger processes (--rate: grid payloads/s, default 1)")
-    bench.add_argument("--others", type=int, default=0, help="--latency: meters publishing once a second besides")
+    bench.add_argument("--others", type=_count, default=0, help="--latency: meters publishing once a second besides")
     bench.add_argument("--seconds", type=float, default=60.0, help="--latency: how long to measure")
     args = parser.parse_args(argv)
 

@@ -5,7 +5,7 @@
    N / 100 s of the past, so windows close and the plausibility check sees real rates), through the
    bridges' producer as fast as it takes them (a busy bridge: what queues up goes in envelopes), or
    `--burst B` at a time (the backlog a live bridge leaves while the worker is down: envelopes of about
-   B / 4 payloads, one per raw partition).
+   max(1, B / 4) payloads, one per raw partition).
 2. Baseline: a plain aiokafka consumer reads them back and decodes each payload (the same decoder, the
    same envelopes unpacked).
 3. Stages: µs per reading of each step on its own, in this process (consume: aiokafka alone; decode;

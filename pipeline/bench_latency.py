@@ -17,6 +17,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bridges.kafka import end_offsets
 from bridges.simulate import SimulatedIammeter
 from pipeline import bench_load as load
 from pipeline import envelope, topics
@@ -36,8 +38,10 @@ from pipeline.embedded.servers import start_mqtt_broker, start_tansu
 from pipeline.models import Reading, SurplusSignal
 
 SITE, GRID = "bench", "B0000001"
+PATH = (topics.raw_topic("iammeter"), topics.SITE_READINGS, topics.SURPLUS)  # the records a publish becomes
 SIGNALS = f"wattstream/{SITE}/surplus"
 WARM_UP_SECONDS = 180.0
+READ_SECONDS = 60.0  # reading back the records of the path, for the hops
 
 
 def meters_toml() -> str:
@@ -73,6 +77,8 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
     work = Path(tempfile.mkdtemp(prefix="wattstream-latency-"))
     servers, children = [], {}
     stop = threading.Event()
+    loading: threading.Thread | None = None
+    spy: subprocess.Popen[bytes] | None = None
     clients: list[mqtt.Client] = []
     power = [0.0]
     grid = SimulatedIammeter(GRID, phases=1, powers=lambda: power)
@@ -107,7 +113,8 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
             publish(-1)
             if time.monotonic() - warm > WARM_UP_SECONDS:
                 raise SystemExit(f"no charger message within {WARM_UP_SECONDS:.0f} s; see the logs in {work}/logs")
-        threading.Thread(target=load.others, args=(broker.port, others, stop), daemon=True).start()
+        loading = threading.Thread(target=load.others, args=(broker.port, others, stop), daemon=True)
+        loading.start()
         time.sleep(min(10.0, seconds / 3))  # the others' backlog at the start is not the steady state
         spy = start_profiler(children["worker"].pid, int(seconds), work / "profile.txt") if profile else None
         sent: dict[int, float] = {}
@@ -127,11 +134,16 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
         print(f"load: {loaded:,} payloads of the other meters reached {topics.raw_topic('iammeter')}")
         if spy is not None and spy.wait() == 0 and (work / "profile.txt").exists():
             print(summarize_profile(work / "profile.txt"))
+        spy = None
         if latencies:
             shutil.rmtree(work, ignore_errors=True)  # else the logs stay for a look
         return 0 if latencies else 1
     finally:
         stop.set()
+        if loading is not None:
+            loading.join(5)  # its DISCONNECT before the broker goes
+        if spy is not None:
+            spy.terminate()
         for client in clients:
             client.loop_stop()
             client.disconnect()
@@ -142,6 +154,7 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
 
 
 def _quantile(ordered: list[float], p: float) -> float:
+    """The value at rank ⌊p·n⌋ of the sorted values (so with 100 values or fewer, p99 is the largest)."""
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
@@ -159,8 +172,7 @@ def _report(latencies: list[float], published: int, rate: float, others: int) ->
 async def _kafka_stamps(bootstrap: str) -> tuple[dict[str, dict[int, float]], int]:
     """Per topic of the path (raw, site readings, signals): the grid meter's power → its record's time
     stamp (s); and how many payloads of other meters the raw topic has."""
-    raw = topics.raw_topic("iammeter")
-    topic_names = [raw, topics.SITE_READINGS, topics.SURPLUS]
+    raw, topic_names = PATH[0], list(PATH)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     stamps: dict[str, dict[int, float]] = {name: {} for name in topic_names}
@@ -169,8 +181,11 @@ async def _kafka_stamps(bootstrap: str) -> tuple[dict[str, dict[int, float]], in
         await consumer.topics()
         consumer.assign([TopicPartition(name, p) for name in topic_names
                          for p in consumer.partitions_for_topic(name) or ()])
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+        ends = await end_offsets({"bootstrap_servers": bootstrap}, list(consumer.assignment()))
+        deadline = time.monotonic() + READ_SECONDS
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the records of the path were not read within {READ_SECONDS:.0f} s")
             for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                 for record in records:
                     if tp.topic == raw:
@@ -197,7 +212,7 @@ def _power(reading: Reading) -> int:
 
 def _hops(sent: dict[int, float], stamps: dict[str, dict[int, float]], answered: dict[int, float]) -> str:
     """p50 / p99 of each hop, in ms, over the publishes seen at every stamp."""
-    path = [sent, *stamps.values(), answered]
+    path = [sent, *(stamps[name] for name in PATH), answered]
     names = ["MQTT → bridge's raw record", "→ decode agent's site reading", "→ surplus agent's signal",
              "→ charger's MQTT message"]
     seen = [w for w in sent if all(w in stamp for stamp in path)]

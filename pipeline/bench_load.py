@@ -54,12 +54,12 @@ def others(port: int, count: int, stop: threading.Event) -> None:
                for m in meters]
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(connect_packet(f"bench-others-{os.getpid()}"))
-        answer = sock.recv(4)
+        answer = sock.recv(4, socket.MSG_WAITALL)
         if answer != CONNACK_ACCEPTED:
             raise ConnectionError(f"the MQTT broker refused the load generator: {answer!r}")
         started, i = time.monotonic(), 0
         while not stop.is_set():
-            due = int((time.monotonic() - started) * count) + 1  # publishes due by now (and this one)
+            due = int((time.monotonic() - started) * count) + 1  # publishes due by now (the first at 0 s)
             if due <= i:
                 time.sleep((i + 1 - due) / count)
                 continue

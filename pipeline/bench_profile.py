@@ -35,8 +35,8 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         for module in {f.split(" (")[1].split(":")[0].split("site-packages/")[-1].split("/")[0]
                        for f in frames if " (" in f}:
             inclusive[module] += n
-        for function in {f for f in frames if " (pipeline/" in f or " (bridges/" in f}:
-            ours[function.split(":")[0] + ")"] += n
+        for function in {f.split(":")[0] + ")" for f in frames if " (pipeline/" in f or " (bridges/" in f}:
+            ours[function] += n
     lines = [f"profile: {total} samples; hottest frames (self time):"]
     lines += [f"  {100 * n / total:5.1f}%  {frame[:110]}" for frame, n in own.most_common(top)]
     lines += ["inclusive time by package:"]
