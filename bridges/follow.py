@@ -1,5 +1,6 @@
-"""Following a topic from its end, as `wattstream charger` and `wattstream publish` do: what is published
-from the start on, never stale values."""
+"""Reading topics outside Faust: following a topic from its end, as `wattstream charger` and `wattstream
+publish` do (what is published from the start on, never stale values), and reading partitions from given
+offsets to their ends (the embedded run's snapshot, `bench --latency`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridges.kafka import end_offsets, ensure_topics, start
@@ -54,3 +55,28 @@ async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
                                     record.offset, exc)
     finally:
         await consumer.stop()
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, kafka: Connection, starts: dict[TopicPartition, int],
+                      stall_seconds: float) -> AsyncIterator[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]:
+    """Every record of each partition from its start offset to its end (as a fetch states it:
+    `bridges.kafka.end_offsets`), through `consumer` (started, its assignment replaced); `TimeoutError`
+    when Kafka hands out nothing for `stall_seconds`."""
+    ends = await end_offsets(kafka, list(starts)) if starts else {}
+    wanted = {tp: end for tp, end in ends.items() if end > starts[tp]}
+    consumer.assign(list(wanted))
+    for tp in wanted:
+        consumer.seek(tp, starts[tp])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + stall_seconds
+    while wanted:
+        if loop.time() > deadline:
+            raise TimeoutError(f"Kafka handed out nothing of {sorted(map(str, wanted))} for {stall_seconds} s")
+        for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000)).items():
+            deadline = loop.time() + stall_seconds
+            for record in records:
+                if record.offset < wanted[tp]:
+                    yield tp, record
+        for tp in [tp for tp, end in wanted.items() if await consumer.position(tp) >= end]:
+            del wanted[tp]
+            consumer.pause(tp)

@@ -16,11 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
-from pipeline import topics
+from pipeline import envelope, topics
 from pipeline.brokers import Connection
-from pipeline.envelope import VERSION as ENVELOPE_VERSION
-from pipeline.envelope import Item, pack
-from pipeline.envelope import size as envelope_size
+from pipeline.envelope import Item
 from pipeline.models import format_ts
 
 log = logging.getLogger(__name__)
@@ -247,22 +245,22 @@ Waiting = tuple[Item, "asyncio.Future[None]"]
 def _take(waiting: deque[Waiting]) -> list[Waiting]:
     """The next record's worth of what waits for one partition (at most `ENVELOPE_BYTES`, at least one)."""
     batch: list[Waiting] = []
-    size = 4  # the count
-    while waiting and (not batch or size + envelope_size(waiting[0][0]) <= ENVELOPE_BYTES):
+    size = envelope.HEAD
+    while waiting:
+        item_size = envelope.size(waiting[0][0])
+        if batch and size + item_size > ENVELOPE_BYTES:
+            break
         batch.append(waiting.popleft())
-        size += envelope_size(batch[-1][0])
+        size += item_size
     return batch
 
 
 async def _send(producer: AIOKafkaProducer, place: Place, items: list[Item]) -> asyncio.Future[object]:
     """One record to `place`: the payload alone, or their envelope; its delivery future."""
     topic, partition = place
-    if len(items) == 1:
-        key, value, headers = items[0]
-        return await producer.send(topic, value=value, key=key, partition=partition,  # type: ignore[no-any-return]
-                                   headers=list(headers))
-    return await producer.send(topic, value=pack(items), partition=partition,  # type: ignore[no-any-return]
-                               headers=[(topics.H_ENVELOPE, ENVELOPE_VERSION)])
+    key, value, headers = envelope.record(items)
+    return await producer.send(topic, value=value, key=key, partition=partition,  # type: ignore[no-any-return]
+                               headers=headers)
 
 
 def _as_failure(exc: BaseException) -> BaseException:

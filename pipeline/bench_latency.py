@@ -27,7 +27,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bridges.kafka import end_offsets
+from bridges.follow import read_to_end
 from bridges.simulate import SimulatedIammeter
 from pipeline import bench_load as load
 from pipeline import envelope, topics
@@ -41,7 +41,7 @@ SITE, GRID = "bench", "B0000001"
 PATH = (topics.raw_topic("iammeter"), topics.SITE_READINGS, topics.SURPLUS)  # the records a publish becomes
 SIGNALS = f"wattstream/{SITE}/surplus"
 WARM_UP_SECONDS = 180.0
-READ_SECONDS = 60.0  # reading back the records of the path, for the hops
+STALL_SECONDS = 30.0  # reading back the records of the path (for the hops) fails when none comes for this long
 
 
 def meters_toml() -> str:
@@ -172,35 +172,27 @@ def _report(latencies: list[float], published: int, rate: float, others: int) ->
 async def _kafka_stamps(bootstrap: str) -> tuple[dict[str, dict[int, float]], int]:
     """Per topic of the path (raw, site readings, signals): the grid meter's power → its record's time
     stamp (s); and how many payloads of other meters the raw topic has."""
-    raw, topic_names = PATH[0], list(PATH)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    stamps: dict[str, dict[int, float]] = {name: {} for name in topic_names}
+    stamps: dict[str, dict[int, float]] = {name: {} for name in PATH}
     loaded = 0
     try:
         await consumer.topics()
-        consumer.assign([TopicPartition(name, p) for name in topic_names
-                         for p in consumer.partitions_for_topic(name) or ()])
-        ends = await end_offsets({"bootstrap_servers": bootstrap}, list(consumer.assignment()))
-        deadline = time.monotonic() + READ_SECONDS
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the records of the path were not read within {READ_SECONDS:.0f} s")
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                for record in records:
-                    if tp.topic == raw:
-                        items = envelope.items(record.key, record.value, dict(record.headers))
-                        grid = [item.value for item in items if item.key == GRID.encode()]
-                        loaded += len(items) - len(grid)
-                        powers = [_power(r) for payload in grid for r in iammeter.decode(
-                            payload, received_at=datetime.now().astimezone())]
-                    elif tp.topic == topics.SITE_READINGS:
-                        reading = Reading.from_json(record.value)
-                        powers = [_power(reading)] if reading.meter_id == f"iammeter:{GRID}" else []
-                    else:
-                        powers = [round(SurplusSignal.from_json(record.value).grid_w)]
-                    for watts in powers:
-                        stamps[tp.topic].setdefault(watts, record.timestamp / 1000)
+        starts = {TopicPartition(name, p): 0 for name in PATH for p in consumer.partitions_for_topic(name) or ()}
+        async for tp, record in read_to_end(consumer, {"bootstrap_servers": bootstrap}, starts, STALL_SECONDS):
+            if tp.topic == PATH[0]:  # the raw topic
+                items = envelope.items(record.key, record.value, dict(record.headers))
+                grid = [item.value for item in items if item.key == GRID.encode()]
+                loaded += len(items) - len(grid)
+                powers = [_power(r) for payload in grid
+                          for r in iammeter.decode(payload, received_at=datetime.now().astimezone())]
+            elif tp.topic == topics.SITE_READINGS:
+                reading = Reading.from_json(record.value)
+                powers = [_power(reading)] if reading.meter_id == f"iammeter:{GRID}" else []
+            else:
+                powers = [round(SurplusSignal.from_json(record.value).grid_w)]
+            for watts in powers:
+                stamps[tp.topic].setdefault(watts, record.timestamp / 1000)
     finally:
         await consumer.stop()
     return stamps, loaded

@@ -31,6 +31,7 @@ from pipeline.errors import FrameError
 
 VERSION = b"1"
 U16, U32 = struct.Struct(">H"), struct.Struct(">I")
+HEAD = U32.size  # the payload count in front of an envelope's payloads
 
 
 class Item(NamedTuple):
@@ -54,6 +55,15 @@ def pack(items: Sequence[Item]) -> bytes:
             parts += [U16.pack(len(encoded)), encoded, U32.pack(len(header)), header]
         parts += [U32.pack(len(value)), value]
     return b"".join(parts)
+
+
+def record(items: Sequence[Item]) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the raw record that carries `items`: a lone payload as the plain record it
+    was, several as their envelope (no key)."""
+    if len(items) == 1:
+        key, value, headers = items[0]
+        return key, value, list(headers)
+    return None, pack(items), [(topics.H_ENVELOPE, VERSION)]
 
 
 def size(item: Item) -> int:

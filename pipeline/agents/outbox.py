@@ -39,6 +39,8 @@ class Outlet:
         self._partitions = KeyPartitions()
 
     async def producer(self) -> AIOKafkaProducer:
+        if self._producer is not None and not self._stopped:  # (asked for every record: no lock once started)
+            return self._producer
         async with self._starting:
             if self._stopped:
                 raise KafkaError("the worker is stopping: no more outputs")
@@ -70,13 +72,13 @@ class Outbox:
                    headers: Mapping[str, bytes] | None = None) -> None:
         """Add the record to its partition's batch (in call order per partition)."""
         place = (topic, await self._outlet.partition(topic, key))
-        record = {"timestamp": None, "key": key, "value": value, "headers": list(headers.items()) if headers else []}
+        listed = list(headers.items()) if headers else []
         batch = self._open.get(place)
-        if batch is None or batch.append(**record) is None:
+        if batch is None or batch.append(timestamp=None, key=key, value=value, headers=listed) is None:
             if batch is not None:  # full: on its way, the record starts the next one
                 await self._ship(place, batch)
             batch = self._open[place] = (await self._outlet.producer()).create_batch()
-            batch.append(**record)  # (an empty batch takes any record)
+            batch.append(timestamp=None, key=key, value=value, headers=listed)  # (an empty batch takes any)
 
     async def _ship(self, place: tuple[str, int], batch: Any) -> None:
         producer = await self._outlet.producer()

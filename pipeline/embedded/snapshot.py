@@ -36,7 +36,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridges.kafka import end_offsets, start
+from bridges.follow import read_to_end
+from bridges.kafka import start
 from pipeline import envelope, topics
 from pipeline.agents.progress import PROGRESS, Progress
 from pipeline.agents.state import Entry
@@ -131,20 +132,19 @@ def unapplied(offset: int, record: Kept, held: Held) -> Kept | None:
         return offset <= held.get((record.topic, record.partition, key or b""), -1)
 
     headers = tuple((name, value) for name, value in record.headers if name != topics.H_POSITION)
-    if topics.H_ENVELOPE in dict(headers):
+    by_name = dict(headers)
+    if topics.H_ENVELOPE in by_name:
         # (a key's entry is saved only between records, so it holds all of its payloads in one or none)
         try:
-            items = envelope.items(record.key, record.value, dict(headers))
+            items = envelope.items(record.key, record.value, by_name)
         except EnvelopeError:  # carried as it is: the worker dead-letters it
             items = []
         left = [item for item in items if not holds(item.key)]
         if items and not left:
             return None
-        if len(left) == 1:  # as the bridge sends a lone payload: a plain record
-            return Kept(record.topic, record.partition, left[0].key, left[0].value, left[0].headers,
-                        record.timestamp_ms)
-        if len(left) < len(items):
-            return Kept(record.topic, record.partition, record.key, envelope.pack(left), headers, record.timestamp_ms)
+        if len(left) < len(items):  # as the bridge would send what is left (a lone payload: plain)
+            key, value, kept_headers = envelope.record(left)
+            return Kept(record.topic, record.partition, key, value, tuple(kept_headers), record.timestamp_ms)
     elif holds(record.key):
         return None
     return Kept(record.topic, record.partition, record.key, record.value, headers, record.timestamp_ms)
@@ -200,25 +200,9 @@ def _sync_directory(directory: Path) -> None:
 async def _read(consumer: AIOKafkaConsumer, kafka: Connection,
                 starts: dict[TopicPartition, int]) -> AsyncIterator[tuple[int, Kept]]:
     """(offset, record) of every record of each partition from its start offset to its end."""
-    ends = await end_offsets(kafka, list(starts)) if starts else {}
-    wanted = {tp: end for tp, end in ends.items() if end > starts[tp]}
-    consumer.assign(list(wanted))
-    for tp in wanted:
-        consumer.seek(tp, starts[tp])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STALL_SECONDS
-    while wanted:
-        if loop.time() > deadline:
-            raise TimeoutError(f"Kafka handed out nothing of {sorted(map(str, wanted))} for {STALL_SECONDS} s")
-        for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000)).items():
-            deadline = loop.time() + STALL_SECONDS
-            for record in records:
-                if record.offset < wanted[tp]:
-                    yield record.offset, Kept(tp.topic, tp.partition, record.key, record.value,
-                                              tuple(record.headers), record.timestamp)
-        for tp in [tp for tp, end in wanted.items() if await consumer.position(tp) >= end]:
-            del wanted[tp]
-            consumer.pause(tp)
+    async for tp, record in read_to_end(consumer, kafka, starts, STALL_SECONDS):
+        yield record.offset, Kept(tp.topic, tp.partition, record.key, record.value, tuple(record.headers),
+                                  record.timestamp)
 
 
 async def restore(kafka: Connection, path: Path) -> None:
