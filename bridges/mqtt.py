@@ -10,37 +10,18 @@ are back. paho reconnects to MQTT by itself with back-off (1 s … 60 s).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Final
 
 import paho.mqtt.client as mqtt
 
 from bridges.kafka import RawProducer
+from pipeline.drivers import Config, routes
 from pipeline.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 REPORT_SECONDS = 60.0  # how often the bridge logs how many payloads it forwarded in how many records
-
-
-@dataclass(frozen=True)
-class Route:
-    driver: str
-    device_level: int | None  # which level of the topic is the device id; None: key by the topic
-
-
-# Subscription → driver. IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs); Acrel
-# ADW3xx on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF);
-# EVN P1 readers (ESP8266) on sensors/smartmeter, the meter known by the system title in the frame.
-ROUTES: Final = MappingProxyType({
-    "device/+/realtime": Route("iammeter", device_level=1),
-    "platform/+/meter/json-v2/analog/+": Route("adw300", device_level=None),
-    "sensors/smartmeter": Route("evn", device_level=None),  # the ESP8266 P1 bridges' hex frames
-})
 
 
 def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool | None = None,
@@ -66,21 +47,26 @@ def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
     return client
 
 
-@functools.lru_cache(maxsize=1 << 16)  # a topic per device: matching every pattern costs more than the send
-def route_for(topic: str) -> tuple[Route, str] | None:
-    """The route of an incoming topic and the record key (device id, else the topic itself)."""
-    for pattern, route in ROUTES.items():
-        if mqtt.topic_matches_sub(pattern, topic):
-            levels = topic.split("/")
-            key = levels[route.device_level] if route.device_level is not None else topic
-            return route, key
-    return None
+class Router:
+    """MQTT topic → (driver, record key), by the subscriptions of the driver table (`pipeline.drivers.routes`)."""
+
+    def __init__(self, config: Config) -> None:
+        self.table = routes(config)
+        self.drivers = sorted({driver for driver, _ in self.table.values()})
+        self._found: dict[str, tuple[str, str] | None] = {}  # a topic per device: matching costs more than the send
+
+    def route(self, topic: str) -> tuple[str, str] | None:
+        if topic not in self._found:
+            self._found[topic] = next(((driver, route.key(topic)) for driver, route in self.table.values()
+                                       if route.matches(topic)), None)
+        return self._found[topic]
 
 
 class MqttBridge:
-    def __init__(self, settings: MqttSettings, producer: RawProducer) -> None:
+    def __init__(self, settings: MqttSettings, producer: RawProducer, config: Config) -> None:
         self._settings = settings
         self._producer = producer
+        self._router = Router(config)
         # messages from paho's thread, handed to the loop a batch at a time: one wake-up of the loop for
         # what arrived meanwhile, not one per message (`_on_message`)
         self._queue: asyncio.Queue[list[mqtt.MQTTMessage]] = asyncio.Queue()
@@ -103,11 +89,11 @@ class MqttBridge:
             log.warning("MQTT connect to %s:%s refused: %s", self._settings.host, self._settings.port, reason)
             return
         log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
-        client.subscribe([(pattern, 1) for pattern in ROUTES])
+        client.subscribe([(pattern, 1) for pattern in self._router.table])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[mqtt.ReasonCode],
                       _p: object) -> None:
-        log.info("MQTT subscribed to %s (%s)", ", ".join(ROUTES), ", ".join(map(str, reasons)))
+        log.info("MQTT subscribed to %s (%s)", ", ".join(self._router.table), ", ".join(map(str, reasons)))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                        _p: object) -> None:
@@ -137,18 +123,18 @@ class MqttBridge:
         self.client.ack(message.mid, message.qos)
 
     async def _forward(self, message: mqtt.MQTTMessage) -> None:
-        found = route_for(message.topic)
+        found = self._router.route(message.topic)
         if found is None:  # cannot happen with our subscriptions; never drop silently
             log.error("no route for MQTT topic %s, message not acknowledged", message.topic)
             return
-        route, key = found
+        driver, key = found
         received_at = datetime.fromtimestamp(message.timestamp, UTC)
-        future = await self._producer.send(route.driver, key, message.payload, message.topic, received_at)
+        future = await self._producer.send(driver, key, message.payload, message.topic, received_at)
         future.add_done_callback(lambda f: self._delivered(message, f))
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
+        await self._producer.start(self._router.drivers)
         self._connect()
         reported = asyncio.get_running_loop().time()
         try:
@@ -185,7 +171,7 @@ class MqttBridge:
         while not self._queue.empty():
             self._queue.get_nowait()
         await self._producer.stop()
-        await self._producer.start(sorted({r.driver for r in ROUTES.values()}))
+        await self._producer.start(self._router.drivers)
         self._kafka_failed.clear()
         self._connect()
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from Crypto.Cipher import AES
 
 from bridges.mqtt import new_client
+from bridges.simulate_mqtt_json import MQTT_JSON_METERS_TOML, SimulatedOpenDtu, SimulatedShellyPro3em
 from pipeline.settings import DEFAULT_TOPICS, MqttSettings
 
 
@@ -226,7 +227,7 @@ def demo_meters_toml() -> str:
     return (f'[[meter]]\ndriver = "evn"\ndevice = "{sim.system_title.hex().upper()}"\n'
             f'key = "{sim.key.hex().upper()}"\nsite = "simulated"\n\n{site.meters_toml()}\n'
             f'[[charger]]\nname = "openevse"\nsite = "{site.name}"\nformat = "openevse"\n\n'
-            f'[[charger]]\nname = "000123"\nsite = "{site.name}"\nformat = "goe"\n')
+            f'[[charger]]\nname = "000123"\nsite = "{site.name}"\nformat = "goe"\n\n{MQTT_JSON_METERS_TOML}')
 
 
 def default_meters() -> list[SimulatedIammeter]:
@@ -239,7 +240,7 @@ def default_adw300() -> list[SimulatedAdw300]:
 
 
 def run_simulator(settings: MqttSettings, interval: float, stop_after: float | None = None) -> None:
-    """Every simulated meter (IAMMETER, Acrel, EVN, the PV site) publishing every `interval` seconds;
+    """Every simulated meter (IAMMETER, Acrel, EVN, Shelly, OpenDTU, the PV site) publishing every `interval` seconds;
     the site's car follows `wattstream/<site>/surplus`. With the stack's MQTT account where one is set."""
     site = SimulatedSite()
     client = new_client(settings, "wattstream-simulator")
@@ -249,6 +250,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
     client.connect_async(settings.host, settings.port)
     client.loop_start()
     iammeters, acrels, evn = [*default_meters(), *site.meters], default_adw300(), SimulatedEvn()
+    json_devices = (SimulatedShellyPro3em(), SimulatedOpenDtu())
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
@@ -261,6 +263,9 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
                 for payload in acrel.payloads(stamp, now - last):
                     client.publish(acrel.topic, payload, qos=1)
             client.publish(evn.topic, evn.payload(stamp, now - last), qos=1)
+            for device in json_devices:
+                for topic, payload in device.messages(stamp, now - last):
+                    client.publish(topic, payload, qos=1)
             last = now
             time.sleep(interval)
     finally:

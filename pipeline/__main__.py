@@ -35,71 +35,62 @@ from pipeline.settings import Settings  # noqa: E402
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _decode_broute(args: argparse.Namespace) -> int:
-    """One ECHONET Lite frame in hex per line; D3/E1 scaling carried from line to line."""
-    import binascii
-
-    from pipeline.drivers import echonet
+def _decode(settings: Settings, args: argparse.Namespace) -> int:
+    """One payload per line (`--topics`: `<topic> <payload>`, as `mosquitto_sub -v` prints) through the
+    driver's table entry, each device's state carried from line to line as the worker carries it."""
+    from pipeline.drivers import DRIVERS, Config, Received, evn, mqtt_json, routes
     from pipeline.errors import IngestError
+    from pipeline.settings import load_meters
 
-    scaling, failed = echonet.Scaling(), 0
-    for number, line in enumerate(sys.stdin.buffer, start=1):
-        if not line.strip():
-            continue
-        try:
-            decoded = echonet.decode(binascii.unhexlify(b"".join(line.split())), received_at=datetime.now(UTC),
-                                     device_id=args.device or "meter", scaling=scaling)
-        except (binascii.Error, ValueError):
-            failed += 1
-            print(f"line {number}: frame error: not hex: {line.strip()[:60]!r}", file=sys.stderr)
-            continue
-        except IngestError as exc:
-            failed += 1
-            print(f"line {number}: {exc.stage} error: {exc}", file=sys.stderr)
-            continue
-        scaling = decoded.scaling
-        if decoded.unscaled:
-            print(f"line {number}: {decoded.unscaled} energy value(s) left out: D3/E1 not seen yet", file=sys.stderr)
-        for reading in decoded.readings:
-            sys.stdout.write(reading.to_json().decode() + "\n")
-    sys.stdout.flush()
-    return 1 if failed else 0
-
-
-def _decode(args: argparse.Namespace) -> int:
-    from pipeline.drivers import DRIVERS
-    from pipeline.errors import IngestError
-
-    if args.driver == "broute":
-        return _decode_broute(args)
-    decoder = DRIVERS[args.driver]
+    try:
+        config = (load_meters(Path(args.meters)) if args.meters else settings.plant()).driver_config()
+        if args.preset:
+            config = Config(config.keys, mqtt_json.Mappings.of((mqtt_json.JsonMapping(preset=args.preset),)))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.key:
-        from functools import partial
-
-        from pipeline.drivers import evn
-
         try:
             key = bytes.fromhex(args.key)
         except ValueError:
             key = b""
-        if args.driver != evn.DRIVER or len(key) != 16:
-            print("--key takes 32 hex digits and goes with the evn driver", file=sys.stderr)
+        if len(key) != 16:
+            print("--key takes 32 hex digits", file=sys.stderr)
             return 2
-        decoder = partial(evn.decode, keys={evn.ANY_METER: key})
-    failed = 0
+        config = Config({evn.ANY_METER: key}, config.mappings)
+    driver = DRIVERS[args.driver]
+    subscribed = [route for name, route in routes(config).values() if name == args.driver]
+    states: dict[str | None, bytes] = {}
+    failed = skipped = 0
     for number, line in enumerate(sys.stdin.buffer, start=1):
-        payload = line.strip()
+        payload, topic, device = line.strip(), args.topic or "", args.device
         if not payload:
             continue
+        if args.topics:
+            topic_bytes, _, payload = payload.partition(b" ")
+            topic = topic_bytes.decode("utf-8", "replace")
+        route = next((route for route in subscribed if route.matches(topic)), None) if topic else None
+        if args.topics and subscribed and route is None:
+            skipped += 1  # the bridge does not subscribe it
+            continue
+        if device is None and route is not None:
+            device = route.key(topic)
         try:
-            readings = decoder(payload, received_at=datetime.now(UTC), device_id=args.device)
+            decoded = driver.step(Received(payload, datetime.now(UTC), device, topic), states.get(device, b""), config)
         except IngestError as exc:
             failed += 1
             print(f"line {number}: {exc.stage} error: {exc}", file=sys.stderr)
+            if not driver.keep_state_on_error:
+                states.pop(device, None)
             continue
-        for reading in readings:
+        states[device] = decoded.state
+        if decoded.notice:
+            print(f"line {number}: {decoded.notice}", file=sys.stderr)
+        for reading in decoded.readings:
             sys.stdout.write(reading.to_json().decode() + "\n")
     sys.stdout.flush()
+    if skipped:
+        print(f"{skipped} line(s) on topics the bridge does not subscribe for {args.driver}: left out", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -162,7 +153,7 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
     else:
         from bridges.mqtt import MqttBridge
 
-        _run_until_signal(MqttBridge(settings.mqtt, producer).run)
+        _run_until_signal(MqttBridge(settings.mqtt, producer, settings.plant().driver_config()).run)
     return 0
 
 
@@ -321,10 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     simulate = sub.add_parser("simulate", help="simulated meters and a PV site with a car, publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
     decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
-    decode.add_argument("driver", choices=sorted([*DRIVERS, "broute"]))
-    decode.add_argument("--device", help="device id for payloads that do not carry one")
+    decode.add_argument("driver", choices=sorted(DRIVERS))
+    decode.add_argument("--device", help="device id for payloads that do not carry one (default: from the topic)")
     decode.add_argument("--key", help="EVN: the meter's AES key, 32 hex digits (prefer WATTSTREAM_DECODE_KEY: "
                         "a command line is visible to other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))
+    decode.add_argument("--meters", help="the meters file with keys and mappings (default: WATTSTREAM_METERS_FILE)")
+    decode.add_argument("--preset", help="mqtt_json: this preset's mapping (shelly_pro_3em, tasmota_sml, ...)")
+    decode.add_argument("--topic", help="the MQTT topic of every payload (mqtt_json finds its mapping by it)")
+    decode.add_argument("--topics", action="store_true",
+                        help="each line is `<topic> <payload>`, as `mosquitto_sub -v` prints it")
     backtest = sub.add_parser("backtest", help="run the windows / surplus logic over a file of Readings")
     backtest.add_argument("file", nargs="?", help="Reading JSON lines (.gz too); default stdin")
     backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus")
@@ -351,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seconds", type=float, default=60.0, help="--latency: how long to measure")
     args = parser.parse_args(argv)
 
-    if args.command == "decode":
-        return _decode(args)
     settings = Settings()
+    if args.command == "decode":
+        return _decode(settings, args)
     logging.basicConfig(level=settings.worker.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger(__name__).debug("settings: %s", settings)  # SecretStr values print masked
     if settings.worker.log_level != "debug":  # aiokafka logs every retry while Kafka is away

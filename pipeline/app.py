@@ -12,13 +12,13 @@ import mode
 from faust.types.auth import CredentialsT
 
 from pipeline import health, topics
-from pipeline.agents.decode import Stateful, broute_step, evn_step, register_decode
+from pipeline.agents.decode import register_decode
 from pipeline.agents.faust_internals import fetch_promptly, restore_tables_to_the_real_end
 from pipeline.agents.outbox import Outlet
 from pipeline.agents.surplus import register_surplus
-from pipeline.drivers import DRIVERS, Decoder, echonet, evn
+from pipeline.drivers import DRIVERS
 from pipeline.logic.plausible import Limits
-from pipeline.settings import KafkaSettings, Meter, Settings
+from pipeline.settings import KafkaSettings, Settings
 from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.influx import InfluxSink
@@ -29,21 +29,6 @@ log = logging.getLogger(__name__)
 def build_sink(settings: Settings) -> Sink:
     """InfluxDB when `WATTSTREAM_INFLUX_URL` is set, else the daily files."""
     return InfluxSink(settings.influx) if settings.influx.url else FileSink(settings.files)
-
-
-def evn_keys(meters: tuple[Meter, ...]) -> dict[str, bytes]:
-    """System title (hex) → key, for the EVN meters of the meters file. Errors never show the key."""
-    keys = {}
-    for meter in meters:
-        if meter.driver == evn.DRIVER and meter.key is not None:
-            try:
-                key = bytes.fromhex(meter.key.get_secret_value())
-            except ValueError:
-                key = b""
-            if len(key) != 16:
-                raise ValueError(f"meters file: the key of {meter.meter_id} must be 32 hex digits")
-            keys[meter.device.upper()] = key
-    return keys
 
 
 def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
@@ -81,19 +66,15 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
 
     plant = settings.plant()
     deadletter = topic(topics.DEADLETTER)
-    decoders: dict[str, Decoder | Stateful] = {
-        **DRIVERS,
-        evn.DRIVER: Stateful(evn_step(evn_keys(plant.meter)), reset_on_error=True),
-        echonet.DRIVER: Stateful(broute_step, reset_on_error=False),
-    }
+    config = plant.driver_config()
     chosen = sink or build_sink(settings)
     health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure
     limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
     outlet = Outlet(settings.kafka.connection())  # the agents' outputs (`agents.outbox`)
     roles = plant.roles()
-    for driver, decoder in decoders.items():
-        register_decode(app, outlet, topic(topics.raw_topic(driver)), deadletter, chosen, settings, driver, decoder,
-                        limits, roles)
+    for name, driver in DRIVERS.items():
+        register_decode(app, outlet, topic(topics.raw_topic(name)), deadletter, chosen, settings, name, driver,
+                        config, limits, roles)
     site_readings = topic(topics.SITE_READINGS)
     register_surplus(app, outlet, site_readings, deadletter, chosen, settings, plant.sites(), roles)
     produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M, topics.SURPLUS)]

@@ -40,6 +40,13 @@ class UnknownField(IngestError):
     reason = "unknown_field"
 
 
+class MissingField(IngestError):
+    """A payload without a value its mapping requires (`mqtt_json`): the message names the path."""
+
+    stage = "decode"
+    reason = "missing_field"
+
+
 class NotAReading(IngestError):
     """A record that should be a `Reading` JSON and is not."""
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.brokers import KafkaSettings, MqttSettings, Section
+from pipeline.drivers import DRIVERS, Config
+from pipeline.drivers.mqtt_json import JsonMapping, Mappings
 
 Role = Literal["grid", "pv", "charger", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
@@ -100,11 +103,17 @@ class Meter(Section):
     device: str  # the device id as the bridge sees it (IAMMETER SN, ...)
     role: Role = "other"
     site: str = "home"
-    key: SecretStr | None = None  # EVN decryption key (hex)
+    key: SecretStr | None = None  # EVN decryption key (hex; `device` = the system title)
     # Plausibility limits: a reading beyond them (or a register rising faster than this power could
     # count) is implausible and goes to the dead letters instead of the sinks.
     max_power_w: float = Field(default=50_000.0, gt=0)  # active, apparent and reactive, total and per phase
     max_current_a: float = Field(default=100.0, gt=0)  # |current| of every scope (phase, total)
+
+    @model_validator(mode="after")
+    def _known_driver(self) -> Meter:
+        if self.driver not in DRIVERS:
+            raise ValueError(f"meter {self.device}: no driver {self.driver!r} (there are {', '.join(sorted(DRIVERS))})")
+        return self
 
     @property
     def meter_id(self) -> str:
@@ -174,11 +183,32 @@ class Charger(Section):
 
 
 class MetersFile(Section):
-    """The meters file: `[[meter]]`, `[[site]]` and `[[charger]]` entries."""
+    """The meters file: `[[meter]]`, `[[site]]`, `[[charger]]` and `[[mqtt_json]]` entries."""
 
     meter: tuple[Meter, ...] = ()
     site: tuple[Site, ...] = ()
     charger: tuple[Charger, ...] = ()
+    mqtt_json: tuple[JsonMapping, ...] = ()
+
+    @model_validator(mode="after")
+    def _mappings_compile(self) -> MetersFile:
+        Mappings.of(self.mqtt_json)  # a topic without a device level is found now, not at the first message
+        return self
+
+    def driver_config(self) -> Config:
+        """What the drivers need of this file: the meters' keys (by device id, upper case) and the mappings.
+        Errors never show a key."""
+        keys = {}
+        for meter in self.meter:
+            if meter.key is not None:
+                try:
+                    key = bytes.fromhex(meter.key.get_secret_value())
+                except ValueError:
+                    key = b""
+                if len(key) != 16:
+                    raise ValueError(f"meters file: the key of {meter.meter_id} must be 32 hex digits")
+                keys[meter.device.upper()] = key
+        return Config(MappingProxyType(keys), Mappings.of(self.mqtt_json))
 
     def sites(self) -> dict[str, Site]:
         """Every site a grid meter names, with its `[[site]]` settings (defaults if it has none)."""

@@ -54,4 +54,27 @@ def test_broute_scaling_is_carried_across_lines() -> None:
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["total"] for r in out] == [{"energy_import_wh": 10000}, {"power_w": 1189.0}]
     assert out[0]["meter_id"] == "broute:JP01"
-    assert b"line 1: 1 energy value(s) left out: D3/E1 not seen yet" in result.stderr
+    assert b"line 1: 1 energy value(s) left out until D3/E1 are known" in result.stderr
+
+
+def test_mqtt_json_with_a_preset_reads_mosquitto_sub_lines() -> None:
+    """`mosquitto_sub -v | wattstream decode mqtt_json --topics --preset ...`: the device from the topic
+    as the bridge takes it, one value per topic gathered per device across lines."""
+    from tests.frames import FRAMES
+
+    def run(preset: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "pipeline", "decode", "mqtt_json", "--topics", "--preset", preset],
+                              input=stdin, capture_output=True, timeout=60, check=False)
+
+    result = run("shelly_pro_3em", (FRAMES / "mqtt_json" / "shelly_pro_3em.txt").read_bytes())
+    assert result.returncode == 0, result.stderr
+    power, energy = (json.loads(line) for line in result.stdout.splitlines())
+    assert power["meter_id"] == "mqtt_json:shellypro3em" and power["total"]["power_w"] == 594.006
+    assert energy["total"] == {"energy_import_wh": 345628, "energy_export_wh": 1247}
+    opendtu = (FRAMES / "mqtt_json" / "opendtu.txt").read_bytes()  # `mosquitto_sub -v -t 'solar/#'`
+    result = run("opendtu", opendtu * 2 + b"solar/114172608275/0/power oops\n")
+    assert result.returncode == 1
+    assert [json.loads(line)["total"]["power_w"] for line in result.stdout.splitlines()] == [-5.7, -5.7]
+    assert result.stderr.decode().splitlines() == [
+        "line 67: decode error: mqtt_json: 0/power is not a number: 'oops'",
+        "46 line(s) on topics the bridge does not subscribe for mqtt_json: left out"]

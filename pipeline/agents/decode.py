@@ -18,7 +18,7 @@ device key: one sent under two keys would be windowed twice)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,7 @@ from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, send_deadletter
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.agents.state import Batch, position
-from pipeline.drivers import Decoder, echonet, evn
+from pipeline.drivers import Config, Driver, Received
 from pipeline.errors import Implausible, IngestError
 from pipeline.health import READINGS
 from pipeline.logic.plausible import Limits, Plausibility, check
@@ -56,39 +56,6 @@ def received_at(headers: dict[str, bytes], event: EventT) -> datetime:
         except (UnicodeDecodeError, ValueError):
             pass
     return datetime.fromtimestamp(event.message.timestamp, UTC)
-
-
-Step = Callable[[bytes, datetime, str | None, bytes | None], tuple[list[Reading], bytes]]
-
-
-@dataclass(frozen=True)
-class Stateful:
-    """A decoder that needs what earlier records of the same key left behind (kept in the key's entry
-    of the agent's table, so a restarted or rebalanced worker goes on where it was)."""
-
-    step: Step  # (payload, received_at, device id, state) → (readings, new state)
-    reset_on_error: bool  # after a dead letter: forget the state (EVN) or keep it (B-route scaling)
-
-
-def broute_step(payload: bytes, at: datetime, device: str | None, state: bytes | None) -> tuple[list[Reading], bytes]:
-    decoded = echonet.decode(payload, received_at=at, device_id=device, scaling=echonet.Scaling.from_json(state))
-    if decoded.unscaled:
-        log.info("broute %s: %d energy value(s) left out until D3/E1 are known", device, decoded.unscaled)
-    return decoded.readings, decoded.scaling.to_json()
-
-
-def evn_step(keys: Mapping[str, bytes]) -> Step:
-    def step(payload: bytes, at: datetime, _device: str | None, state: bytes | None) -> tuple[list[Reading], bytes]:
-        return evn.decode_stream(payload, received_at=at, pending=state or b"", keys=keys)
-
-    return step
-
-
-def stateless(decoder: Decoder) -> Step:
-    def step(payload: bytes, at: datetime, device: str | None, _state: bytes | None) -> tuple[list[Reading], bytes]:
-        return decoder(payload, received_at=at, device_id=device), b""
-
-    return step
 
 
 class SinkPositions:
@@ -138,7 +105,7 @@ class DeviceState:
     """The state of one raw key (a device), live between checkpoints (`agents.state`), as JSON in the
     table: `{"decoder": <hex>, "meters": {meter: plausibility}, "windows": {meter: windows}}`."""
 
-    decoder: str = ""  # the decoder's own state (`Stateful`), hex
+    decoder: str = ""  # the driver's own state (`Decoded.state`), hex
     meters: dict[str, MeterStates] = field(default_factory=dict)
 
     def dump(self) -> dict[str, Any]:
@@ -160,17 +127,16 @@ class DeviceState:
 
 def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
                     settings: Settings,
-                    driver: str, decoder: Decoder | Stateful, limits: Mapping[str, Limits],
+                    name: str, driver: Driver, config: Config, limits: Mapping[str, Limits],
                     roles: Mapping[str, tuple[str, Role]]) -> None:
     """The agent of one driver's raw topic (batches, each record once: `agents.batches`). Every output
     is confirmed by Kafka, and the batch written to the sink, before the entries are saved; readings
     and site readings carry their position (`agents.state`), so the consumers downstream know a repeat
     after a kill."""
-    step = decoder.step if isinstance(decoder, Stateful) else stateless(decoder)
-    reset_on_error = isinstance(decoder, Stateful) and decoder.reset_on_error
-    source = topics.raw_topic(driver)
-    decoded_count = READINGS.labels(driver)
-    config = WindowConfig.of(settings.windows)
+    step, keep_state_on_error = driver.step, driver.keep_state_on_error
+    source = topics.raw_topic(name)
+    decoded_count = READINGS.labels(name)
+    window_config = WindowConfig.of(settings.windows)
     retry = settings.worker.retry_max_seconds
     rejected = dead_lettering(deadletter, source)
 
@@ -181,20 +147,23 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
     async def run_decoder(event: EventT, key: bytes, payload: bytes, headers: Mapping[str, bytes],
                           state: DeviceState) -> list[Reading]:
         """The payload's readings (the driver's own state in `state.decoder`); none after a dead letter."""
+        device = key.decode("utf-8", "replace") if key else None
         try:
-            decoded, new_state = step(payload, received_at(headers, event),
-                                      key.decode("utf-8", "replace") if key else None,
-                                      bytes.fromhex(state.decoder) or None)
+            decoded = step(Received(payload, received_at(headers, event), device,
+                                    headers.get(topics.H_ORIGIN, b"").decode("utf-8", "replace")),
+                           bytes.fromhex(state.decoder), config)
         except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
             if not isinstance(exc, IngestError):
-                log.exception("%s decoder failed on a record of key %r", driver, key)
+                log.exception("%s decoder failed on a record of key %r", name, key)
             await dead(key, payload, headers, exc if isinstance(exc, IngestError)
-                       else IngestError(f"{driver} decoder failed: {exc!r}"[:500]))
-            if reset_on_error:
+                       else IngestError(f"{name} decoder failed: {exc!r}"[:500]))
+            if not keep_state_on_error:
                 state.decoder = ""
             return []
-        state.decoder = new_state.hex()
-        return decoded
+        if decoded.notice:
+            log.info("%s %s: %s", name, device, decoded.notice)
+        state.decoder = decoded.state.hex()
+        return decoded.readings
 
     async def forward(out: Outbox, reading: Reading, windows: MeterState, place: dict[str, bytes],
                       to_sink: list[Record] | None) -> None:
@@ -202,7 +171,7 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         the sink (`to_sink` None: the sink has this input already)."""
         decoded_count.inc()
         meter = reading.meter_id
-        result = window_step(windows, reading, config)
+        result = window_step(windows, reading, window_config)
         value, meter_key = reading.to_json(), meter.encode()
         await out.send(topics.READINGS, meter_key, value, place)
         if to_sink is not None:
@@ -258,4 +227,4 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         await write_all(sink, records, retry, rejected, has.through(events))
         await out.confirm()
 
-    register_batches(app, raw, f"decode-{driver}", settings.worker, settings.kafka.partitions, process)
+    register_batches(app, raw, f"decode-{name}", settings.worker, settings.kafka.partitions, process)

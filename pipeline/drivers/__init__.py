@@ -1,29 +1,95 @@
-"""Pure decoders, one module per meter family: bytes → list[Reading] (STYLE 1).
+"""Pure decoders, one module per meter family (STYLE 1), and `DRIVERS`: the one table every consumer of
+raw payloads — the worker, `wattstream decode`, the MQTT bridge — routes through.
 
-No I/O, asyncio, paho, serial or Kafka here. Dispatch goes through `DRIVERS`.
+A driver is one signature, `step(received, state, config) -> Decoded`:
+- `received`: the payload's exact bytes, when the bridge received it, the record key (the device id the
+  bridge saw) and where it came from (MQTT topic, serial port);
+- `state`: what the driver left for the next payload of the same key (`b""` at first): EVN's incomplete
+  telegram, B-route's scaling, the values a one-value-per-topic device has sent so far;
+- `config`: what the meters file says about the meters (keys, JSON mappings).
+It returns the readings and the new state. Stateless drivers ignore the state. No I/O, asyncio, paho,
+serial or Kafka here, so every driver runs in a plain unit test and in `wattstream decode`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import NamedTuple
 
-from pipeline.drivers import adw300, evn, iammeter, lines, reading
+from pipeline.drivers import adw300, echonet, evn, iammeter, lines, mqtt_json, reading
+from pipeline.drivers.config import Config, Route
 from pipeline.models import Reading
 
-
-class Decoder(Protocol):
-    def __call__(
-        self, payload: bytes, *, received_at: datetime, device_id: str | None = None
-    ) -> list[Reading]: ...
+__all__ = ["DRIVERS", "Config", "Decoded", "Driver", "Received", "Route", "routes"]
 
 
-DRIVERS: Mapping[str, Decoder] = MappingProxyType({
-    iammeter.DRIVER: iammeter.decode,
-    adw300.DRIVER: adw300.decode,
-    evn.DRIVER: evn.decode,  # needs keys: `create_app` binds them from the meters file
-    lines.DRIVER: lines.decode,
-    reading.DRIVER: reading.decode,
+class Received(NamedTuple):
+    payload: bytes
+    at: datetime  # when the bridge received the bytes
+    device: str | None  # the record key: the device id the bridge saw
+    origin: str = ""  # MQTT topic, serial port
+
+
+class Decoded(NamedTuple):
+    readings: list[Reading]
+    state: bytes = b""  # for the next payload of the same key; b"": nothing to keep
+    notice: str | None = None  # worth a log line, not an error (B-route energy waiting for its scaling)
+
+
+Step = Callable[[Received, bytes, Config], Decoded]
+
+
+@dataclass(frozen=True)
+class Driver:
+    step: Step
+    keep_state_on_error: bool = False  # after a dead letter: keep the state (B-route scaling) or forget it
+    routes: tuple[Route, ...] = ()  # MQTT subscriptions the bridge forwards to this driver's raw topic
+
+
+def _stateless(decode: Callable[..., list[Reading]]) -> Step:
+    def step(received: Received, _state: bytes, _config: Config) -> Decoded:
+        return Decoded(decode(received.payload, received_at=received.at, device_id=received.device))
+
+    return step
+
+
+def _evn(received: Received, state: bytes, config: Config) -> Decoded:
+    return Decoded(*evn.decode_stream(received.payload, received_at=received.at, pending=state, keys=config.keys))
+
+
+def _broute(received: Received, state: bytes, _config: Config) -> Decoded:
+    decoded = echonet.decode(received.payload, received_at=received.at, device_id=received.device,
+                             scaling=echonet.Scaling.from_json(state))
+    notice = (f"{decoded.unscaled} energy value(s) left out until D3/E1 are known" if decoded.unscaled else None)
+    return Decoded(decoded.readings, decoded.scaling.to_json(), notice)
+
+
+def _mqtt_json(received: Received, state: bytes, config: Config) -> Decoded:
+    return Decoded(*mqtt_json.decode(received.payload, received_at=received.at, device_id=received.device,
+                                     topic=received.origin, state=state, mappings=config.mappings))
+
+
+# Subscription → driver: IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs); Acrel ADW3xx
+# on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF); EVN P1
+# readers (ESP8266) on sensors/smartmeter, the meter known by the system title in the frame. `mqtt_json`
+# subscribes what the meters file's mappings name.
+DRIVERS: Mapping[str, Driver] = MappingProxyType({
+    iammeter.DRIVER: Driver(_stateless(iammeter.decode), routes=(Route("device/+/realtime", device_level=1),)),
+    adw300.DRIVER: Driver(_stateless(adw300.decode), routes=(Route("platform/+/meter/json-v2/analog/+"),)),
+    evn.DRIVER: Driver(_evn, routes=(Route("sensors/smartmeter"),)),
+    echonet.DRIVER: Driver(_broute, keep_state_on_error=True),  # `wattstream bridge broute`
+    lines.DRIVER: Driver(_stateless(lines.decode)),  # `wattstream bridge serial`
+    reading.DRIVER: Driver(_stateless(reading.decode)),  # produced to Kafka by other programs
+    mqtt_json.DRIVER: Driver(_mqtt_json, keep_state_on_error=True),
 })
+
+
+def routes(config: Config) -> dict[str, tuple[str, Route]]:
+    """MQTT subscription → (driver, route): the drivers' own, then the meters file's JSON mappings."""
+    table = {route.pattern: (name, route) for name, driver in DRIVERS.items() for route in driver.routes}
+    for route in mqtt_json.routes(config.mappings):
+        table.setdefault(route.pattern, (mqtt_json.DRIVER, route))
+    return table

@@ -17,8 +17,10 @@ Meter clocks (EA/EB) are Asia/Tokyo.
 
 from __future__ import annotations
 
+import binascii
 import json
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -118,6 +120,71 @@ def _stamp(edt: bytes) -> datetime | None:
         return None
 
 
+@dataclass
+class _Properties:
+    """What one frame's properties add up to, filled by the EPC handlers (`EPCS`)."""
+
+    scaling: Scaling
+    values: dict[str, float | int] = field(default_factory=dict)
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    energies: list[tuple[str, int]] = field(default_factory=list)  # scaled once the frame's D3/E1 are known
+    stamped: list[tuple[datetime, str, int]] = field(default_factory=list)  # (meter clock, field, raw count)
+
+
+def _coefficient(edt: bytes, epc: int, acc: _Properties) -> None:
+    acc.scaling = replace(acc.scaling, coefficient=_int(edt, 4, epc))
+
+
+def _unit(edt: bytes, epc: int, acc: _Properties) -> None:
+    unit = _int(edt, 1, epc)
+    if unit not in UNITS:
+        raise UnknownField(f"E1 unit code {unit:#04x} is not defined")
+    acc.scaling = replace(acc.scaling, unit=unit)
+
+
+def _digits(edt: bytes, epc: int, acc: _Properties) -> None:
+    acc.scaling = replace(acc.scaling, digits=_int(edt, 1, epc))
+
+
+def _instant_power_w(edt: bytes, epc: int, acc: _Properties) -> None:
+    watts = _int(edt, 4, epc, signed=True)
+    if watts not in POWER_SENTINELS:
+        acc.values["power_w"] = float(watts)
+
+
+def _instant_currents_a(edt: bytes, epc: int, acc: _Properties) -> None:
+    r, t = _int(edt[:2], 2, epc, signed=True), _int(edt[2:], 2, epc, signed=True)
+    for phase, raw in (("L1", r), ("L2", t)):
+        if (amps := _current(raw)) is not None:
+            acc.phases[phase] = {"current_a": amps}
+
+
+def _cumulative_energy(edt: bytes, epc: int, acc: _Properties) -> None:
+    raw = _int(edt, 4, epc)
+    if raw != NO_DATA:
+        acc.energies.append((ENERGY_FIELDS[epc], raw))
+
+
+def _fixed_time_energy(edt: bytes, epc: int, acc: _Properties) -> None:
+    if len(edt) != 11:
+        raise UnknownField(f"EPC {epc:02X} must have 11 bytes, got {len(edt)}: {edt.hex()}")
+    raw = int.from_bytes(edt[7:], "big")
+    when = _stamp(edt)
+    if raw != NO_DATA and when is not None:
+        acc.stamped.append((when, ENERGY_FIELDS[epc], raw))
+
+
+ENERGY_FIELDS: Final = MappingProxyType({0xE0: "energy_import_wh", 0xE3: "energy_export_wh",
+                                         0xEA: "energy_import_wh", 0xEB: "energy_export_wh"})
+# EPC → what its EDT means (the low-voltage smart meter class; the module docstring says each)
+EPCS: Final[Mapping[int, Callable[[bytes, int, _Properties], None]]] = MappingProxyType({
+    0xD3: _coefficient, 0xE1: _unit, 0xD7: _digits,
+    0xE7: _instant_power_w, 0xE8: _instant_currents_a,
+    0xE0: _cumulative_energy, 0xE3: _cumulative_energy,
+    0xEA: _fixed_time_energy, 0xEB: _fixed_time_energy,
+})
+
+
 @dataclass(frozen=True)
 class Decoded:
     readings: list[Reading]
@@ -125,54 +192,35 @@ class Decoded:
     unscaled: int  # energy values left out because D3/E1 were not known yet
 
 
+def _binary(payload: bytes) -> bytes:
+    """The frame's bytes: as the dongle's ERXUDP gives them, or as hex text (logs, `wattstream decode`)."""
+    if payload[:2] == EHD:
+        return payload
+    try:
+        return binascii.unhexlify(b"".join(payload.split()))
+    except (binascii.Error, ValueError):
+        return payload  # `parse_frame` says what is wrong with it
+
+
 def decode(payload: bytes, *, received_at: datetime, device_id: str | None, scaling: Scaling) -> Decoded:
-    """One ECHONET Lite frame → readings (zero or more) and the meter's updated scaling."""
-    frame = parse_frame(payload)
+    """One ECHONET Lite frame (binary or hex) → readings (zero or more) and the meter's updated scaling."""
+    frame = parse_frame(_binary(payload))
     if frame.seoj != SMART_METER or frame.esv not in RESPONSES:
         return Decoded([], scaling, 0)  # requests, node-profile notices (D5): nothing to record
     if not device_id:
         raise FrameError("broute frame without a device id")
-    values: dict[str, float | int] = {}
-    phases: dict[str, dict[str, float]] = {}
-    stamped: list[tuple[datetime, str, int]] = []
-    energies: list[tuple[str, int]] = []
+    acc = _Properties(scaling)
     for epc, edt in frame.properties:
         if not edt:  # Get_SNA or an empty answer: not available; a meter without D3 means 1
             if epc == 0xD3:
-                scaling = replace(scaling, coefficient=1)
+                acc.scaling = replace(acc.scaling, coefficient=1)
             continue
-        if epc == 0xD3:
-            scaling = replace(scaling, coefficient=_int(edt, 4, epc))
-        elif epc == 0xE1:
-            unit = _int(edt, 1, epc)
-            if unit not in UNITS:
-                raise UnknownField(f"E1 unit code {unit:#04x} is not defined")
-            scaling = replace(scaling, unit=unit)
-        elif epc == 0xD7:
-            scaling = replace(scaling, digits=_int(edt, 1, epc))
-        elif epc == 0xE7:
-            watts = _int(edt, 4, epc, signed=True)
-            if watts not in POWER_SENTINELS:
-                values["power_w"] = float(watts)
-        elif epc == 0xE8:
-            r, t = _int(edt[:2], 2, epc, signed=True), _int(edt[2:], 2, epc, signed=True)
-            for phase, raw in (("L1", r), ("L2", t)):
-                if (amps := _current(raw)) is not None:
-                    phases[phase] = {"current_a": amps}
-        elif epc in (0xE0, 0xE3):
-            raw = _int(edt, 4, epc)
-            if raw != NO_DATA:
-                energies.append(("energy_import_wh" if epc == 0xE0 else "energy_export_wh", raw))
-        elif epc in (0xEA, 0xEB):
-            if len(edt) != 11:
-                raise UnknownField(f"EPC {epc:02X} must have 11 bytes, got {len(edt)}: {edt.hex()}")
-            raw = int.from_bytes(edt[7:], "big")
-            when = _stamp(edt)
-            if raw != NO_DATA and when is not None:
-                stamped.append((when, "energy_import_wh" if epc == 0xEA else "energy_export_wh", raw))
+        if (handler := EPCS.get(epc)) is not None:
+            handler(edt, epc, acc)
+    scaling, values, phases, stamped = acc.scaling, acc.values, acc.phases, acc.stamped
     # scaling first (D3/E1 may come in the same frame as E0), then the energies
     unscaled = 0
-    for name, raw in energies:
+    for name, raw in acc.energies:
         if (wh := scaling.wh(raw)) is None:
             unscaled += 1
         else:

@@ -50,6 +50,7 @@ class LiveView:
         dead = ", ".join(f"{stage} {n}" for stage, n in self.dead.items()) or "0"
         lines = [f"{time.strftime('%H:%M:%S')}  readings {self.readings} ({rate:.1f}/s) → {self.sink}"
                  f"   dead letters {dead}"]
+        width = max(map(len, self.last), default=0)
         for meter_id, reading in sorted(self.last.items()):
             total = reading.total
             phases = " ".join(f"{p} {v.power_w:+.0f} W" for p, v in reading.phases.items()
@@ -57,7 +58,7 @@ class LiveView:
             power = f"{total.power_w:+8.0f} W" if total.power_w is not None else "       ? W"
             energy = (f"  in {total.energy_import_wh / 1000:.3f} kWh" if total.energy_import_wh is not None
                       else "")
-            lines.append(f"    {meter_id:<22} {power}{energy}  {phases}  @ {reading.ts:%H:%M:%S}")
+            lines.append(f"    {meter_id:<{width}} {power}{energy}  {phases}  @ {reading.ts:%H:%M:%S}")
         for site, s in sorted(self.surplus.items()):
             car = f"charging {s.phases}p {s.current_a:.0f} A ({s.power_w:.0f} W)" if s.charge else "not charging"
             lines.append(f"    site {site}: surplus {s.surplus_w:+.0f} W, {car} — {s.reason}")

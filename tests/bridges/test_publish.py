@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from bridges.publish import Publisher
-from pipeline.drivers import DRIVERS
+from pipeline.drivers import iammeter
 from pipeline.models import Reading
 from tests.frames import vectors
 
@@ -16,7 +16,7 @@ T0 = datetime(2025, 6, 21, 9, tzinfo=UTC)
 
 
 def nem_reading() -> Reading:
-    [reading] = DRIVERS["iammeter"](NEM, received_at=T0, device_id="M001")
+    [reading] = iammeter.decode(NEM, received_at=T0, device_id="M001")
     return reading
 
 
@@ -64,3 +64,18 @@ def test_a_reading_not_newer_than_the_last_published_one_is_left_out() -> None:
     assert publisher.messages(first.model_copy(update={"ts": first.ts - timedelta(seconds=1)})) == []  # late
     later = publisher.messages(first.model_copy(update={"ts": first.ts + timedelta(seconds=1)}))
     assert [topic for topic, _ in later] == ["wattstream/iammeter_M001/state", "wattstream/iammeter_M001/reading"]
+
+
+def test_a_mqtt_json_meter_gets_the_same_state_and_discovery() -> None:
+    """Discovery keys on Reading fields, not on drivers: a Shelly Pro 3EM through its preset."""
+    from tests.drivers.test_mqtt_json import captured, config, decode
+
+    power, energy = decode(captured("shelly_pro_3em.txt"), config({"preset": "shelly_pro_3em"}))
+    publisher = Publisher()
+    messages = dict(publisher.messages(power)) | dict(publisher.messages(energy.model_copy(
+        update={"ts": energy.ts + timedelta(seconds=1)})))
+    state = json.loads(messages["wattstream/mqtt_json_shellypro3em/state"])
+    assert state["WIn"] == {"value": 345628, "unit": "Wh"} and state["WOut3"] == {"value": 1247, "unit": "Wh"}
+    configs = {topic.split("/")[3] for topic in messages
+               if topic.startswith("homeassistant/sensor/wattstream_mqtt_json_shellypro3em/")}
+    assert {"PIn", "POut", "U1", "I3", "WIn", "WOut3"} <= configs

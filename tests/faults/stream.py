@@ -22,10 +22,8 @@ from datetime import UTC, datetime, timedelta
 
 from bridges.kafka import raw_headers
 from bridges.simulate import SimulatedEvn
-from pipeline.agents.decode import broute_step, evn_step, stateless
-from pipeline.app import evn_keys
 from pipeline.backtest import Backtest
-from pipeline.drivers import DRIVERS
+from pipeline.drivers import DRIVERS, Received, iammeter
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.models import Average, Reading, SurplusSignal
@@ -212,7 +210,7 @@ def _site(start: datetime, minutes: int, meters: MetersFile) -> tuple[list[Raw],
         for phase in phases:
             phase.run(10)
         if is_grid:
-            [reading] = DRIVERS["iammeter"](raw.payload, received_at=raw.received_at, device_id=raw.device)
+            [reading] = iammeter.decode(raw.payload, received_at=raw.received_at, device_id=raw.device)
             signal = on_reading(site, state, reading, "grid")
             if signal is not None:
                 decisions.append(signal)
@@ -257,15 +255,15 @@ def _broute(start: datetime, seconds: int) -> list[Raw]:
 
 
 def decode_all(raws: Iterable[Raw]) -> list[Reading]:
-    """The readings of `raws` in order, decoded with the decode agents' own steps and per-device state."""
-    steps = {"iammeter": stateless(DRIVERS["iammeter"]), "evn": evn_step(evn_keys(plant().meter)),
-             "broute": broute_step}
+    """The readings of `raws` in order, decoded with the drivers' table entries and per-device state."""
+    config = plant().driver_config()
     states: dict[tuple[str, str], bytes] = {}
     readings = []
     for raw in raws:
-        decoded, states[raw.driver, raw.device] = steps[raw.driver](
-            raw.payload, raw.received_at, raw.device, states.get((raw.driver, raw.device)) or None)
-        readings += decoded
+        decoded = DRIVERS[raw.driver].step(Received(raw.payload, raw.received_at, raw.device, raw.origin),
+                                           states.get((raw.driver, raw.device), b""), config)
+        states[raw.driver, raw.device] = decoded.state
+        readings += decoded.readings
     return readings
 
 

@@ -1,0 +1,40 @@
+"""What the drivers take from outside the payload: the meters file's keys and JSON mappings (`Config`),
+and the MQTT subscriptions that lead to a driver (`Route`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.drivers.mqtt_json import Mappings
+
+
+@dataclass(frozen=True)
+class Route:
+    """An MQTT subscription and which record key a message on it gets: the topic level `device_level`,
+    else the fixed `device`, else the topic itself."""
+
+    pattern: str
+    device_level: int | None = None
+    device: str | None = None
+
+    def matches(self, topic: str) -> bool:
+        """Whether a topic is one of this subscription's (`+` one level, a last `#` any number)."""
+        want, have = self.pattern.split("/"), topic.split("/")
+        if want[-1] == "#":
+            want, have = want[:-1], have[:len(want) - 1]
+        return len(want) == len(have) and all(w in ("+", h) for w, h in zip(want, have, strict=True))
+
+    def key(self, topic: str) -> str:
+        if self.device_level is not None:
+            return topic.split("/")[self.device_level]
+        return self.device or topic
+
+
+@dataclass(frozen=True)
+class Config:
+    keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))  # device id (upper) → AES key
+    mappings: Mappings | None = None  # the meters file's `[[mqtt_json]]` entries
