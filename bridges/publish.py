@@ -4,9 +4,13 @@ Per meter (`<id>` = the meter id with `:` as `_`, e.g. `iammeter_DA2BED94`), ret
 
 | topic | payload |
 |---|---|
-| `wattstream/<id>/state` | EVN-decoder style: `{"PIn": {"value": 366, "unit": "W"}, "WIn": {...}, ..., "ts": ...}` |
-| `wattstream/<id>/reading` | the `Reading` JSON |
-| `homeassistant/sensor/wattstream_<id>/<key>/config` | Home Assistant MQTT discovery, one sensor per key of `state` |
+| `<base>/<id>/state` | EVN-decoder style: `{"PIn": {"value": 366, "unit": "W"}, "WIn": {...}, ..., "ts": ...}` |
+| `<base>/<id>/reading` | the `Reading` JSON |
+| `<prefix>/sensor/wattstream_<id>/<key>/config` | Home Assistant MQTT discovery, one sensor per key of `state` |
+
+`<base>` is `wattstream` and `<prefix>` `homeassistant` unless `WATTSTREAM_PUBLISH_BASE_TOPIC` /
+`_DISCOVERY_PREFIX` say otherwise; a meter's `state_topic` in the meters file replaces its state topic
+(someone replacing the classic EVN decoder keeps `sensors/smartmeter/values` and the flows on it).
 
 Keys: `PIn`/`POut` (W, import/export of the total power), `WIn`/`WOut` (Wh), `QIn`/`QOut` (varh),
 `U`, `I`, `P` (total voltage, current, signed power), `PF`, `f` (Hz), `Q` (var), `S` (VA) and per phase
@@ -33,8 +37,6 @@ from pipeline.models import Reading, Values
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DISCOVERY_PREFIX = "homeassistant"
 
 # Values field → (key, unit, Home Assistant device_class, state_class)
 _FIELDS: dict[str, tuple[str, str, str, str]] = {
@@ -84,7 +86,8 @@ def state(reading: Reading) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def discovery(reading: Reading, key: str, meta: tuple[str, str, str]) -> tuple[str, bytes]:
+def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topic: str,
+              prefix: str) -> tuple[str, bytes]:
     """The Home Assistant discovery topic and config of one sensor of a meter."""
     node = node_id(reading.meter_id)
     unit, device_class, state_class = meta
@@ -92,7 +95,7 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str]) -> tuple[s
         "name": key,
         "unique_id": f"wattstream_{node}_{key}",
         "object_id": f"wattstream_{node}_{key}",
-        "state_topic": f"wattstream/{node}/state",
+        "state_topic": state_topic,
         "value_template": f"{{{{ value_json['{key}'].value }}}}",
         "state_class": state_class,
         "device": {"identifiers": [f"wattstream_{node}"], "name": reading.meter_id,
@@ -102,7 +105,7 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str]) -> tuple[s
         config["unit_of_measurement"] = unit
     if device_class:
         config["device_class"] = device_class
-    return f"{DISCOVERY_PREFIX}/sensor/wattstream_{node}/{key}/config", json.dumps(config).encode()
+    return f"{prefix}/sensor/wattstream_{node}/{key}/config", json.dumps(config).encode()
 
 
 @dataclass
@@ -113,8 +116,16 @@ class Publisher:
     late, would otherwise show an older counter after a newer one — Home Assistant takes a
     `total_increasing` value that goes back for a meter reset and counts the whole register again."""
 
+    base: str = "wattstream"
+    discovery_prefix: str = "homeassistant"
+    state_topics: dict[str, str] = field(default_factory=dict)  # meter id → its own state topic
     announced: dict[str, set[str]] = field(default_factory=dict)
     latest: dict[str, datetime] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Publisher:
+        return cls(settings.publish.base_topic, settings.publish.discovery_prefix,
+                   {m.meter_id: m.state_topic for m in settings.plant().meter if m.state_topic})
 
     def messages(self, reading: Reading) -> list[tuple[str, bytes]]:
         last = self.latest.get(reading.meter_id)
@@ -122,16 +133,18 @@ class Publisher:
             return []
         self.latest[reading.meter_id] = reading.ts
         node = node_id(reading.meter_id)
+        state_topic = self.state_topics.get(reading.meter_id) or f"{self.base}/{node}/state"
         known = self.announced.setdefault(reading.meter_id, set())
-        out = [discovery(reading, key, meta) for key, (_, meta) in quantities(reading).items() if key not in known]
+        out = [discovery(reading, key, meta, state_topic, self.discovery_prefix)
+               for key, (_, meta) in quantities(reading).items() if key not in known]
         known.update(quantities(reading))
-        out.append((f"wattstream/{node}/state", state(reading)))
-        out.append((f"wattstream/{node}/reading", reading.to_json()))
+        out.append((state_topic, state(reading)))
+        out.append((f"{self.base}/{node}/reading", reading.to_json()))
         return out
 
 
 async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
-    publisher, client = Publisher(), publishing_client(settings.mqtt, "publish")
+    publisher, client = Publisher.of(settings), publishing_client(settings.mqtt, "publish")
     consumer = await follow(settings.kafka.connection(), topics.READINGS, settings.kafka.partitions,
                             settings.worker.fetch_wait_ms)
     log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from Crypto.Cipher import AES
 
 from bridges.mqtt import new_client
-from bridges.simulate_mqtt_json import MQTT_JSON_METERS_TOML, SimulatedOpenDtu, SimulatedShellyPro3em
+from bridges.simulated_devices import MQTT_JSON_METERS_TOML, SimulatedOpenDtu, SimulatedP1, SimulatedShellyPro3em
 from pipeline.settings import DEFAULT_TOPICS, MqttSettings
 
 
@@ -240,8 +240,9 @@ def default_adw300() -> list[SimulatedAdw300]:
 
 
 def run_simulator(settings: MqttSettings, interval: float, stop_after: float | None = None) -> None:
-    """Every simulated meter (IAMMETER, Acrel, EVN, Shelly, OpenDTU, the PV site) publishing every `interval` seconds;
-    the site's car follows `wattstream/<site>/surplus`. With the stack's MQTT account where one is set."""
+    """Every simulated meter (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR P1, the PV site) publishing every
+    `interval` seconds; the site's car follows `wattstream/<site>/surplus`. With the stack's MQTT account where
+    one is set."""
     site = SimulatedSite()
     client = new_client(settings, "wattstream-simulator")
     client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPICS["wattstream"].format(site=site.name), qos=1)
@@ -250,7 +251,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
     client.connect_async(settings.host, settings.port)
     client.loop_start()
     iammeters, acrels, evn = [*default_meters(), *site.meters], default_adw300(), SimulatedEvn()
-    json_devices = (SimulatedShellyPro3em(), SimulatedOpenDtu())
+    more_devices = (SimulatedShellyPro3em(), SimulatedOpenDtu(), SimulatedP1())
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
@@ -263,7 +264,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
                 for payload in acrel.payloads(stamp, now - last):
                     client.publish(acrel.topic, payload, qos=1)
             client.publish(evn.topic, evn.payload(stamp, now - last), qos=1)
-            for device in json_devices:
+            for device in more_devices:
                 for topic, payload in device.messages(stamp, now - last):
                     client.publish(topic, payload, qos=1)
             last = now

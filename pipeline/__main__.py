@@ -4,6 +4,7 @@
     wattstream worker              the Faust worker (decode, sinks)
     wattstream bridge mqtt         MQTT → Kafka
     wattstream bridge serial --port P   serial line sensors → Kafka
+    wattstream bridge p1 --port P       a DSMR P1 port (serial, or tcp://HOST:PORT of a network dongle) → Kafka
     wattstream bridge broute --port P   Wi-SUN dongle (B-route meter) → Kafka
     wattstream charger             power.surplus → the chargers of the meters file, over MQTT
     wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
@@ -27,71 +28,12 @@ import sys
 # few seconds) it would end the process, as `wattstream run` sends it to all its children
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
-from datetime import UTC, datetime  # noqa: E402
+from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pipeline.settings import Settings  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _decode(settings: Settings, args: argparse.Namespace) -> int:
-    """One payload per line (`--topics`: `<topic> <payload>`, as `mosquitto_sub -v` prints) through the
-    driver's table entry, each device's state carried from line to line as the worker carries it."""
-    from pipeline.drivers import DRIVERS, Config, Received, evn, mqtt_json, routes
-    from pipeline.errors import IngestError
-    from pipeline.settings import load_meters
-
-    try:
-        config = (load_meters(Path(args.meters)) if args.meters else settings.plant()).driver_config()
-        if args.preset:
-            config = Config(config.keys, mqtt_json.Mappings.of((mqtt_json.JsonMapping(preset=args.preset),)))
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.key:
-        try:
-            key = bytes.fromhex(args.key)
-        except ValueError:
-            key = b""
-        if len(key) != 16:
-            print("--key takes 32 hex digits", file=sys.stderr)
-            return 2
-        config = Config({evn.ANY_METER: key}, config.mappings)
-    driver = DRIVERS[args.driver]
-    subscribed = [route for name, route in routes(config).values() if name == args.driver]
-    states: dict[str | None, bytes] = {}
-    failed = skipped = 0
-    for number, line in enumerate(sys.stdin.buffer, start=1):
-        payload, topic, device = line.strip(), args.topic or "", args.device
-        if not payload:
-            continue
-        if args.topics:
-            topic_bytes, _, payload = payload.partition(b" ")
-            topic = topic_bytes.decode("utf-8", "replace")
-        route = next((route for route in subscribed if route.matches(topic)), None) if topic else None
-        if args.topics and subscribed and route is None:
-            skipped += 1  # the bridge does not subscribe it
-            continue
-        if device is None and route is not None:
-            device = route.key(topic)
-        try:
-            decoded = driver.step(Received(payload, datetime.now(UTC), device, topic), states.get(device, b""), config)
-        except IngestError as exc:
-            failed += 1
-            print(f"line {number}: {exc.stage} error: {exc}", file=sys.stderr)
-            if not driver.keep_state_on_error:
-                states.pop(device, None)
-            continue
-        states[device] = decoded.state
-        if decoded.notice:
-            print(f"line {number}: {decoded.notice}", file=sys.stderr)
-        for reading in decoded.readings:
-            sys.stdout.write(reading.to_json().decode() + "\n")
-    sys.stdout.flush()
-    if skipped:
-        print(f"{skipped} line(s) on topics the bridge does not subscribe for {args.driver}: left out", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _worker(settings: Settings) -> int:
@@ -127,7 +69,7 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
 
     producer = RawProducer(settings.kafka.connection(), settings.kafka.partitions)
     spool = None
-    if args.kind in ("broute", "serial") and args.port:
+    if args.kind != "mqtt" and args.port:
         from bridges.spool import Spool
 
         spool_dir = args.spool or settings.files.dir / "spool" / f"{args.kind}-{Path(args.port).name}"
@@ -142,14 +84,16 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
         assert spool is not None
         _run_until_signal(lambda stop: run_broute_bridge(session, producer, spool, settings.broute.device, args.port,
                                                          stop))
-    elif args.kind == "serial":
+    elif args.kind in ("serial", "p1"):
         if not args.port:
-            print("bridge serial needs --port", file=sys.stderr)
+            print(f"bridge {args.kind} needs --port", file=sys.stderr)
             return 2
-        from bridges.serial_lines import SerialLineBridge
+        from bridges.stream import Port, StreamBridge
 
         assert spool is not None
-        _run_until_signal(SerialLineBridge(args.port, args.baud, args.device, producer, spool).run)
+        port = Port(args.port, args.baud, 7 if args.framing == "7E1" else 8, "E" if args.framing == "7E1" else "N")
+        _run_until_signal(StreamBridge("lines" if args.kind == "serial" else "dsmr", port, args.device, producer,
+                                       spool).run)
     else:
         from bridges.mqtt import MqttBridge
 
@@ -301,12 +245,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="start a new embedded Kafka from a snapshot when Tansu holds more than this (MB)")
     sub.add_parser("worker", help="the Faust worker")
     bridge = sub.add_parser("bridge", help="an edge bridge")
-    bridge.add_argument("kind", choices=["mqtt", "serial", "broute"])
-    bridge.add_argument("--port", help="serial, broute: the port (/dev/ttyUSB0)")
-    bridge.add_argument("--baud", type=int, default=115200, help="serial: baud rate")
-    bridge.add_argument("--device", help="serial: the device name used as the Kafka key (default: the port)")
-    bridge.add_argument("--spool", help="serial, broute: spool directory (default: <files dir>/spool/<kind>-<port>)")
-    bridge.add_argument("--spool-max-mb", type=int, default=100, help="serial, broute: spool bound in MiB")
+    bridge.add_argument("kind", choices=["mqtt", "serial", "p1", "broute"])
+    bridge.add_argument("--port", help="serial, p1, broute: the port (/dev/ttyUSB0); p1 also tcp://HOST:PORT "
+                        "(a network P1 dongle serving the raw telegrams)")
+    bridge.add_argument("--baud", type=int, default=115200, help="serial, p1: baud rate (DSMR 2.2/3: 9600)")
+    bridge.add_argument("--framing", choices=["8N1", "7E1"], default="8N1",
+                        help="serial, p1: character format (DSMR 2.2/3: 7E1)")
+    bridge.add_argument("--device", help="serial, p1: the device name used as the Kafka key (default: the port)")
+    bridge.add_argument("--spool", help="serial, p1, broute: spool directory "
+                        "(default: <files dir>/spool/<kind>-<port>)")
+    bridge.add_argument("--spool-max-mb", type=int, default=100, help="serial, p1, broute: spool bound in MiB")
     sub.add_parser("charger", help="drive the chargers of the meters file from power.surplus")
     sub.add_parser("publish", help="republish readings on MQTT, with Home Assistant discovery")
     simulate = sub.add_parser("simulate", help="simulated meters and a PV site with a car, publishing to MQTT")
@@ -349,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     if args.command == "decode":
-        return _decode(settings, args)
+        from pipeline.commands.decode import run_decode
+
+        return run_decode(settings, args)
     logging.basicConfig(level=settings.worker.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger(__name__).debug("settings: %s", settings)  # SecretStr values print masked
     if settings.worker.log_level != "debug":  # aiokafka logs every retry while Kafka is away

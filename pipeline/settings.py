@@ -64,6 +64,14 @@ class BrouteSettings(Section):
     silence_timeout: float = 600.0  # no frame for this long: start the session again
 
 
+class PublishSettings(Section):
+    """`wattstream publish`: where readings go out on MQTT (a meter's own state topic: `state_topic` in
+    the meters file)."""
+
+    base_topic: str = "wattstream"  # <base>/<meter>/state and /reading
+    discovery_prefix: str = "homeassistant"  # Home Assistant's MQTT discovery prefix
+
+
 class WindowSettings(Section):
     """DESIGN §4: the debounce interval, the averaging window and its grace period (seconds)."""
 
@@ -104,6 +112,7 @@ class Meter(Section):
     role: Role = "other"
     site: str = "home"
     key: SecretStr | None = None  # EVN decryption key (hex; `device` = the system title)
+    state_topic: str | None = None  # `wattstream publish`: this meter's state here (default <base>/<meter>/state)
     # Plausibility limits: a reading beyond them (or a register rising faster than this power could
     # count) is implausible and goes to the dead letters instead of the sinks.
     max_power_w: float = Field(default=50_000.0, gt=0)  # active, apparent and reactive, total and per phase
@@ -238,6 +247,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     windows: WindowSettings = WindowSettings()
     broute: BrouteSettings = BrouteSettings()
+    publish: PublishSettings = PublishSettings()
     meters_file: Path | None = None
 
     @property

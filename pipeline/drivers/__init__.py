@@ -13,17 +13,17 @@ serial or Kafka here, so every driver runs in a plain unit test and in `wattstre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from pipeline.drivers import adw300, echonet, evn, iammeter, lines, mqtt_json, reading
+from pipeline.drivers import adw300, dsmr, echonet, evn, iammeter, lines, mqtt_json, reading
 from pipeline.drivers.config import Config, Route
 from pipeline.models import Reading
 
-__all__ = ["DRIVERS", "Config", "Decoded", "Driver", "Received", "Route", "routes"]
+__all__ = ["DRIVERS", "Config", "Decoded", "Driver", "Framer", "Received", "Route", "routes"]
 
 
 class Received(NamedTuple):
@@ -42,11 +42,16 @@ class Decoded(NamedTuple):
 Step = Callable[[Received, bytes, Config], Decoded]
 
 
+class Framer(Protocol):
+    def feed(self, chunk: bytes) -> Iterator[bytes]: ...
+
+
 @dataclass(frozen=True)
 class Driver:
     step: Step
     keep_state_on_error: bool = False  # after a dead letter: keep the state (B-route scaling) or forget it
     routes: tuple[Route, ...] = ()  # MQTT subscriptions the bridge forwards to this driver's raw topic
+    framer: Callable[[], Framer] | None = None  # cuts a byte stream (serial, TCP, stdin) into payloads
 
 
 def _stateless(decode: Callable[..., list[Reading]]) -> Step:
@@ -67,6 +72,11 @@ def _broute(received: Received, state: bytes, _config: Config) -> Decoded:
     return Decoded(decoded.readings, decoded.scaling.to_json(), notice)
 
 
+def _dsmr(received: Received, _state: bytes, config: Config) -> Decoded:
+    return Decoded(dsmr.decode(received.payload, received_at=received.at, device_id=received.device,
+                               keys=config.keys))
+
+
 def _mqtt_json(received: Received, state: bytes, config: Config) -> Decoded:
     return Decoded(*mqtt_json.decode(received.payload, received_at=received.at, device_id=received.device,
                                      topic=received.origin, state=state, mappings=config.mappings))
@@ -74,14 +84,17 @@ def _mqtt_json(received: Received, state: bytes, config: Config) -> Decoded:
 
 # Subscription → driver: IAMMETER publishes on device/<SN>/realtime (IAMMETER/appstore docs); Acrel ADW3xx
 # on platform/<vendor>/meter/json-v2/analog/<group>, the device id inside the payload (ADW3xx PDF); EVN P1
-# readers (ESP8266) on sensors/smartmeter, the meter known by the system title in the frame. `mqtt_json`
-# subscribes what the meters file's mappings name.
+# readers (ESP8266) on sensors/smartmeter, the meter known by the system title in the frame; P1 readers that
+# publish the raw DSMR telegram on `dsmr` (schnef/dsmr-mqtt) or `dsmr/<device>`. `mqtt_json` subscribes what
+# the meters file's mappings name.
 DRIVERS: Mapping[str, Driver] = MappingProxyType({
     iammeter.DRIVER: Driver(_stateless(iammeter.decode), routes=(Route("device/+/realtime", device_level=1),)),
     adw300.DRIVER: Driver(_stateless(adw300.decode), routes=(Route("platform/+/meter/json-v2/analog/+"),)),
     evn.DRIVER: Driver(_evn, routes=(Route("sensors/smartmeter"),)),
     echonet.DRIVER: Driver(_broute, keep_state_on_error=True),  # `wattstream bridge broute`
-    lines.DRIVER: Driver(_stateless(lines.decode)),  # `wattstream bridge serial`
+    dsmr.DRIVER: Driver(_dsmr, routes=(Route("dsmr", device="dsmr"), Route("dsmr/+", device_level=1)),
+                        framer=dsmr.TelegramFramer),  # and `wattstream bridge p1`
+    lines.DRIVER: Driver(_stateless(lines.decode), framer=lines.LineFramer),  # `wattstream bridge serial`
     reading.DRIVER: Driver(_stateless(reading.decode)),  # produced to Kafka by other programs
     mqtt_json.DRIVER: Driver(_mqtt_json, keep_state_on_error=True),
 })

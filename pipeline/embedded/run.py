@@ -250,8 +250,8 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
         loop.call_later(duration, stopping)
     children.start("simulator")
     kafka.start_clients(children)
-    print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, a PV site with a car; "
-          f"line sensor and Wi-SUN dongle on ptys) up; logs in {logs}/", flush=True)
+    print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR P1, a PV site "
+          f"with a car; line sensor and Wi-SUN dongle on ptys) up; logs in {logs}/", flush=True)
     print("Ctrl-C stops; kill -USR1 toggles debug logs, kill -USR2 rotates Kafka", flush=True)
     shown = asyncio.create_task(show(view, children.exited, stop))
     watching = asyncio.create_task(watch(kafka.server.address, view))

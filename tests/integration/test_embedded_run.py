@@ -62,6 +62,7 @@ def test_run_shows_readings_writes_the_daily_file_rotates_kafka_and_goes_on_afte
         wait_output(proc, "iammeter:5A1E0003", 90, seen)  # the three-phase simulated meter, live
         wait_output(proc, "mqtt_json:shellypro3em-c8f09e8a1b2c", 30, seen)  # a JSON preset (Shelly Pro 3EM)
         wait_output(proc, "mqtt_json:114182912345", 30, seen)  # a one-value-per-topic preset (OpenDTU)
+        wait_output(proc, "dsmr:SIM0000000000001", 30, seen)  # a DSMR 5 meter behind an ESP P1 reader
         wait_output(proc, "site demo: surplus", 60, seen)  # the PV site's decisions, live
         deadline = time.monotonic() + 40
         while not list((tmp_path / "data").glob("sum2*-wattstream.txt")) and time.monotonic() < deadline:
@@ -118,7 +119,8 @@ def check_output_and_files(tmp_path: Path, output: str) -> None:
     assert meters == {"iammeter:5A1E0001", "iammeter:5A1E0003", "adw300:20201998111433", "adw300:ADW310SIM01",
                       "evn:4B464D5349000001", "lines:garden", "broute:sim-jp",
                       "iammeter:5A1E00G1", "iammeter:5A1E00P1", "iammeter:5A1E00C1",
-                      "mqtt_json:shellypro3em-c8f09e8a1b2c", "mqtt_json:114182912345"}
+                      "mqtt_json:shellypro3em-c8f09e8a1b2c", "mqtt_json:114182912345",
+                      "dsmr:SIM0000000000001", "dsmr:SIM0000000000001-gas"}
     assert any(",L3.power_w," in line for line in lines)
     assert any("adw300:20201998111433,temperature_l1_c," in line for line in lines)
     assert any("evn:4B464D5349000001,energy_import_wh," in line for line in lines)
@@ -126,6 +128,7 @@ def check_output_and_files(tmp_path: Path, output: str) -> None:
     assert any("broute:sim-jp,energy_import_wh," in line for line in lines)
     assert any("mqtt_json:shellypro3em-c8f09e8a1b2c,L2.energy_export_wh," in line for line in lines)
     assert any("mqtt_json:114182912345,dc2_power_w," in line for line in lines)
+    assert any("dsmr:SIM0000000000001-gas,volume_m3," in line for line in lines)
     date, clock = lines[0].split(",")[0].split(" ")
     assert daily.name.startswith(date.replace("/", "")) and len(clock) == 8
 

@@ -1,5 +1,7 @@
 """MQTT out through the real parts: a raw IAMMETER payload on Kafka → worker → `meter.readings` →
-`wattstream publish` → mosquitto → a Home Assistant-style subscriber sees discovery and state."""
+`wattstream publish` → mosquitto → a Home Assistant-style subscriber sees discovery and state; and a
+Shelly Pro 3EM the meters file maps (`mqtt_json` preset) all the way from its MQTT messages, published
+on the installation's own topics."""
 
 from __future__ import annotations
 
@@ -13,20 +15,21 @@ import paho.mqtt.client as mqtt
 
 from pipeline import topics
 from tests.conftest import Stack
-from tests.frames import iammeter_stream
-from tests.kafka import produce
+from tests.frames import FRAMES, iammeter_stream
+from tests.kafka import deadletters, produce
+from tests.mqtt import publish_all
 
 
 class Subscriber:
     """What a Home Assistant instance would see: everything under `homeassistant/` and `wattstream/`."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, subscriptions: tuple[str, ...] = ("homeassistant/#", "wattstream/#")) -> None:
         self.seen: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ha-{time.monotonic_ns()}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("homeassistant/#", 1), ("wattstream/#", 1)])
+        self.client.subscribe([(topic, 1) for topic in subscriptions])
         self.client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
@@ -72,3 +75,36 @@ def test_home_assistant_sees_discovery_and_state(stack: Stack) -> None:
         later.wait_for("homeassistant/sensor/wattstream_iammeter_M000/P3/config", timeout=5)
     finally:
         later.close()
+
+
+def test_a_mapped_mqtt_json_meter_end_to_end_on_the_installations_own_topics(stack: Stack) -> None:
+    meters = stack.workdir / "meters.toml"
+    meters.write_text('[[mqtt_json]]\npreset = "shelly_pro_3em"\n\n'
+                      '[[meter]]\ndriver = "mqtt_json"\ndevice = "shellypro3em"\nstate_topic = "home/shelly/values"\n')
+    stack.env |= {"WATTSTREAM_METERS_FILE": str(meters), "WATTSTREAM_PUBLISH_BASE_TOPIC": "energy",
+                  "WATTSTREAM_PUBLISH_DISCOVERY_PREFIX": "ha"}
+    publish = stack.start("publish", "publish")
+    stack.start_pipeline()
+    publish.wait_for("publishing meter.readings")
+    live = Subscriber(stack.mosquitto.port, ("ha/#", "energy/#", "home/#"))
+    try:
+        lines = (FRAMES / "mqtt_json" / "shelly_pro_3em.txt").read_bytes().splitlines()
+        em, emdata = ((topic.decode(), payload) for topic, _, payload in (line.partition(b" ") for line in lines))
+        publish_all(stack.mosquitto.port, [em, ("shellypro3em/status/em:0", b'{"id":0,"total_current":1.0}')])
+        power = json.loads(live.wait_for("home/shelly/values"))
+        assert power["PIn"] == {"value": 594.006, "unit": "W"} and power["U3"] == {"value": 231.4, "unit": "V"}
+        publish_all(stack.mosquitto.port, [emdata])
+        deadline = time.monotonic() + 30
+        while "WIn" not in json.loads(live.wait_for("home/shelly/values")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert json.loads(live.wait_for("home/shelly/values"))["WOut3"] == {"value": 1247, "unit": "Wh"}
+        config = json.loads(live.wait_for("ha/sensor/wattstream_mqtt_json_shellypro3em/WIn/config"))
+        assert config["state_topic"] == "home/shelly/values" and config["device_class"] == "energy"
+        live.wait_for("energy/mqtt_json_shellypro3em/reading")
+        assert not [t for t in live.seen if t.startswith(("homeassistant/", "wattstream/"))]
+    finally:
+        live.close()
+    [(value, headers)] = asyncio.run(deadletters(stack.tansu.address, b"shellypro3em"))
+    assert value == b'{"id":0,"total_current":1.0}'
+    assert (headers[topics.H_STAGE], headers[topics.H_REASON]) == (b"decode", b"missing_field")
+    assert b"no value at total_act_power" in headers[topics.H_ERROR]

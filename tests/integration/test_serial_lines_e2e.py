@@ -38,7 +38,7 @@ def test_lines_reach_influxdb_and_survive_a_replug(stack: Stack) -> None:
     arduino = SimulatedArduino(stack.workdir / "ttyUSB0")
     worker = stack.start("worker", "worker")
     bridge = stack.start("serial", "bridge", "serial", "--port", str(arduino.link), "--device", "bench1")
-    bridge.wait_for("reading line sensors on")
+    bridge.wait_for(f"reading {arduino.link} at")
     worker.wait_for("Worker]: Ready")
 
     arduino.send("# boot message\r\ngreenhouse,temperature_c,21")
@@ -50,13 +50,13 @@ def test_lines_reach_influxdb_and_survive_a_replug(stack: Stack) -> None:
     assert by_meter["lines:shed"]["humidity_pct"] == 40.5 and by_meter["lines:shed"]["power_w"] == 12
 
     arduino.unplug()
-    bridge.wait_for("re-opening", timeout=30)
+    bridge.wait_for("opening it again", timeout=30)
     time.sleep(1)
     arduino.plug()
     deadline = time.monotonic() + 60
-    while bridge.output().count("reading line sensors on") < 2 and time.monotonic() < deadline:
+    while bridge.output().count(f"reading {arduino.link} at") < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert bridge.output().count("reading line sensors on") == 2, bridge.output()
+    assert bridge.output().count(f"reading {arduino.link} at") == 2, bridge.output()
     arduino.send("greenhouse,temperature_c,22.25\n")
     rows = influx.wait_rows("SELECT temperature_c FROM readings WHERE meter = 'lines:greenhouse'", count=2)
     assert [row["temperature_c"] for row in rows] == [21.5, 22.25]
@@ -70,7 +70,7 @@ def test_lines_read_while_kafka_is_down_and_across_a_bridge_restart_all_arrive(s
     stack.tansu.stop()  # the link is down from the start
     spool_args = ["--spool", str(stack.workdir / "spool")]
     first = stack.start("serial1", "bridge", "serial", "--port", str(arduino.link), "--device", "pi", *spool_args)
-    first.wait_for("reading line sensors on")
+    first.wait_for(f"reading {arduino.link} at")
     arduino.send("".join(f"pi,counter,{i}\n" for i in range(5)))
     deadline = time.monotonic() + 20
     while sum(p.stat().st_size for p in (stack.workdir / "spool").glob("*.seg")) < 5 * 40 and \
@@ -78,7 +78,7 @@ def test_lines_read_while_kafka_is_down_and_across_a_bridge_restart_all_arrive(s
         time.sleep(0.2)
     assert first.stop() == 0  # a restart of the bridge while Kafka is still away
     second = stack.start("serial2", "bridge", "serial", "--port", str(arduino.link), "--device", "pi", *spool_args)
-    second.wait_for("reading line sensors on")
+    second.wait_for(f"reading {arduino.link} at")
     arduino.send("".join(f"pi,counter,{i}\n" for i in range(5, 8)))
     time.sleep(1)
 

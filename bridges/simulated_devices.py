@@ -1,6 +1,7 @@
-"""Simulated devices of the `mqtt_json` presets, publishing as the real ones do: a Shelly Pro 3EM (JSON
-status of `em:0` and `emdata:0` under its device id) and a Hoymiles inverter behind OpenDTU (one number
-per topic under `solar/<serial>/`)."""
+"""More simulated devices, publishing as the real ones do: a Shelly Pro 3EM (JSON status of `em:0` and
+`emdata:0` under its device id) and a Hoymiles inverter behind OpenDTU (one number per topic under
+`solar/<serial>/`), both through `mqtt_json` presets; a Dutch DSMR 5 meter behind an ESP P1 reader that
+publishes each raw telegram on `dsmr/<device>`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from dsmr_parser.parsers import TelegramParser
 
 Message = tuple[str, bytes]
 
@@ -73,6 +77,43 @@ class SimulatedOpenDtu:
                   "0/powerfactor": "1.000", "0/temperature": f"{35 + self._rng.gauss(0, 0.5):.1f}",
                   "1/power": f"{dc[0]:.1f}", "2/power": f"{dc[1]:.1f}"}
         return [(f"solar/{self.serial}/{suffix}", value.encode()) for suffix, value in values.items()]
+
+
+@dataclass
+class SimulatedP1:
+    """A DSMR 5 meter with gas, its telegram (CRC16 included) published raw by an ESP reader."""
+
+    device: str = "meterkast"
+    equipment: str = "SIM0000000000001"
+    seed: int = 51
+    import_wh: list[float] = field(default_factory=lambda: [1_581_123.0, 1_435_706.0])
+    gas_m3: float = 981.443
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._last = ""
+
+    def messages(self, now: datetime, dt_s: float) -> list[Message]:
+        """At most one telegram a second, as a DSMR 5 meter sends them (its clock has whole seconds)."""
+        local = now.astimezone(ZoneInfo("Europe/Amsterdam"))
+        clock = local.strftime("%y%m%d%H%M%S") + ("S" if local.dst() else "W")
+        if clock == self._last:
+            return []
+        self._last = clock
+        kw = [max(0.0, 0.15 + 0.1 * math.sin(now.timestamp() / 500 + i) + self._rng.gauss(0, 0.01)) for i in range(3)]
+        self.import_wh[1] += sum(kw) * 1000 * dt_s / 3600
+        self.gas_m3 += 0.0001 * dt_s
+        lines = ["/ISk5\\2MT382-1000", "", "1-3:0.2.8(50)", f"0-0:1.0.0({clock})",
+                 f"0-0:96.1.1({self.equipment.encode().hex().upper()})",
+                 *(f"1-0:1.8.{t + 1}({self.import_wh[t] / 1000:010.3f}*kWh)" for t in range(2)),
+                 "1-0:2.8.1(000000.000*kWh)", "1-0:2.8.2(000000.000*kWh)", "0-0:96.14.0(0002)",
+                 f"1-0:1.7.0({sum(kw):06.3f}*kW)", "1-0:2.7.0(00.000*kW)",
+                 *(f"1-0:{32 + 20 * i}.7.0({230 + self._rng.gauss(0, 1):05.1f}*V)" for i in range(3)),
+                 *(f"1-0:{21 + 20 * i}.7.0({kw[i]:06.3f}*kW)" for i in range(3)),
+                 "0-1:24.1.0(003)", f"0-1:96.1.0({b'GAS0001'.hex().upper()})",
+                 f"0-1:24.2.1({clock})({self.gas_m3:09.3f}*m3)", "!"]
+        text = "\r\n".join(lines)
+        return [(f"dsmr/{self.device}", f"{text}{TelegramParser.crc16(text):04X}\r\n".encode())]
 
 
 MQTT_JSON_METERS_TOML = '[[mqtt_json]]\npreset = "shelly_pro_3em"\n\n[[mqtt_json]]\npreset = "opendtu"\n'

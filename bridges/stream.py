@@ -1,0 +1,109 @@
+"""Byte stream → Kafka for the drivers that frame a stream (`Driver.framer`): line sensors on a serial
+port (`wattstream bridge serial`), DSMR P1 ports on a serial port or behind a network dongle that serves
+the raw telegrams on a TCP port, ser2net-style (`wattstream bridge p1`). The stream is cut into payloads
+by the driver's framer (garbage and split reads survive it) and each payload is produced unchanged to
+`meter.raw.<driver>` (key = the configured device name, else the port; origin = the port).
+
+Reconnect is outside the read loop: an unplugged or vanished port, or a dropped TCP connection
+(SerialException/OSError), is closed and opened again with back-off (1 s … 30 s). Every payload goes
+through the on-disk spool (`bridges/spool.py`), so a Kafka outage or a bridge restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import serial
+
+from bridges.kafka import RawProducer
+from bridges.spool import Record, Spool, deliver_spool, stop_sender
+from pipeline.drivers import DRIVERS
+
+log = logging.getLogger(__name__)
+READ_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Port:
+    """A serial device (`/dev/ttyUSB0`) at a baud rate and character format, or `tcp://host:port`."""
+
+    name: str
+    baudrate: int = 115200
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E"] = "N"
+
+    @property
+    def tcp(self) -> tuple[str, int] | None:
+        if not self.name.startswith("tcp://"):
+            return None
+        host, _, port = self.name.removeprefix("tcp://").rpartition(":")
+        return host, int(port)
+
+
+async def _serial_chunks(port: Port, stop: asyncio.Event) -> AsyncIterator[bytes]:
+    device = await asyncio.to_thread(serial.Serial, port.name, port.baudrate, bytesize=port.bytesize,
+                                     parity=port.parity, timeout=0.5)
+    log.info("reading %s at %d baud %d%s1", port.name, port.baudrate, port.bytesize, port.parity)
+    try:
+        while not stop.is_set():
+            yield await asyncio.to_thread(device.read, max(1, device.in_waiting))
+    finally:
+        device.close()
+
+
+async def _tcp_chunks(address: tuple[str, int], stop: asyncio.Event) -> AsyncIterator[bytes]:
+    reader, writer = await asyncio.open_connection(*address)
+    log.info("reading tcp://%s:%d", *address)
+    try:
+        while not stop.is_set():
+            try:
+                chunk = await asyncio.wait_for(reader.read(READ_BYTES), timeout=0.5)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ConnectionResetError("the dongle closed the connection")
+            yield chunk
+    finally:
+        writer.close()
+
+
+class StreamBridge:
+    def __init__(self, driver: str, port: Port, device: str | None, producer: RawProducer, spool: Spool) -> None:
+        framer = DRIVERS[driver].framer
+        if framer is None:
+            raise ValueError(f"driver {driver} reads no byte stream")
+        self._driver, self._framer, self._port = driver, framer, port
+        self._key = device or port.name
+        self._producer = producer
+        self._spool = spool
+
+    async def _read(self, stop: asyncio.Event) -> None:
+        framer = self._framer()
+        tcp = self._port.tcp
+        chunks = _tcp_chunks(tcp, stop) if tcp else _serial_chunks(self._port, stop)
+        async for chunk in chunks:
+            for payload in framer.feed(chunk):
+                self._spool.append(Record(self._driver, self._key, self._port.name, datetime.now(UTC), payload))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sender = asyncio.create_task(deliver_spool(self._spool, self._producer, [self._driver], stop))
+        delay = 1.0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._read(stop)
+                    delay = 1.0
+                except (serial.SerialException, OSError) as exc:
+                    log.warning("%s: %s; opening it again in %.0fs", self._port.name, exc, delay)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    except TimeoutError:
+                        pass
+                    delay = min(delay * 2, 30.0)
+        finally:
+            await stop_sender(sender)

@@ -1,0 +1,89 @@
+"""`wattstream decode DRIVER`: payloads on stdin → Reading JSON lines on stdout, through the driver's
+entry of the driver table as the worker uses it (each device's state carried from payload to payload).
+
+Input: one payload per line; `--topics`: `<topic> <payload>` per line, as `mosquitto_sub -v` prints it
+(the device id then comes from the topic as the MQTT bridge takes it, and topics the bridge would not
+subscribe for the driver are left out); a driver with a framer (DSMR telegrams, line sensors) reads
+stdin as the byte stream its port would give. Errors go to stderr, one line each; exit status 1 if
+there were any, 2 for a configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.drivers import DRIVERS, Config, Driver, Received, evn, mqtt_json, routes
+from pipeline.errors import IngestError
+from pipeline.settings import Settings, load_meters
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> Config:
+    config = (load_meters(Path(args.meters)) if args.meters else settings.plant()).driver_config()
+    if args.preset:
+        config = Config(config.keys, mqtt_json.Mappings.of((mqtt_json.JsonMapping(preset=args.preset),)))
+    if args.key:
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            key = b""
+        if len(key) != 16:
+            raise ValueError("--key takes 32 hex digits")
+        config = Config({evn.ANY_METER: key}, config.mappings)
+    return config
+
+
+def _payloads(args: argparse.Namespace, driver: Driver) -> Iterator[tuple[str, str, bytes]]:
+    """(where in the input, MQTT topic, payload) of each payload on stdin."""
+    if driver.framer is not None and not args.topics:
+        framer = driver.framer()
+        number = 0
+        for chunk in iter(lambda: sys.stdin.buffer.read1(1 << 16), b""):
+            for payload in framer.feed(chunk):
+                number += 1
+                yield f"payload {number}", args.topic or "", payload
+        return
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        payload, topic = line.strip(), args.topic or ""
+        if args.topics:
+            topic_bytes, _, payload = payload.partition(b" ")
+            topic = topic_bytes.decode("utf-8", "replace")
+        if payload:
+            yield f"line {number}", topic, payload
+
+
+def run_decode(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        config = _config(settings, args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    driver = DRIVERS[args.driver]
+    subscribed = [route for name, route in routes(config).values() if name == args.driver]
+    states: dict[str | None, bytes] = {}
+    failed = skipped = 0
+    for where, topic, payload in _payloads(args, driver):
+        route = next((route for route in subscribed if route.matches(topic)), None) if topic else None
+        if args.topics and subscribed and route is None:
+            skipped += 1  # the bridge does not subscribe it
+            continue
+        device = args.device or (route.key(topic) if route is not None else None)
+        try:
+            decoded = driver.step(Received(payload, datetime.now(UTC), device, topic), states.get(device, b""), config)
+        except IngestError as exc:
+            failed += 1
+            print(f"{where}: {exc.stage} error: {exc}", file=sys.stderr)
+            if not driver.keep_state_on_error:
+                states.pop(device, None)
+            continue
+        states[device] = decoded.state
+        if decoded.notice:
+            print(f"{where}: {decoded.notice}", file=sys.stderr)
+        for reading in decoded.readings:
+            sys.stdout.write(reading.to_json().decode() + "\n")
+    sys.stdout.flush()
+    if skipped:
+        print(f"{skipped} line(s) on topics the bridge does not subscribe for {args.driver}: left out", file=sys.stderr)
+    return 1 if failed else 0
