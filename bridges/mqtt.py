@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 
 from bridges.kafka import RawProducer
-from pipeline.drivers import Config, routes
+from pipeline.drivers import Config, Router
 from pipeline.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -45,21 +45,6 @@ def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
     client.connect_async(settings.host, settings.port, settings.keepalive)
     client.loop_start()
     return client
-
-
-class Router:
-    """MQTT topic → (driver, record key), by the subscriptions of the driver table (`pipeline.drivers.routes`)."""
-
-    def __init__(self, config: Config) -> None:
-        self.table = routes(config)
-        self.drivers = sorted({driver for driver, _ in self.table.values()})
-        self._found: dict[str, tuple[str, str] | None] = {}  # a topic per device: matching costs more than the send
-
-    def route(self, topic: str) -> tuple[str, str] | None:
-        if topic not in self._found:
-            self._found[topic] = next(((driver, route.key(topic)) for driver, route in self.table.values()
-                                       if route.matches(topic)), None)
-        return self._found[topic]
 
 
 class MqttBridge:

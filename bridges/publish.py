@@ -78,12 +78,13 @@ def quantities(reading: Reading) -> dict[str, tuple[float | int, tuple[str, str,
     return out
 
 
-def state(reading: Reading) -> bytes:
-    """The EVN-decoder style JSON of a reading."""
-    body: dict[str, Any] = {key: {"value": value, "unit": meta[0]} for key, (value, meta) in
-                            quantities(reading).items()}
+def state(reading: Reading, before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The EVN-decoder style state of a meter after a reading: its values over those of the state before
+    (a meter that sends its values in parts — Shelly Pro 3EM, Acrel — keeps every key in its state)."""
+    body = {**(before or {}), **{key: {"value": value, "unit": meta[0]} for key, (value, meta) in
+                                 quantities(reading).items()}}
     body["ts"] = reading.ts.isoformat().replace("+00:00", "Z")
-    return json.dumps(body, separators=(",", ":")).encode()
+    return body
 
 
 def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topic: str,
@@ -121,6 +122,7 @@ class Publisher:
     state_topics: dict[str, str] = field(default_factory=dict)  # meter id → its own state topic
     announced: dict[str, set[str]] = field(default_factory=dict)
     latest: dict[str, datetime] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter id → its state as last published
 
     @classmethod
     def of(cls, settings: Settings) -> Publisher:
@@ -138,7 +140,8 @@ class Publisher:
         out = [discovery(reading, key, meta, state_topic, self.discovery_prefix)
                for key, (_, meta) in quantities(reading).items() if key not in known]
         known.update(quantities(reading))
-        out.append((state_topic, state(reading)))
+        self.states[reading.meter_id] = state(reading, self.states.get(reading.meter_id))
+        out.append((state_topic, json.dumps(self.states[reading.meter_id], separators=(",", ":")).encode()))
         out.append((f"{self.base}/{node}/reading", reading.to_json()))
         return out
 

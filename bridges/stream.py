@@ -26,6 +26,8 @@ from pipeline.drivers import DRIVERS
 
 log = logging.getLogger(__name__)
 READ_BYTES = 4096
+CONNECT_SECONDS = 10.0
+SILENCE_SECONDS = 60.0  # a dongle that sent nothing for this long is connected again (a half-open connection)
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,18 @@ class Port:
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E"] = "N"
 
+    def __post_init__(self) -> None:
+        if self.name.startswith("tcp://"):
+            host, _, port = self.name.removeprefix("tcp://").rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{self.name}: a network port is tcp://HOST:PORT")
+
     @property
     def tcp(self) -> tuple[str, int] | None:
         if not self.name.startswith("tcp://"):
             return None
         host, _, port = self.name.removeprefix("tcp://").rpartition(":")
-        return host, int(port)
+        return host.strip("[]"), int(port)
 
 
 async def _serial_chunks(port: Port, stop: asyncio.Event) -> AsyncIterator[bytes]:
@@ -57,16 +65,24 @@ async def _serial_chunks(port: Port, stop: asyncio.Event) -> AsyncIterator[bytes
 
 
 async def _tcp_chunks(address: tuple[str, int], stop: asyncio.Event) -> AsyncIterator[bytes]:
-    reader, writer = await asyncio.open_connection(*address)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), CONNECT_SECONDS)
+    except TimeoutError as exc:
+        raise ConnectionError(f"no answer within {CONNECT_SECONDS:.0f} s") from exc
     log.info("reading tcp://%s:%d", *address)
+    loop = asyncio.get_running_loop()
+    last = loop.time()
     try:
         while not stop.is_set():
             try:
                 chunk = await asyncio.wait_for(reader.read(READ_BYTES), timeout=0.5)
             except TimeoutError:
+                if loop.time() - last > SILENCE_SECONDS:
+                    raise ConnectionError(f"nothing for {SILENCE_SECONDS:.0f} s") from None
                 continue
             if not chunk:
                 raise ConnectionResetError("the dongle closed the connection")
+            last = loop.time()
             yield chunk
     finally:
         writer.close()
@@ -81,29 +97,29 @@ class StreamBridge:
         self._key = device or port.name
         self._producer = producer
         self._spool = spool
+        self._delay = 1.0  # back-off before opening the port again
 
     async def _read(self, stop: asyncio.Event) -> None:
         framer = self._framer()
         tcp = self._port.tcp
         chunks = _tcp_chunks(tcp, stop) if tcp else _serial_chunks(self._port, stop)
         async for chunk in chunks:
+            self._delay = 1.0  # connected: the next loss waits from the start of the back-off again
             for payload in framer.feed(chunk):
                 self._spool.append(Record(self._driver, self._key, self._port.name, datetime.now(UTC), payload))
 
     async def run(self, stop: asyncio.Event) -> None:
         sender = asyncio.create_task(deliver_spool(self._spool, self._producer, [self._driver], stop))
-        delay = 1.0
         try:
             while not stop.is_set():
                 try:
                     await self._read(stop)
-                    delay = 1.0
                 except (serial.SerialException, OSError) as exc:
-                    log.warning("%s: %s; opening it again in %.0fs", self._port.name, exc, delay)
+                    log.warning("%s: %s; opening it again in %.0fs", self._port.name, exc, self._delay)
                     try:
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                        await asyncio.wait_for(stop.wait(), timeout=self._delay)
                     except TimeoutError:
                         pass
-                    delay = min(delay * 2, 30.0)
+                    self._delay = min(self._delay * 2, 30.0)
         finally:
             await stop_sender(sender)

@@ -9,7 +9,7 @@
     wattstream charger             power.surplus → the chargers of the meters file, over MQTT
     wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
     wattstream simulate            simulated meters (IAMMETER, Acrel, EVN) and a PV site with a car, on MQTT
-    wattstream decode DRIVER       payloads on stdin (one per line) → Reading JSON lines on stdout
+    wattstream decode DRIVER       payloads on stdin → Reading JSON lines on stdout (pipeline.commands.decode)
     wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
     wattstream replay [--since T]  what Kafka holds of the worker's outputs → InfluxDB again
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
@@ -91,7 +91,11 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
         from bridges.stream import Port, StreamBridge
 
         assert spool is not None
-        port = Port(args.port, args.baud, 7 if args.framing == "7E1" else 8, "E" if args.framing == "7E1" else "N")
+        try:
+            port = Port(args.port, args.baud, 7 if args.framing == "7E1" else 8, "E" if args.framing == "7E1" else "N")
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         _run_until_signal(StreamBridge("lines" if args.kind == "serial" else "dsmr", port, args.device, producer,
                                        spool).run)
     else:
@@ -259,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("publish", help="republish readings on MQTT, with Home Assistant discovery")
     simulate = sub.add_parser("simulate", help="simulated meters and a PV site with a car, publishing to MQTT")
     simulate.add_argument("--interval", type=float, default=2.0)
-    decode = sub.add_parser("decode", help="decode payloads from stdin, one per line")
+    decode = sub.add_parser("decode", help="decode payloads from stdin (one per line, or the stream a framed "
+                            "driver's port gives) as the worker does")
     decode.add_argument("driver", choices=sorted(DRIVERS))
     decode.add_argument("--device", help="device id for payloads that do not carry one (default: from the topic)")
-    decode.add_argument("--key", help="EVN: the meter's AES key, 32 hex digits (prefer WATTSTREAM_DECODE_KEY: "
-                        "a command line is visible to other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))
+    decode.add_argument("--key", help="EVN, encrypted DSMR: the AES key for every meter of the input, 32 hex digits "
+                        "(instead of the meters file's; prefer WATTSTREAM_DECODE_KEY: a command line is visible to "
+                        "other users)", default=os.environ.get("WATTSTREAM_DECODE_KEY"))
     decode.add_argument("--meters", help="the meters file with keys and mappings (default: WATTSTREAM_METERS_FILE)")
     decode.add_argument("--preset", help="mqtt_json: this preset's mapping (shelly_pro_3em, tasmota_sml, ...)")
     decode.add_argument("--topic", help="the MQTT topic of every payload (mqtt_json finds its mapping by it)")

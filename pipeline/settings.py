@@ -17,8 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.brokers import KafkaSettings, MqttSettings, Section
-from pipeline.drivers import DRIVERS, Config
-from pipeline.drivers.mqtt_json import JsonMapping, Mappings
+from pipeline.drivers import DRIVERS, Config, echonet, routes
+from pipeline.drivers.config import aes_key
+from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
 
 Role = Literal["grid", "pv", "charger", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
@@ -57,7 +58,7 @@ class BrouteSettings(Section):
     id: SecretStr | None = None  # the 32-character B-route ID from the power company
     password: SecretStr | None = None  # the 12-character B-route password
     variant: Literal["dss", "ips"] = "dss"  # dual-stack (DSS/DSE) or B-route-only (IPS) firmware
-    device: str = "meter"  # the meter's name (meter id broute:<device>)
+    device: str = echonet.DEVICE  # the meter's name (meter id broute:<device>)
     # (EPCs, seconds) polled each on its own cycle, as keilog and the ECHONET guidelines suggest
     polls: tuple[tuple[tuple[str, ...], float], ...] = (
         (("E7", "E8"), 10.0), (("E0", "E3"), 300.0), (("D3", "D7", "E1"), 3600.0))
@@ -111,7 +112,7 @@ class Meter(Section):
     device: str  # the device id as the bridge sees it (IAMMETER SN, ...)
     role: Role = "other"
     site: str = "home"
-    key: SecretStr | None = None  # EVN decryption key (hex; `device` = the system title)
+    key: SecretStr | None = None  # EVN / encrypted P1 decryption key (hex; `device` = the system title)
     state_topic: str | None = None  # `wattstream publish`: this meter's state here (default <base>/<meter>/state)
     # Plausibility limits: a reading beyond them (or a register rising faster than this power could
     # count) is implausible and goes to the dead letters instead of the sinks.
@@ -201,22 +202,14 @@ class MetersFile(Section):
 
     @model_validator(mode="after")
     def _mappings_compile(self) -> MetersFile:
-        Mappings.of(self.mqtt_json)  # a topic without a device level is found now, not at the first message
+        routes(self.driver_config())  # a topic without a device level, or taken already, is found now
         return self
 
     def driver_config(self) -> Config:
         """What the drivers need of this file: the meters' keys (by device id, upper case) and the mappings.
         Errors never show a key."""
-        keys = {}
-        for meter in self.meter:
-            if meter.key is not None:
-                try:
-                    key = bytes.fromhex(meter.key.get_secret_value())
-                except ValueError:
-                    key = b""
-                if len(key) != 16:
-                    raise ValueError(f"meters file: the key of {meter.meter_id} must be 32 hex digits")
-                keys[meter.device.upper()] = key
+        keys = {meter.device.upper(): aes_key(meter.key.get_secret_value(), meter.meter_id)
+                for meter in self.meter if meter.key is not None}
         return Config(MappingProxyType(keys), Mappings.of(self.mqtt_json))
 
     def sites(self) -> dict[str, Site]:

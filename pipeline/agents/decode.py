@@ -1,8 +1,9 @@
 """A raw topic → everything it feeds, in one agent per driver (one agent per input topic: every agent
 boundary a reading crosses costs more than all the logic applied to it).
 
-Per batch of raw records: the driver's pure decoder on the exact bytes the bridge received (with the
-driver's per-key state where it has one: EVN's incomplete telegram, B-route's scaling); the check that
+Per batch of raw records: the driver's step (`pipeline.drivers.DRIVERS`) on the exact bytes the bridge
+received, with the driver's per-key state (EVN's incomplete telegram, B-route's scaling, the values a
+one-value-per-topic MQTT device has sent in this round); the check that
 each reading can be physically true (`logic.plausible`); the meter's debounce and event-time windows
 (`logic.windows`). Out go the readings (`meter.readings`), the debounced readings (`.5m`), the closed
 windows (`meter.averages.10m`) and the readings of a site's grid / PV / charger meter
@@ -157,7 +158,7 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
                 log.exception("%s decoder failed on a record of key %r", name, key)
             await dead(key, payload, headers, exc if isinstance(exc, IngestError)
                        else IngestError(f"{name} decoder failed: {exc!r}"[:500]))
-            if not keep_state_on_error:
+            if not keep_state_on_error or not isinstance(exc, IngestError):  # a bug may lie in the state itself
                 state.decoder = ""
             return []
         if decoded.notice:

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.drivers import DRIVERS, Config, Driver, Received, evn, mqtt_json, routes
+from pipeline.drivers import DRIVERS, Config, Driver, Received, Router
+from pipeline.drivers.config import ANY_METER, aes_key
+from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
 from pipeline.errors import IngestError
 from pipeline.settings import Settings, load_meters
 
@@ -23,15 +25,9 @@ from pipeline.settings import Settings, load_meters
 def _config(settings: Settings, args: argparse.Namespace) -> Config:
     config = (load_meters(Path(args.meters)) if args.meters else settings.plant()).driver_config()
     if args.preset:
-        config = Config(config.keys, mqtt_json.Mappings.of((mqtt_json.JsonMapping(preset=args.preset),)))
-    if args.key:
-        try:
-            key = bytes.fromhex(args.key)
-        except ValueError:
-            key = b""
-        if len(key) != 16:
-            raise ValueError("--key takes 32 hex digits")
-        config = Config({evn.ANY_METER: key}, config.mappings)
+        config = Config(config.keys, Mappings.of((JsonMapping(preset=args.preset),)))
+    if args.key:  # the one key for every meter of the input
+        config = Config({ANY_METER: aes_key(args.key, "--key")}, config.mappings)
     return config
 
 
@@ -60,16 +56,15 @@ def run_decode(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    driver = DRIVERS[args.driver]
-    subscribed = [route for name, route in routes(config).values() if name == args.driver]
+    driver, router = DRIVERS[args.driver], Router(config)
     states: dict[str | None, bytes] = {}
     failed = skipped = 0
     for where, topic, payload in _payloads(args, driver):
-        route = next((route for route in subscribed if route.matches(topic)), None) if topic else None
-        if args.topics and subscribed and route is None:
-            skipped += 1  # the bridge does not subscribe it
+        found = router.route(topic) if topic else None
+        if args.topics and args.driver in router.drivers and (found is None or found[0] != args.driver):
+            skipped += 1  # the bridge does not subscribe it for this driver
             continue
-        device = args.device or (route.key(topic) if route is not None else None)
+        device = args.device or (found[1] if found is not None else None)
         try:
             decoded = driver.step(Received(payload, datetime.now(UTC), device, topic), states.get(device, b""), config)
         except IngestError as exc:

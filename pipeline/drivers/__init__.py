@@ -19,11 +19,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
-from pipeline.drivers import adw300, dsmr, echonet, evn, iammeter, lines, mqtt_json, reading
+from pipeline.drivers import adw300, dsmr, echonet, evn, iammeter, lines, mqtt_json, mqtt_json_mapping, reading
 from pipeline.drivers.config import Config, Route
 from pipeline.models import Reading
 
-__all__ = ["DRIVERS", "Config", "Decoded", "Driver", "Framer", "Received", "Route", "routes"]
+__all__ = ["DRIVERS", "Config", "Decoded", "Driver", "Framer", "Received", "Route", "Router", "routes"]
 
 
 class Received(NamedTuple):
@@ -66,7 +66,7 @@ def _evn(received: Received, state: bytes, config: Config) -> Decoded:
 
 
 def _broute(received: Received, state: bytes, _config: Config) -> Decoded:
-    decoded = echonet.decode(received.payload, received_at=received.at, device_id=received.device,
+    decoded = echonet.decode(received.payload, received_at=received.at, device_id=received.device or echonet.DEVICE,
                              scaling=echonet.Scaling.from_json(state))
     notice = (f"{decoded.unscaled} energy value(s) left out until D3/E1 are known" if decoded.unscaled else None)
     return Decoded(decoded.readings, decoded.scaling.to_json(), notice)
@@ -101,8 +101,27 @@ DRIVERS: Mapping[str, Driver] = MappingProxyType({
 
 
 def routes(config: Config) -> dict[str, tuple[str, Route]]:
-    """MQTT subscription → (driver, route): the drivers' own, then the meters file's JSON mappings."""
+    """MQTT subscription → (driver, route): the drivers' own, then the meters file's JSON mappings (a
+    subscription taken already is a configuration error)."""
     table = {route.pattern: (name, route) for name, driver in DRIVERS.items() for route in driver.routes}
-    for route in mqtt_json.routes(config.mappings):
-        table.setdefault(route.pattern, (mqtt_json.DRIVER, route))
+    for route in mqtt_json_mapping.routes(config.mappings):
+        if route.pattern in table:
+            raise ValueError(f"mqtt_json: the topic {route.pattern} is {table[route.pattern][0]}'s already")
+        table[route.pattern] = (mqtt_json.DRIVER, route)
     return table
+
+
+class Router:
+    """MQTT topic → (driver, record key) by the subscriptions of `routes`, looked up once per topic (the
+    MQTT bridge, `wattstream decode --topics`)."""
+
+    def __init__(self, config: Config) -> None:
+        self.table = routes(config)
+        self.drivers = sorted({driver for driver, _ in self.table.values()})
+        self._found: dict[str, tuple[str, str] | None] = {}  # one per subscribed topic: bounded by the devices
+
+    def route(self, topic: str) -> tuple[str, str] | None:
+        if topic not in self._found:
+            self._found[topic] = next(((driver, route.key(topic)) for driver, route in self.table.values()
+                                       if route.matches(topic)), None)
+        return self._found[topic]

@@ -6,10 +6,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from pipeline.drivers.mqtt_json import Mappings
+    from pipeline.drivers.mqtt_json_mapping import Mappings
+
+ANY_METER: Final = "*"  # a key for every meter (`wattstream decode --key`)
+
+
+def aes_key(text: str, meter: str) -> bytes:
+    """A 16-byte AES key from its 32 hex digits; the error names the meter, never the key."""
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise ValueError(f"the key of {meter} must be 32 hex digits")
+    return key
 
 
 @dataclass(frozen=True)
@@ -36,5 +49,6 @@ class Route:
 
 @dataclass(frozen=True)
 class Config:
-    keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))  # device id (upper) → AES key
+    # device id or system title (upper case) → AES key; never in a repr, so never in a log line
+    keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     mappings: Mappings | None = None  # the meters file's `[[mqtt_json]]` entries

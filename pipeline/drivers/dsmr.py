@@ -1,7 +1,7 @@
 """P1 ports of Dutch, Belgian and Luxembourg smart meters (DSMR 2.2-5.0, Fluvius eMUCS, Luxembourg
 Smarty and other AES-128-GCM encrypted P1), parsed by the `dsmr-parser` library, which knows every
 version's telegram layout and checks the CRC16; this module picks the layout and maps the result.
-docs: README "DSMR P1".
+docs/meters-dsmr.md says what a user sees.
 
 A payload is one telegram: the text from `/` to `!CRC` as the meter sends it, or an encrypted frame
 (general-glo-ciphering, first byte 0xDB) as bytes or hex. The key of an encrypted meter comes from the
@@ -29,11 +29,11 @@ from dsmr_parser.exceptions import DecryptionError, InvalidChecksumError
 from dsmr_parser.objects import CosemObject, MBusObject
 from dsmr_parser.parsers import TelegramParser
 
+from pipeline.drivers.config import ANY_METER
 from pipeline.errors import ChecksumError, DecryptError, FrameError, shorten
 from pipeline.models import Reading
 
 DRIVER: Final = "dsmr"
-ANY_METER: Final = "*"
 ENCRYPTED: Final = 0xDB  # general-glo-ciphering
 # a telegram's layout: Belgian (version line 0-0:96.1.4), Luxembourg (equipment id 0-0:42.0.0), else its
 # DSMR version line (1-3:0.2.8); none: DSMR 2.2 or 3 (the same objects)
@@ -45,8 +45,7 @@ PARSERS: Final = MappingProxyType({
     "encrypted": TelegramParser(specs.MSN),  # Luxembourg's layout with general-glo-ciphering (Smarty, MSN)
 })
 EQUIPMENT: Final = ("EQUIPMENT_IDENTIFIER", "BELGIUM_EQUIPMENT_IDENTIFIER", "LUXEMBOURG_EQUIPMENT_IDENTIFIER")
-UNITS: Final = MappingProxyType({"kWh": 1000, "Wh": 1, "kW": 1000, "W": 1, "V": 1, "A": 1, "kvarh": 1000,
-                                 "varh": 1, "kvar": 1000, "var": 1})
+UNITS: Final = MappingProxyType({"kWh": 1000, "Wh": 1, "kW": 1000, "W": 1, "V": 1, "A": 1})
 # dsmr-parser's object name → (scope, Reading field, sign): signed sums (delivered - returned per phase)
 VALUES: Final[Mapping[str, tuple[str, str, int]]] = MappingProxyType({
     "CURRENT_ELECTRICITY_USAGE": ("total", "power_w", 1), "CURRENT_ELECTRICITY_DELIVERY": ("total", "power_w", -1),
@@ -88,29 +87,31 @@ class TelegramFramer:
             del self._buf[:max(self._buf.rfind(b"/"), len(self._buf) - MAX_TELEGRAM)]
 
     def _take(self) -> bytes | None:
-        text, encrypted = self._buf.find(b"/"), self._buf.find(ENCRYPTED)
-        if encrypted >= 0 and (text < 0 or encrypted < text):
-            head = encrypted + 2 + (self._buf[encrypted + 1] if len(self._buf) > encrypted + 1 else 0xFF)
-            if len(self._buf) < head + 3:
-                return None
-            if self._buf[head] != 0x82:  # not a frame after all: look past this byte
-                del self._buf[:encrypted + 1]
-                return self._take()
-            end = head + 3 + int.from_bytes(self._buf[head + 1:head + 3], "big")
-            if len(self._buf) < end:
-                return None
-            frame = bytes(self._buf[encrypted:end])
-        elif (found := TELEGRAM.search(self._buf)) is not None:
-            frame, end = bytes(found[0]), found.end()
-        else:
-            return None
-        del self._buf[:end]
-        return frame
+        while True:
+            encrypted, text = self._buf.find(ENCRYPTED), self._buf.find(b"/")
+            if encrypted < 0 or (0 <= text < encrypted and TELEGRAM.search(self._buf, text, encrypted)):
+                found = TELEGRAM.search(self._buf)  # text telegrams are ASCII: one never spans a 0xDB
+                if found is None:
+                    return None
+                frame, end = bytes(found[0]), found.end()
+            else:  # an encrypted frame: 0xDB, 8, the system title, 0x82, the length of the rest
+                head = encrypted + 10
+                if len(self._buf) < head + 3:
+                    return None
+                if self._buf[encrypted + 1] != 8 or self._buf[head] != 0x82:  # not a frame after all
+                    del self._buf[:encrypted + 1]
+                    continue
+                end = head + 3 + int.from_bytes(self._buf[head + 1:head + 3], "big")
+                if len(self._buf) < end:
+                    return None
+                frame = bytes(self._buf[encrypted:end])
+            del self._buf[:end]
+            return frame
 
 
 def _telegram(payload: bytes, keys: Mapping[str, bytes], device_id: str | None) -> Any:
     """The parsed telegram (dsmr-parser's `Telegram`); an encrypted frame decrypted first."""
-    frame = payload.strip()
+    frame = payload if payload[:1] == bytes([ENCRYPTED]) else payload.strip()  # binary ends where it ends
     if frame[:2].upper() == b"DB":  # hex of an encrypted frame
         try:
             frame = binascii.unhexlify(b"".join(frame.split()))

@@ -31,6 +31,7 @@ from pipeline.errors import FrameError, UnknownField, shorten
 from pipeline.models import Reading
 
 DRIVER: Final = "broute"
+DEVICE: Final = "meter"  # a meter's name where none is given (`broute:meter`)
 EHD: Final = bytes([0x10, 0x81])
 SMART_METER: Final = bytes([0x02, 0x88, 0x01])
 RESPONSES: Final = frozenset({0x72, 0x73, 0x52})  # Get_Res, INF, Get_SNA

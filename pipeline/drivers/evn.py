@@ -27,12 +27,12 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from pipeline.drivers import dlms, mbus
+from pipeline.drivers.config import ANY_METER
 from pipeline.errors import DecryptError, FrameError, shorten
 from pipeline.models import Reading
 
 DRIVER: Final = "evn"
 METER_ZONE: Final = ZoneInfo("Europe/Vienna")
-ANY_METER: Final = "*"  # a key for every system title (`wattstream decode evn --key`)
 
 Scope = Literal["total", "L1", "L2", "L3", "in", "out"]
 # OBIS (A.B.C.D.E.F) → (scope, field, integer?). IEC 62056-61 / Netz NÖ brochure p. 7.

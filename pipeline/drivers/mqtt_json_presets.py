@@ -48,14 +48,14 @@ _SHELLY_3EM: Final = {
 }
 
 # Tasmota with the Smart Meter Interface (tele/<topic>/SENSOR every TelePeriod; Tasmota docs "Smart Meter
-# Interface"): the script names the group (`*`: any) and the values; these are the names most scripts
-# and evcc's Tasmota template use — Total_in / Total_out kWh, Power_curr W (negative: export). Scripts
-# with other names override them in the meters file. `Time` is the device's local time without a zone:
-# the receive time is used instead (set `ts` and `tz` to use it).
+# Interface"): the script names the group (`*`: any) and the values; these are the names of the scripts in
+# Tasmota's docs and of evcc's Tasmota template — Total_in / Total_out kWh, Power_curr (or Power_cur, the
+# MT681 script's) W, negative: export. Scripts with other names override them in the meters file. `Time` is
+# the device's local time without a zone: the receive time is used instead (set `ts` and `tz` to use it).
 _TASMOTA_SML: Final = {
     "base": "tele/+",
     "parts": ({"topic": "{base}/SENSOR", "fields": {
-        "power_w": "*.Power_curr",
+        "power_w": "*.Power_curr|*.Power_cur",
         "energy_import_wh": {"path": "*.Total_in", **KWH},
         "energy_export_wh": {"path": "*.Total_out", **KWH, "optional": True},
     }},),

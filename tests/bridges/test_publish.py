@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from bridges.publish import Publisher
 from pipeline.drivers import iammeter
-from pipeline.models import Reading
+from pipeline.models import Reading, format_ts
 from tests.frames import vectors
 
 NEM = str(vectors("iammeter")["iammeter-doc-three-phase-nem"]["input"]).encode()
@@ -71,11 +71,12 @@ def test_a_mqtt_json_meter_gets_the_same_state_and_discovery() -> None:
     from tests.drivers.test_mqtt_json import captured, config, decode
 
     power, energy = decode(captured("shelly_pro_3em.txt"), config({"preset": "shelly_pro_3em"}))
+    energy = energy.model_copy(update={"ts": energy.ts + timedelta(seconds=1)})
     publisher = Publisher()
-    messages = dict(publisher.messages(power)) | dict(publisher.messages(energy.model_copy(
-        update={"ts": energy.ts + timedelta(seconds=1)})))
-    state = json.loads(messages["wattstream/mqtt_json_shellypro3em/state"])
+    messages = dict(publisher.messages(power)) | dict(publisher.messages(energy))
+    state = json.loads(messages["wattstream/mqtt_json_shellypro3em/state"])  # after both parts: all keys
     assert state["WIn"] == {"value": 345628, "unit": "Wh"} and state["WOut3"] == {"value": 1247, "unit": "Wh"}
+    assert state["PIn"] == {"value": 594.006, "unit": "W"} and state["ts"] == format_ts(energy.ts)
     configs = {topic.split("/")[3] for topic in messages
                if topic.startswith("homeassistant/sensor/wattstream_mqtt_json_shellypro3em/")}
     assert {"PIn", "POut", "U1", "I3", "WIn", "WOut3"} <= configs

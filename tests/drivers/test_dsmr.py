@@ -4,6 +4,7 @@ with garbage around; what is not a good telegram."""
 from datetime import UTC, datetime
 
 import pytest
+from Crypto.Cipher import AES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -148,9 +149,26 @@ def test_smarty_with_a_wrong_key_or_flipped_byte() -> None:
         decode(bytes(flipped), received_at=AT, keys={"*": SMARTY_KEY})
 
 
+def encrypted(counter: int) -> bytes:
+    """The Smarty plaintext encrypted again as the meter would, with another frame counter."""
+    title, plain = bytes.fromhex("534147677001BD54"), telegram("smarty_decrypted")
+    cipher = AES.new(SMARTY_KEY, AES.MODE_GCM, nonce=title + counter.to_bytes(4, "big"), mac_len=12)
+    cipher.update(bytes([0x30]) + bytes.fromhex("00112233445566778899AABBCCDDEEFF"))  # security byte + public AK
+    body, tag = cipher.encrypt_and_digest(plain)
+    rest = bytes([0x30]) + counter.to_bytes(4, "big") + body + tag
+    return bytes([0xDB, 8]) + title + bytes([0x82]) + len(rest).to_bytes(2, "big") + rest
+
+
+def test_a_binary_frame_is_taken_as_it_is_even_ending_in_a_whitespace_byte() -> None:
+    frame = next(f for f in map(encrypted, range(1, 10_000)) if f[-1:].isspace())
+    [meter] = decode(frame, received_at=AT, keys={"*": SMARTY_KEY})
+    assert meter.total.energy_import_wh == 6695
+
+
 def test_framer_finds_encrypted_frames_in_a_stream() -> None:
     frame = bytes.fromhex(SMARTY.decode())
-    stream = b"\x00\xdb\x08 not a frame" + frame + telegram("v5") + frame
+    frames = [encrypted(n) for n in range(1, 6)]
+    stream = b"\r\n/ a stray slash \x00\xdb\x08 not a frame" + frame + telegram("v5") + b"".join(frames)
     for offset in range(0, len(stream), 7):
         framer = TelegramFramer()
-        assert [*framer.feed(stream[:offset]), *framer.feed(stream[offset:])] == [frame, telegram("v5"), frame]
+        assert [*framer.feed(stream[:offset]), *framer.feed(stream[offset:])] == [frame, telegram("v5"), *frames]

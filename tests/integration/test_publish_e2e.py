@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from pipeline import topics
 from tests.conftest import Stack
 from tests.frames import FRAMES, iammeter_stream
+from tests.grafana import dashboards, expand, interval, panel_range, panels
 from tests.kafka import deadletters, produce
 from tests.mqtt import publish_all
 
@@ -108,3 +109,20 @@ def test_a_mapped_mqtt_json_meter_end_to_end_on_the_installations_own_topics(sta
     assert value == b'{"id":0,"total_current":1.0}'
     assert (headers[topics.H_STAGE], headers[topics.H_REASON]) == (b"decode", b"missing_field")
     assert b"no value at total_act_power" in headers[topics.H_ERROR]
+
+    # the meter dashboard shows it as it shows any meter: its panels key on Reading fields, not drivers
+    board, meter = dashboards()["meter"], "mqtt_json:shellypro3em"
+    stack.influx.wait_rows(f"SELECT energy_import_wh FROM readings WHERE meter = '{meter}'", count=1)
+    def values(query: str) -> list[object]:
+        return [v for row in stack.influx.query(query) for k, v in row.items() if k != "time" and v is not None]
+
+    [choice] = [v for v in board["templating"]["list"] if v["type"] == "query" and v["name"] == "meter"]
+    assert meter in values(choice["query"])  # offered in the dashboard's list of meters
+    empty = []
+    for panel in panels(board):
+        span = panel_range(board, panel, datetime.now(UTC))
+        if not values(expand(panel["targets"][0]["query"], span, interval(span, panel.get("interval")),
+                             {"meter": meter})):
+            empty.append(panel["title"])
+    # a Shelly sends its frequency per phase only; no 10-minute window closed within the test
+    assert empty == ["Frequency", "10-minute averages: power", "Energy per 10 minutes"]
