@@ -129,3 +129,27 @@ def test_tls_and_sasl_settings_that_cannot_work_are_refused(section: type[KafkaS
                                                             values: dict[str, str], error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         section.model_validate(values)
+
+
+def test_meter_keys_reach_the_drivers_but_no_repr(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "dsmr"\ndevice = "534147677001bd54"\n'
+                    'key = "D491470F47126332B07D1923B3504188"\n')
+    plant = load_meters(path)
+    config = plant.driver_config()
+    assert config.keys == {"534147677001BD54": bytes.fromhex("D491470F47126332B07D1923B3504188")}
+    shown = f"{plant!r} {plant} {config!r} {config}"
+    assert "D491470F" not in shown.upper() and repr(bytes.fromhex("D491470F"))[2:-1] not in shown
+    path.write_text('[[meter]]\ndriver = "dsmr"\ndevice = "x"\nkey = "D491470F47126332"\n')
+    with pytest.raises(ValueError, match="the key of dsmr:x must be 32 hex digits") as error:
+        load_meters(path).driver_config()
+    assert "D491470F" not in str(error.value)
+
+
+def test_a_meters_file_mistake_never_shows_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    path.write_text('[[meter]]\ndriver = "evm"\ndevice = "5341475905E990F3"\n'
+                    'key = "00112233445566778899AABBCCDDEEFF"\n')
+    with pytest.raises(ValueError, match="no driver 'evm'") as error:
+        load_meters(path)
+    assert "00112233" not in str(error.value) and error.value.__cause__ is None and error.value.__suppress_context__
