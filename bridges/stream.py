@@ -27,7 +27,6 @@ from pipeline.drivers import DRIVERS
 log = logging.getLogger(__name__)
 READ_BYTES = 4096
 CONNECT_SECONDS = 10.0
-SILENCE_SECONDS = 60.0  # a dongle that sent nothing for this long is connected again (a half-open connection)
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,13 @@ class Port:
     baudrate: int = 115200
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E"] = "N"
+    # TCP: nothing for this long means a half-open connection (a P1 meter sends every 1-10 s); None: wait
+    silence_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.name.startswith("tcp://"):
             host, _, port = self.name.removeprefix("tcp://").rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"{self.name}: a network port is tcp://HOST:PORT")
 
     @property
@@ -64,7 +65,7 @@ async def _serial_chunks(port: Port, stop: asyncio.Event) -> AsyncIterator[bytes
         device.close()
 
 
-async def _tcp_chunks(address: tuple[str, int], stop: asyncio.Event) -> AsyncIterator[bytes]:
+async def _tcp_chunks(address: tuple[str, int], silence: float | None, stop: asyncio.Event) -> AsyncIterator[bytes]:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), CONNECT_SECONDS)
     except TimeoutError as exc:
@@ -77,8 +78,8 @@ async def _tcp_chunks(address: tuple[str, int], stop: asyncio.Event) -> AsyncIte
             try:
                 chunk = await asyncio.wait_for(reader.read(READ_BYTES), timeout=0.5)
             except TimeoutError:
-                if loop.time() - last > SILENCE_SECONDS:
-                    raise ConnectionError(f"nothing for {SILENCE_SECONDS:.0f} s") from None
+                if silence is not None and loop.time() - last > silence:
+                    raise ConnectionError(f"nothing for {silence:.0f} s") from None
                 continue
             if not chunk:
                 raise ConnectionResetError("the dongle closed the connection")
@@ -102,9 +103,10 @@ class StreamBridge:
     async def _read(self, stop: asyncio.Event) -> None:
         framer = self._framer()
         tcp = self._port.tcp
-        chunks = _tcp_chunks(tcp, stop) if tcp else _serial_chunks(self._port, stop)
+        chunks = _tcp_chunks(tcp, self._port.silence_seconds, stop) if tcp else _serial_chunks(self._port, stop)
         async for chunk in chunks:
-            self._delay = 1.0  # connected: the next loss waits from the start of the back-off again
+            if chunk:  # bytes came: the next loss waits from the start of the back-off again
+                self._delay = 1.0
             for payload in framer.feed(chunk):
                 self._spool.append(Record(self._driver, self._key, self._port.name, datetime.now(UTC), payload))
 

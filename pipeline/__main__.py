@@ -92,7 +92,8 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
 
         assert spool is not None
         try:
-            port = Port(args.port, args.baud, 7 if args.framing == "7E1" else 8, "E" if args.framing == "7E1" else "N")
+            port = Port(args.port, args.baud, 7 if args.framing == "7E1" else 8, "E" if args.framing == "7E1" else "N",
+                        silence_seconds=60.0 if args.kind == "p1" else None)
         except ValueError as exc:
             print(exc, file=sys.stderr)
             return 2

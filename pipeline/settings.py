@@ -279,6 +279,6 @@ def load_meters(path: Path) -> MetersFile:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"meters file {path}: {exc}") from exc
     except ValidationError as exc:  # said without the values given: they may hold a key
-        problems = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'file'}: {error['msg']}"
-                             for error in exc.errors(include_input=False, include_url=False))
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors(include_input=False, include_url=False))
         raise ValueError(f"meters file {path}: {problems}") from None

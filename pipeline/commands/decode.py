@@ -27,7 +27,7 @@ def _config(settings: Settings, args: argparse.Namespace) -> Config:
     if args.preset:
         config = Config(config.keys, Mappings.of((JsonMapping(preset=args.preset),)))
     if args.key:  # the one key for every meter of the input
-        config = Config({ANY_METER: aes_key(args.key, "--key")}, config.mappings)
+        config = Config({ANY_METER: aes_key(args.key, "every meter (--key)")}, config.mappings)
     return config
 
 
@@ -64,7 +64,7 @@ def run_decode(settings: Settings, args: argparse.Namespace) -> int:
         if args.topics and args.driver in router.drivers and (found is None or found[0] != args.driver):
             skipped += 1  # the bridge does not subscribe it for this driver
             continue
-        device = args.device or (found[1] if found is not None else None)
+        device = args.device or (found[1] if found is not None and found[0] == args.driver else None)
         try:
             decoded = driver.step(Received(payload, datetime.now(UTC), device, topic), states.get(device, b""), config)
         except IngestError as exc:

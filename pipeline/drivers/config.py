@@ -42,8 +42,9 @@ class Route:
         return len(want) == len(have) and all(w in ("+", h) for w, h in zip(want, have, strict=True))
 
     def key(self, topic: str) -> str:
-        if self.device_level is not None:
-            return topic.split("/")[self.device_level]
+        levels = topic.split("/")
+        if self.device_level is not None and self.device_level < len(levels):
+            return levels[self.device_level]
         return self.device or topic
 
 

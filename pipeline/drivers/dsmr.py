@@ -68,6 +68,7 @@ MBUS_KINDS: Final = MappingProxyType({3: "gas", 7: "water", 4: "heat", 12: "heat
 
 logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)  # it logs each bad line; we raise instead
 TELEGRAM: Final = re.compile(rb"/[^/]*?![0-9A-Fa-f]{0,4}\r?\n", re.DOTALL)  # no `/` inside a telegram
+MAX_FRAME: Final = 2048  # an encrypted frame (a Smarty's is about 650 bytes)
 MAX_TELEGRAM: Final = 8192  # DSMR 5 allows 1024 characters per line; a telegram is a few dozen lines
 
 
@@ -102,6 +103,9 @@ class TelegramFramer:
                     del self._buf[:encrypted + 1]
                     continue
                 end = head + 3 + int.from_bytes(self._buf[head + 1:head + 3], "big")
+                if end - encrypted > MAX_FRAME:  # no meter's frame is that long: a 0xDB by chance
+                    del self._buf[:encrypted + 1]
+                    continue
                 if len(self._buf) < end:
                     return None
                 frame = bytes(self._buf[encrypted:end])
@@ -111,7 +115,8 @@ class TelegramFramer:
 
 def _telegram(payload: bytes, keys: Mapping[str, bytes], device_id: str | None) -> Any:
     """The parsed telegram (dsmr-parser's `Telegram`); an encrypted frame decrypted first."""
-    frame = payload if payload[:1] == bytes([ENCRYPTED]) else payload.strip()  # binary ends where it ends
+    frame = payload.lstrip()
+    frame = frame if frame[:1] == bytes([ENCRYPTED]) else frame.rstrip()  # a binary frame ends where it ends
     if frame[:2].upper() == b"DB":  # hex of an encrypted frame
         try:
             frame = binascii.unhexlify(b"".join(frame.split()))

@@ -27,6 +27,7 @@ from pipeline.errors import FrameError, MissingField, UnknownField, shorten
 from pipeline.models import Reading, Values
 
 DRIVER: Final = "mqtt_json"
+MAX_DIGITS: Final = 15  # a value of 10^15 or more (before its scale) is no meter's: refused before any arithmetic
 INTEGER_FIELDS: Final = frozenset(name for name, info in Values.model_fields.items() if info.annotation == int | None)
 
 
@@ -38,7 +39,9 @@ def _number(raw: object, where: str) -> Decimal:
         except InvalidOperation:
             pass
     if number is not None and number.is_finite():
-        return number
+        if number.adjusted() < MAX_DIGITS:
+            return number
+        raise UnknownField(f"mqtt_json: {where} is out of range: {shorten(raw)}")
     raise UnknownField(f"mqtt_json: {where} is not a number: {shorten(raw)}")
 
 
@@ -129,7 +132,7 @@ def _gather(payload: bytes, source: Source, mapping: Compiled, device: str, rece
     except UnicodeDecodeError as exc:
         raise FrameError(f"mqtt_json: {source.path}: not text: {shorten(payload)}") from exc
     device_state = json.loads(state) if state else {}
-    kept = device_state.get(mapping.topic, {"values": {}, "known": []})
+    kept = device_state.pop(mapping.topic, {"values": {}, "known": []})
     gathered = {t: Decimal(v) for t, v in kept["values"].items() if t in mapping.by_target}
     known = {t for t in kept["known"] if t in mapping.by_target}
     readings = []

@@ -132,8 +132,10 @@ def _compile(mapping: JsonMapping) -> Compiled:
         levels.index("+") if "+" in levels else None
     if fixed is None and level is None:
         raise ValueError(f"mqtt_json: {topic}: name the device by a `+` level of the topic or by `device`")
-    if level is not None and not 0 <= level < len(levels):
-        raise ValueError(f"mqtt_json: {topic}: has no level {level} (levels count from 0)")
+    if fixed == "":
+        raise ValueError(f"mqtt_json: {topic}: `device` is empty")
+    if level is not None and not 0 <= level < (levels.index("#") if "#" in levels else len(levels)):
+        raise ValueError(f"mqtt_json: {topic}: has no level {level} every topic has (levels count from 0)")
     if mapping.values and "#" in levels:
         raise ValueError(f"mqtt_json: {topic}: one value per topic needs the topic without `#`")
     values = {f"{topic}/{s.path}": s for s in _sources(mapping.values, per_topic=True)}
@@ -152,7 +154,12 @@ class Mappings:
 
     @classmethod
     def of(cls, mappings: tuple[JsonMapping, ...]) -> Mappings:
-        return cls(tuple(_compile(part) for mapping in mappings for part in mapping.expand()))
+        entries = tuple(_compile(part) for mapping in mappings for part in mapping.expand())
+        per_topic = [entry.topic for entry in entries if entry.values]
+        if twice := sorted({topic for topic in per_topic if per_topic.count(topic) > 1}):
+            raise ValueError(f"mqtt_json: one value per topic under {', '.join(twice)} in two entries: put the "
+                             "values into one (a preset's entry takes more `values`)")
+        return cls(entries)
 
     def find(self, topic: str) -> tuple[Compiled, str] | None:
         """The mapping of a topic and the subscription it came by."""
@@ -165,5 +172,3 @@ class Mappings:
 def routes(mappings: Mappings | None) -> Iterator[Route]:
     for entry in mappings.entries if mappings else ():
         yield from entry.routes
-
-

@@ -185,7 +185,7 @@ def _range_problem(reading: Reading, limits: Limits) -> str | None:
 def _scope_problem(scope: str, values: Values, live: bool, limits: Limits) -> str | None:
     present = values.present()
     for name, value in present.items():
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return f"{scope}.{name} {value} is not a finite number"
     voltage, frequency = values.voltage_v, values.frequency_hz
     if voltage == 0.0:

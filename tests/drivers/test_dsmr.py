@@ -172,3 +172,8 @@ def test_framer_finds_encrypted_frames_in_a_stream() -> None:
     for offset in range(0, len(stream), 7):
         framer = TelegramFramer()
         assert [*framer.feed(stream[:offset]), *framer.feed(stream[offset:])] == [frame, telegram("v5"), *frames]
+
+
+def test_framer_is_not_held_up_by_a_0xdb_that_promises_a_huge_frame() -> None:
+    stream = b"\xdb\x08" + bytes(8) + b"\x82\xff\xff" + telegram("v5") + telegram("v4_2")
+    assert list(TelegramFramer().feed(stream)) == [telegram("v5"), telegram("v4_2")]

@@ -226,3 +226,27 @@ def test_arbitrary_messages_in_any_order_only_ingest_errors(messages: list[tuple
             state = DRIVERS["mqtt_json"].step(Received(payload, AT, "dev", topic), state, FUZZ).state
         except IngestError:
             pass
+
+
+def test_a_number_too_large_for_a_meter_is_refused_before_any_arithmetic() -> None:
+    cfg = config({"topic": "j/+", "fields": {"energy_import_wh": {"path": "e", "scale": 1000}}},
+                 {"topic": "v/+", "values": {"energy_import_wh": "e"}})
+    for topic, payload in (("j/x", b'{"e": 1e400}'), ("j/x", b'{"e": "1e999990"}'), ("v/x/e", b"1e999990")):
+        with pytest.raises(UnknownField, match="is out of range"):
+            DRIVERS["mqtt_json"].step(Received(payload, AT, "x", topic), b"", cfg)
+    [reading] = decode([("j/x", b'{"e": 999999999999999}')], cfg)
+    assert reading.total.energy_import_wh == 999_999_999_999_999_000
+
+
+def test_mappings_that_would_trip_the_bridge_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "meters.toml"
+    for entries, message in (
+            ('topic = "a/#"\ndevice = 1\nfields = {power_w = "p"}', "a/#: has no level 1 every topic has"),
+            ('topic = "a/+"\ndevice = ""\nfields = {power_w = "p"}', "`device` is empty"),
+            ('preset = "opendtu"\n\n[[mqtt_json]]\ntopic = "solar/+"\nvalues = {"extra.x" = "0/efficiency"}',
+             "one value per topic under solar/+ in two entries")):
+        path.write_text(f"[[mqtt_json]]\n{entries}\n")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_meters(path)
+    path.write_text('[[mqtt_json]]\npreset = "opendtu"\nvalues = {"extra.efficiency_pct" = "0/efficiency"}\n')
+    assert "solar/+/0/efficiency" in routes(load_meters(path).driver_config())
