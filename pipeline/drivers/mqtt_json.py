@@ -92,13 +92,13 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None, topi
            mappings: Mappings | None) -> tuple[list[Reading], bytes]:
     """One message → its reading (JSON), or the device's gathered values and, once complete, their reading.
     The state is the device's: what its one-value-per-topic mappings have gathered (`_gather`)."""
-    found = mappings.find(topic) if mappings else None
-    if found is None:
+    found = mappings.find(topic) if mappings is not None else None
+    if mappings is None or found is None:
         raise UnknownField(f"mqtt_json: no mapping in the meters file for topic {shorten(topic)}")
     mapping, pattern = found
     device = device_id or mapping.routes[0].key(topic)
     if mapping.values:
-        return _gather(payload, mapping.values[pattern], mapping, device, received_at, state)
+        return _gather(payload, mapping.values[pattern], mapping, device, received_at, state, mappings.gathering)
     try:
         doc = json.loads(payload, parse_float=Decimal, parse_int=Decimal)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -121,18 +121,18 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None, topi
 
 
 def _gather(payload: bytes, source: Source, mapping: Compiled, device: str, received_at: datetime,
-            state: bytes) -> tuple[list[Reading], bytes]:
+            state: bytes, gathering: frozenset[str]) -> tuple[list[Reading], bytes]:
     """A round of one device's values: given out once every value the last round had has come (a device
     that never sends some of the mapped topics is not waited for), or when one comes again first (the
     first round; a value that stayed away). State, per mapping (by its topic): `{"at": ISO time of the
     last value, "values": {field: number}, "known": [the fields of the last round]}`; fields the mapping
-    no longer has (the meters file changed) are left out."""
+    no longer has, and mappings there are no more (the meters file changed), are left out."""
     try:
         number = _number(payload.decode().strip(), source.path)
     except UnicodeDecodeError as exc:
         raise FrameError(f"mqtt_json: {source.path}: not text: {shorten(payload)}") from exc
-    device_state = json.loads(state) if state else {}
-    kept = device_state.pop(mapping.topic, {"values": {}, "known": []})
+    device_state = {topic: kept for topic, kept in (json.loads(state) if state else {}).items() if topic in gathering}
+    kept = device_state.get(mapping.topic, {"values": {}, "known": []})
     gathered = {t: Decimal(v) for t, v in kept["values"].items() if t in mapping.by_target}
     known = {t for t in kept["known"] if t in mapping.by_target}
     readings = []

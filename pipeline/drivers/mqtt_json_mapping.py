@@ -152,6 +152,11 @@ class Mappings:
     entries: tuple[Compiled, ...]
     _found: dict[str, tuple[Compiled, str] | None] = field(default_factory=dict, repr=False)
 
+    @property
+    def gathering(self) -> frozenset[str]:
+        """The topics of the one-value-per-topic mappings: what a device's state may hold."""
+        return frozenset(entry.topic for entry in self.entries if entry.values)
+
     @classmethod
     def of(cls, mappings: tuple[JsonMapping, ...]) -> Mappings:
         entries = tuple(_compile(part) for mapping in mappings for part in mapping.expand())

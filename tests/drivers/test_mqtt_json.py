@@ -1,6 +1,7 @@
 """`mqtt_json`: the shipped presets on captured messages (tests/frames/mqtt_json/), field by field; the
 meters file's own mappings; what does not match its mapping."""
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -250,3 +251,10 @@ def test_mappings_that_would_trip_the_bridge_are_refused(tmp_path: Path) -> None
             load_meters(path)
     path.write_text('[[mqtt_json]]\npreset = "opendtu"\nvalues = {"extra.efficiency_pct" = "0/efficiency"}\n')
     assert "solar/+/0/efficiency" in routes(load_meters(path).driver_config())
+
+
+def test_a_device_state_keeps_only_the_mappings_there_are() -> None:
+    cfg = config({"topic": "a/+", "values": {"power_w": "p"}})
+    stale = b'{"gone/+": {"at": "2026-05-01T09:00:00+00:00", "values": {"power_w": "7"}, "known": []}}'
+    decoded = DRIVERS["mqtt_json"].step(Received(b"1", AT, "x", "a/x/p"), stale, cfg)
+    assert list(json.loads(decoded.state)) == ["a/+"]
