@@ -70,7 +70,8 @@ def parse_glo(apdu: bytes) -> Ciphered:
 def decrypt(ciphered: Ciphered, key: bytes) -> bytes:
     """AES-128-GCM, IV = system title ‖ frame counter. EVN sends no tag (SC 0x20): the plaintext is
     then checked by its structure only (see `parse_notification`). An authenticated APDU's tag is
-    stripped but not verified: no authentication key is configurable yet (no Austrian grid uses one)."""
+    stripped but not verified: no authentication key is configurable (no Austrian grid uses one; an
+    encrypted DSMR telegram is checked by its own CRC16, `dsmr`)."""
     if len(key) != 16:
         raise DecryptError(f"the key must be 16 bytes, got {len(key)}")
     cipher = AES.new(key, AES.MODE_GCM, nonce=ciphered.system_title + ciphered.frame_counter, mac_len=TAG_LEN)

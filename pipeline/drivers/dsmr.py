@@ -1,6 +1,7 @@
 """P1 ports of Dutch, Belgian and Luxembourg smart meters (DSMR 2.2-5.0, Fluvius eMUCS, Luxembourg
 Smarty and other AES-128-GCM encrypted P1), parsed by the `dsmr-parser` library, which knows every
-version's telegram layout and checks the CRC16; this module picks the layout and maps the result.
+version's telegram layout and checks the CRC16; this module picks the layout and maps the result, and
+decrypts an encrypted frame with the general-glo-ciphering EVN's meters use too (`dlms`).
 docs/meters-dsmr.md says what a user sees.
 
 A payload is one telegram: the text from `/` to `!CRC` as the meter sends it, or an encrypted frame
@@ -25,10 +26,11 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from dsmr_parser import telegram_specifications as specs
-from dsmr_parser.exceptions import DecryptionError, InvalidChecksumError
+from dsmr_parser.exceptions import InvalidChecksumError
 from dsmr_parser.objects import CosemObject, MBusObject
 from dsmr_parser.parsers import TelegramParser
 
+from pipeline.drivers import dlms
 from pipeline.drivers.config import ANY_METER
 from pipeline.errors import ChecksumError, DecryptError, FrameError, shorten
 from pipeline.models import Reading
@@ -42,7 +44,6 @@ VERSION: Final = re.compile(r"^1-3:0\.2\.8\((\d)\d\)", re.MULTILINE)
 PARSERS: Final = MappingProxyType({
     "belgium": TelegramParser(specs.BELGIUM_FLUVIUS), "luxembourg": TelegramParser(specs.LUXEMBOURG_SMARTY),
     "5": TelegramParser(specs.V5), "4": TelegramParser(specs.V4), "3": TelegramParser(specs.V3),
-    "encrypted": TelegramParser(specs.MSN),  # Luxembourg's layout with general-glo-ciphering (Smarty, MSN)
 })
 EQUIPMENT: Final = ("EQUIPMENT_IDENTIFIER", "BELGIUM_EQUIPMENT_IDENTIFIER", "LUXEMBOURG_EQUIPMENT_IDENTIFIER")
 UNITS: Final = MappingProxyType({"kWh": 1000, "Wh": 1, "kW": 1000, "W": 1, "V": 1, "A": 1})
@@ -123,13 +124,17 @@ def _telegram(payload: bytes, keys: Mapping[str, bytes], device_id: str | None) 
         except (binascii.Error, ValueError) as exc:
             raise FrameError(f"dsmr: not hex: {shorten(payload)}") from exc
     if frame[:1] == bytes([ENCRYPTED]):
-        title = frame[2:10].hex().upper()
+        ciphered = dlms.parse_glo(frame)
+        title = ciphered.system_title.hex().upper()
         key = keys.get(title) or keys.get((device_id or "").upper()) or keys.get(ANY_METER)
         if key is None:
             raise DecryptError(f"dsmr: no key for the encrypted meter with system title {title} "
                                "(add it to the meters file)")
-        # the authentication key: the one Luxembourg's specification publishes for every meter
-        return _parse(PARSERS["encrypted"], frame.hex(), payload, encryption_key=key.hex(), authentication_key="")
+        # the GCM tag is not checked (meters differ in their authentication key; Luxembourg publishes one
+        # for all): the decrypted telegram's CRC16 is, as ESPHome's and dsmr-parser's readers do it
+        frame = dlms.decrypt(ciphered, key)
+        if frame[:1] != b"/":
+            raise DecryptError(f"dsmr: the telegram of {title} does not decrypt with its key")
     try:
         text = frame.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -141,13 +146,11 @@ def _telegram(payload: bytes, keys: Mapping[str, bytes], device_id: str | None) 
     return _parse(PARSERS.get(layout, PARSERS["5"]), text + "\r\n", payload)
 
 
-def _parse(parser: TelegramParser, data: str, payload: bytes, **keys: str) -> Any:
+def _parse(parser: TelegramParser, data: str, payload: bytes) -> Any:
     try:
-        return parser.parse(data, throw_ex=True, **keys)
+        return parser.parse(data, throw_ex=True)
     except InvalidChecksumError as exc:
         raise ChecksumError(f"dsmr: CRC16 does not match: {exc}") from exc
-    except DecryptionError as exc:
-        raise DecryptError("dsmr: the telegram does not decrypt with its key") from exc
     except Exception as exc:  # the library's and dlms-cosem's own errors on a broken telegram
         raise FrameError(f"dsmr: {exc!r}: {shorten(payload)}") from exc
 

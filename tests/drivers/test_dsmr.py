@@ -78,7 +78,7 @@ def test_framer_keeps_its_buffer_bounded() -> None:
     (b"1-0:1.8.1(000004.426*kWh)\r\n!6EEE\r\n", FrameError, "a telegram runs from '/' to '!'"),
     (b"/ISk5\xff\r\n!\r\n", FrameError, "ASCII"),
     (b"/ISk5\\2MT382-1000\r\n\r\n!\r\n", FrameError, "without an equipment id"),
-    (b"DB08" + b"00" * 40, DecryptError, "no key for the encrypted meter with system title 0000000000000000"),
+    (b"DB08" + b"00" * 40, FrameError, "general-glo-ciphering length 0 but 31 bytes follow"),
 ])
 def test_what_is_not_a_good_telegram(payload: bytes, error: type[IngestError], message: str) -> None:
     with pytest.raises(error, match=message):
@@ -140,13 +140,27 @@ def test_luxembourg_smarty_encrypted(payload: bytes) -> None:
     assert meter.total == Values(power_w=0.0, energy_import_wh=6695, energy_export_wh=25)  # 1.8.0 / 2.8.0 in total
 
 
-def test_smarty_with_a_wrong_key_or_flipped_byte() -> None:
-    with pytest.raises(DecryptError, match="does not decrypt with its key"):
+def test_smarty_without_its_key_with_a_wrong_one_or_a_flipped_byte() -> None:
+    with pytest.raises(DecryptError, match="no key for the encrypted meter with system title 534147677001BD54"):
+        decode(SMARTY, received_at=AT, keys={"534147677001BD55": SMARTY_KEY})
+    with pytest.raises(DecryptError, match="534147677001BD54 does not decrypt with its key"):
         decode(SMARTY, received_at=AT, keys={"*": bytes(16)})
     flipped = bytearray(bytes.fromhex(SMARTY.decode()))
-    flipped[100] ^= 0x01
-    with pytest.raises(DecryptError):
+    flipped[100] ^= 0x01  # inside the ciphertext: the tag is not checked, the telegram's CRC16 is
+    with pytest.raises(ChecksumError, match="CRC16 does not match"):
         decode(bytes(flipped), received_at=AT, keys={"*": SMARTY_KEY})
+
+
+def test_encrypted_p1_with_an_authentication_key_of_its_own() -> None:
+    """Another meter's frame: the same plaintext under another authentication key still decodes."""
+    title, plain = bytes.fromhex("4B464D0000000001"), telegram("v5")
+    cipher = AES.new(SMARTY_KEY, AES.MODE_GCM, nonce=title + bytes([0, 0, 0, 7]), mac_len=12)
+    cipher.update(bytes([0x30]) + bytes(range(16)))
+    body, tag = cipher.encrypt_and_digest(plain)
+    rest = bytes([0x30, 0, 0, 0, 7]) + body + tag
+    frame = bytes([0xDB, 8]) + title + bytes([0x82]) + len(rest).to_bytes(2, "big") + rest
+    meter, _gas = decode(frame.hex().encode(), received_at=AT, keys={"4B464D0000000001": SMARTY_KEY})
+    assert meter.meter_id == "dsmr:K8EG004046395507" and meter.total.power_w == 244.0
 
 
 def encrypted(counter: int) -> bytes:
