@@ -1,6 +1,6 @@
 """Every panel of every provisioned dashboard, its InfluxQL expanded as Grafana does, returns data from
 the real InfluxDB after the worker processed a live-like stream: raw three-phase IAMMETER payloads (two
-meters, rising import counters, one garbage payload) arriving in three slices, and an hour of the
+meters, rising import counters, one garbage payload) arriving in two slices, and an hour of the
 recorded cloudy day of a grid and a PV meter (surplus decisions on and off)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.profiles import METERS, hour_of
 
 STEP = timedelta(seconds=5)
 STEPS = 300  # 25 minutes of IAMMETER payloads: two closed 10-minute windows at least
-SLICES = 3
+SLICES = 2
 CHOSEN = {"meter": "iammeter:M000", "site": "home"}
 
 
