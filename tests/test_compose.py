@@ -94,7 +94,9 @@ def test_mqtt_needs_accounts_and_every_client_of_the_stack_has_one() -> None:
 def test_profiles_demo_charger_and_serial() -> None:
     profiles = {name: service.get("profiles") for name, service in SERVICES.items() if service.get("profiles")}
     # the charger bridge exits without a [[charger]]: the shipped meters.toml has none, the demo's has
-    assert profiles == {"simulate": ["demo"], "serial": ["serial"], "charger": ["charger", "demo"]}
+    assert profiles == {"simulate": ["demo"], "serial": ["serial"], "charger": ["charger", "demo"], "p1": ["p1"]}
+    assert SERVICES["p1"]["command"][:3] == ["bridge", "p1", "--port"] and \
+        env_example()["P1_ADDRESS"].startswith("tcp://")
     assert "[[charger]]" not in (ROOT / "meters.toml").read_text().replace("# [[charger]]", "")
     assert "[[charger]]" in (ROOT / "meters.demo.toml").read_text()
     assert SERVICES["serial"]["devices"] == ["${SERIAL_DEVICE}:/dev/wattstream-serial"]
