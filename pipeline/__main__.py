@@ -8,7 +8,7 @@
     wattstream bridge broute --port P   Wi-SUN dongle (B-route meter) → Kafka
     wattstream charger             power.surplus → the chargers of the meters file, over MQTT
     wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
-    wattstream simulate            simulated meters (IAMMETER, Acrel, EVN) and a PV site with a car, on MQTT
+    wattstream simulate            simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR) and a PV site, on MQTT
     wattstream decode DRIVER       payloads on stdin → Reading JSON lines on stdout (pipeline.commands.decode)
     wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
     wattstream replay [--since T]  what Kafka holds of the worker's outputs → InfluxDB again
