@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--others", type=_count, default=0, help="--latency: meters publishing once a second besides")
     bench.add_argument("--seconds", type=float, default=60.0, help="--latency: how long to measure")
     args = parser.parse_args(argv)
+    # dsmr-parser logs every bad telegram line before it raises; the dsmr driver turns that into a dead letter
+    logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)
 
     settings = Settings()
     if args.command == "decode":

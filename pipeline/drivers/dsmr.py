@@ -17,7 +17,6 @@ heat: `dsmr:<equipment id>-gas`, with the device's own timestamp).
 from __future__ import annotations
 
 import binascii
-import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -67,7 +66,6 @@ TARIFF_SUMS: Final = MappingProxyType({"energy_import_wh": ("energy_import_t1_wh
                                        "energy_export_wh": ("energy_export_t1_wh", "energy_export_t2_wh")})
 MBUS_KINDS: Final = MappingProxyType({3: "gas", 7: "water", 4: "heat", 12: "heat"})  # M-Bus device type
 
-logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)  # it logs each bad line; we raise instead
 TELEGRAM: Final = re.compile(rb"/[^/]*?![0-9A-Fa-f]{0,4}\r?\n", re.DOTALL)  # no `/` inside a telegram
 MAX_FRAME: Final = 2048  # an encrypted frame (a Smarty's is about 650 bytes)
 MAX_TELEGRAM: Final = 8192  # DSMR 5 allows 1024 characters per line; a telegram is a few dozen lines
