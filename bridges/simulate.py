@@ -3,9 +3,10 @@ IAMMETER monitorjson on `device/<SN>/realtime` (a single-phase house with a kett
 three-phase meter with PV that exports around noon, reactive `EA` block included) and Acrel ADW300 /
 ADW310 `json-v2/analog` message pairs, and an encrypted EVN P1 meter (hex M-Bus frames).
 
-Plus a PV site with a car (`SimulatedSite`): a grid, a PV and a charger meter (IAMMETER), the sun
-independent of the time of day so the demo charges at any hour (passing clouds included), and a
-simulated charger that follows the `wattstream` decisions on MQTT; its draw shows on the grid meter."""
+Plus a PV site with a car (`SimulatedSite`): a grid, a PV and a charger meter (IAMMETER), a house
+battery (`mqtt_json`), the sun independent of the time of day so the demo charges at any hour (passing
+clouds included), and a simulated charger that follows the `wattstream` decisions on MQTT; its draw
+shows on the grid meter."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from Crypto.Cipher import AES
 
 from bridges.mqtt import new_client
 from bridges.simulated_devices import MQTT_JSON_METERS_TOML, SimulatedOpenDtu, SimulatedP1, SimulatedShellyPro3em
-from pipeline.settings import DEFAULT_TOPICS, MqttSettings
+from pipeline.settings import MqttSettings
+from pipeline.sites import DEFAULT_TOPICS
+
+BATTERY_WH, BATTERY_MAX_W = 10_000.0, 3_000.0  # the simulated site's house battery
 
 
 @dataclass
@@ -175,34 +179,51 @@ class SimulatedEvn:
 
 @dataclass
 class SimulatedSite:
-    """A house with 8 kWp of PV and a car on a charger that follows the site's decisions."""
+    """A house with 8 kWp of PV, a 10 kWh battery run by its own zero-export controller (it sends its power
+    and state of charge as JSON, an `mqtt_json` meter) and a car on a charger that follows the site's
+    decisions."""
 
     name: str = "demo"
     pv_peak_w: float = 8000.0
     seed: int = 21
     draw_w: float = 0.0  # what the car draws now
+    battery_w: float = 0.0  # + charging, - discharging
+    soc: float = 60.0  # % of BATTERY_WH
     grid_sn: str = "5A1E00G1"
     pv_sn: str = "5A1E00P1"
     charger_sn: str = "5A1E00C1"
+    battery_id: str = "demo-battery"
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._pv, self._load, self._shadow_until, self._next_cloud = 0.0, 0.0, 0.0, 0.0
+        self._at: float | None = None
         self.meters = [SimulatedIammeter(self.grid_sn, 3, seed=self.seed, powers=self._grid),
                        SimulatedIammeter(self.pv_sn, 1, seed=self.seed + 1, powers=lambda: [-self._pv]),
                        SimulatedIammeter(self.charger_sn, 3, seed=self.seed + 2, powers=lambda: [self.draw_w / 3] * 3)]
 
     def advance(self, now: float) -> None:
-        """The sun (slow swell, and a cloud shadow now and then) and the house for this cycle."""
+        """The sun (slow swell, and a cloud shadow now and then), the house and its battery for this cycle."""
         if now >= self._next_cloud:
             self._shadow_until = now + self._rng.uniform(20, 90)
             self._next_cloud = self._shadow_until + self._rng.uniform(120, 400)
         shade = 0.3 if now < self._shadow_until else 1.0
         self._pv = self.pv_peak_w * (0.75 + 0.2 * math.sin(now / 1200)) * shade
         self._load = 400 + 150 * math.sin(now / 300) + self._rng.gauss(0, 30)
+        hours = 0.0 if self._at is None else (now - self._at) / 3600
+        self._at = now
+        self.soc = min(max(self.soc + self.battery_w * hours / BATTERY_WH * 100, 0.0), 100.0)
+        net = self._load - self._pv + self.draw_w
+        room = BATTERY_MAX_W if self.soc < 100 else 0.0
+        left = BATTERY_MAX_W if self.soc > 5 else 0.0
+        self.battery_w = min(-net, room) if net < 0 else -min(net, left)
 
     def _grid(self) -> list[float]:
-        return [(self._load - self._pv + self.draw_w) / 3] * 3
+        return [(self._load - self._pv + self.draw_w + self.battery_w) / 3] * 3
+
+    def battery_message(self) -> tuple[str, bytes]:
+        return (f"battery/{self.battery_id}/state",
+                json.dumps({"power": round(self.battery_w, 1), "soc": round(self.soc, 1)}).encode())
 
     def follow(self, decision: bytes) -> None:
         """A `wattstream` charger message: draw what the decision allows (the car follows at once)."""
@@ -213,11 +234,16 @@ class SimulatedSite:
             pass
 
     def meters_toml(self) -> str:
-        """The site's entries for a meters file: its meters, the site and its simulated charger."""
+        """The site's entries for a meters file: its meters (the battery's mapping too), the site (the
+        car before the battery above 40 %) and its simulated charger."""
         meters = "".join(f'[[meter]]\ndriver = "iammeter"\ndevice = "{sn}"\nrole = "{role}"\nsite = "{self.name}"\n\n'
                          for sn, role in ((self.grid_sn, "grid"), (self.pv_sn, "pv"), (self.charger_sn, "charger")))
-        return (f'{meters}[[site]]\nname = "{self.name}"\nphases = "auto"\n\n'
-                f'[[charger]]\nname = "demo-car"\nsite = "{self.name}"\nformat = "wattstream"\ninterval_seconds = 0\n')
+        battery = (f'[[meter]]\ndriver = "mqtt_json"\ndevice = "{self.battery_id}"\nrole = "battery"\n'
+                   f'site = "{self.name}"\n\n[[mqtt_json]]\ntopic = "battery/+/state"\n'
+                   f'fields = {{ power_w = "power", "extra.soc_pct" = "soc" }}\n\n')
+        return (f'{meters}{battery}[[site]]\nname = "{self.name}"\nphases = "auto"\nbattery_priority_soc = 40\n\n'
+                f'[[charger]]\nname = "demo-car"\nsite = "{self.name}"\nformat = "wattstream"\ninterval_seconds = 0\n'
+                f'priority = 1\n')
 
 
 def demo_meters_toml() -> str:
@@ -267,6 +293,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
             for device in more_devices:
                 for topic, payload in device.messages(stamp, now - last):
                     client.publish(topic, payload, qos=1)
+            client.publish(*site.battery_message(), qos=1)
             last = now
             time.sleep(interval)
     finally:

@@ -120,40 +120,6 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.backtest import Backtest, open_input, read_readings
-    from pipeline.logic.windows import WindowConfig
-    from pipeline.settings import load_meters
-
-    try:
-        plant = load_meters(Path(args.meters)) if args.meters else settings.plant()
-        source = open_input(args.file)
-    except (ValueError, OSError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.emit == "surplus" and not plant.sites():
-        print("--emit surplus needs a meters file with a grid meter (role = \"grid\")", file=sys.stderr)
-        return 2
-    backtest = Backtest(plant, WindowConfig.of(settings.windows), simulate_charger=args.simulate_charger)
-    errors: list[str] = []
-    try:
-        with source:
-            for record in backtest.run(read_readings(source, errors), args.emit):
-                sys.stdout.write(record.model_dump_json(exclude_none=True) + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:  # `| head`
-        sys.stderr.close()
-        return 0
-    for error in errors:
-        print(error, file=sys.stderr)
-    for summary in backtest.summaries.values():
-        print(summary.line(), file=sys.stderr)
-    if args.emit == "averages" and backtest.open_windows():
-        print(f"{backtest.open_windows()} window(s) still open at the end of the input (not emitted)",
-              file=sys.stderr)
-    return 1 if errors else 0
-
-
 def _publish(settings: Settings) -> int:
     from bridges.publish import run_publish
 
@@ -276,12 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--topic", help="the MQTT topic of every payload (mqtt_json finds its mapping by it)")
     decode.add_argument("--topics", action="store_true",
                         help="each line is `<topic> <payload>`, as `mosquitto_sub -v` prints it")
-    backtest = sub.add_parser("backtest", help="run the windows / surplus logic over a file of Readings")
-    backtest.add_argument("file", nargs="?", help="Reading JSON lines (.gz too); default stdin")
-    backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus")
-    backtest.add_argument("--meters", help="the meters file (default: WATTSTREAM_METERS_FILE)")
-    backtest.add_argument("--simulate-charger", action="store_true",
-                          help="a day recorded without a car: each site's charger draws what was decided")
+    from pipeline.commands import backtest
+
+    backtest.add_parser(sub)
     replay = sub.add_parser("replay", help="write what Kafka holds of the worker's outputs to InfluxDB again")
     replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
                         "(ISO 8601, e.g. 2026-11-01T00:00+01:00; default: all it holds)")
@@ -322,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(settings, args)
     if args.command == "backtest":
-        return _backtest(settings, args)
+        from pipeline.commands.backtest import run_backtest
+
+        return run_backtest(settings, args)
     if args.command == "charger":
         return _charger(settings)
     if args.command == "publish":

@@ -1,42 +1,75 @@
 """`wattstream backtest`: the agents' pure logic run offline over a file of `Reading`s, so users can tune
 their site settings on their own recorded days (and the tests replay days the same way).
 
-Readings are taken in file order, as the agents take them from `meter.readings`. `--simulate-charger`
-closes the loop for a day recorded without a car: each site gets a charger that draws what the last
-decision allowed, seen by its grid meter (grid + draw) and by a charger meter of its own.
+Records are taken in file order, as the agents take them from `meter.readings`; a line that is a
+`ModeCommand` (`{"site", "charger", "mode", ..., "at"}`) sets a charger's mode there, as one set over MQTT
+would. `--simulate-charger` closes the loop for a day recorded without a car: each site's chargers draw
+what the last decision allowed, seen by its grid meter (grid + draw) and by a charger meter of its own.
+`--simulate-battery` adds a house battery where the day has none (`SimBattery`: it charges from export
+and discharges into import, as a battery's own controller does), seen by the grid meter and by a battery
+meter sending its state of charge.
 """
 
 from __future__ import annotations
 
 import gzip
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.logic.surplus import SiteState, on_reading
-from pipeline.logic.windows import MeterState, WindowConfig, step
-from pipeline.models import Reading, SurplusSignal, Values
-from pipeline.settings import MetersFile, Site
+from pipeline.logic.surplus import SOC, SiteState, on_command, on_reading, power_of
+from pipeline.logic.windows import MeterState, WindowConfig, step, to_us
+from pipeline.models import ModeCommand, Reading, SurplusSignal, Values
+from pipeline.settings import MetersFile
+from pipeline.sites import Role, Site
 
 Emit = Literal["debounce", "averages", "surplus"]
+Controller = Callable[[Site, SiteState, Reading, Role], SurplusSignal | None]
 MAX_GAP_S = 300.0  # a longer gap between two decisions is not counted as charging time
+SHORT_S = 600.0  # a charging session shorter than this is counted as short
+
+
+@dataclass
+class Sessions:
+    """One charger's sessions over a day."""
+
+    starts: int = 0
+    stops: int = 0
+    short: int = 0  # sessions shorter than SHORT_S
+    phase_switches: int = 0
+    charged_wh: float = 0.0
+    _since: float | None = None  # start of the running session (s)
+
+    def add(self, last: SurplusSignal, signal: SurplusSignal, name: str, hours: float) -> None:
+        before, now = last.chargers.get(name), signal.chargers.get(name)
+        was, on = bool(before and before.charge), bool(now and now.charge)
+        t = signal.ts.timestamp()
+        if on and not was:
+            self.starts, self._since = self.starts + 1, t
+        if was and not on:
+            self.stops += 1
+            self.short += self._since is not None and t - self._since < SHORT_S
+            self._since = None
+        self.phase_switches += bool(before and now and was and on and before.phases != now.phases)
+        self.charged_wh += (before.power_w if before else 0.0) * hours
 
 
 @dataclass
 class Summary:
-    """What a day of decisions meant for one site."""
+    """What a day of decisions meant for one site: where the chargers' energy came from (at each grid
+    reading, PV beyond the house's own use first, then the battery, then the grid) and each charger's
+    sessions."""
 
     site: str
     decisions: int = 0
-    starts: int = 0
-    stops: int = 0
-    phase_switches: int = 0
-    from_surplus_wh: float = 0.0  # charger energy covered by the surplus at that moment
-    from_grid_wh: float = 0.0  # charger energy beyond the surplus, i.e. bought from the grid
+    from_surplus_wh: float = 0.0
+    from_battery_wh: float = 0.0
+    from_grid_wh: float = 0.0
+    chargers: dict[str, Sessions] = field(default_factory=dict)
     _last: SurplusSignal | None = field(default=None, repr=False)
 
     def add(self, signal: SurplusSignal) -> None:
@@ -44,18 +77,56 @@ class Summary:
         self.decisions += 1
         if last is None:
             return
-        self.starts += signal.charge and not last.charge
-        self.stops += last.charge and not signal.charge
-        self.phase_switches += signal.charge and last.charge and signal.phases != last.phases
         hours = min((signal.ts - last.ts).total_seconds(), MAX_GAP_S) / 3600
-        draw, available = last.charger_w, max(last.charger_w - last.grid_w, 0.0)
-        self.from_surplus_wh += min(draw, available) * hours
-        self.from_grid_wh += max(draw - available, 0.0) * hours
+        for name in signal.chargers:
+            self.chargers.setdefault(name, Sessions()).add(last, signal, name, hours)
+        battery = last.battery_w or 0.0
+        draw = last.charger_w
+        pv = min(draw, max(draw + battery - last.grid_w, 0.0))  # PV beyond the house = car + battery - grid
+        from_battery = min(draw - pv, max(-battery, 0.0))
+        self.from_surplus_wh += pv * hours
+        self.from_battery_wh += from_battery * hours
+        self.from_grid_wh += (draw - pv - from_battery) * hours
+
+    @property
+    def starts(self) -> int:
+        return sum(s.starts for s in self.chargers.values())
+
+    @property
+    def phase_switches(self) -> int:
+        return sum(s.phase_switches for s in self.chargers.values())
 
     def line(self) -> str:
-        return (f"site {self.site}: {self.decisions} decisions, {self.starts} starts, {self.stops} stops, "
-                f"{self.phase_switches} phase switches, charged {self.from_surplus_wh / 1000:.2f} kWh from "
-                f"surplus and {self.from_grid_wh / 1000:.2f} kWh from the grid")
+        chargers = "; ".join(f"charger {name}: {s.starts} starts, {s.stops} stops, {s.short} sessions under "
+                             f"{SHORT_S / 60:.0f} min, {s.phase_switches} phase switches, {s.charged_wh / 1000:.2f} kWh"
+                             for name, s in sorted(self.chargers.items()))
+        return (f"site {self.site}: {self.decisions} decisions, {self.starts} starts, {self.phase_switches} phase "
+                f"switches, charged {self.from_surplus_wh / 1000:.2f} kWh from surplus, "
+                f"{self.from_battery_wh / 1000:.2f} kWh from the battery and {self.from_grid_wh / 1000:.2f} kWh "
+                f"from the grid; {chargers}")
+
+
+@dataclass
+class SimBattery:
+    """A house battery run by its own zero-export controller: it charges from what would be exported and
+    discharges into what would be imported, within its power and capacity."""
+
+    capacity_wh: float = 10_000.0
+    max_w: float = 5_000.0
+    soc: float = 20.0  # % at the start of the day
+    _at: float | None = None
+
+    def step(self, net_w: float, at: float) -> float:
+        """The battery's power (+ charging) for a site that would draw `net_w` from the grid."""
+        hours = 0.0 if self._at is None else min(at - self._at, MAX_GAP_S) / 3600
+        self._at = at
+        stored = self.capacity_wh * self.soc / 100
+        if net_w < 0:
+            power = min(-net_w, self.max_w, (self.capacity_wh - stored) / hours if hours else self.max_w)
+        else:
+            power = -min(net_w, self.max_w, stored / hours if hours else self.max_w)
+        self.soc = min(max((stored + power * hours) / self.capacity_wh * 100, 0.0), 100.0)
+        return power
 
 
 @dataclass
@@ -63,25 +134,33 @@ class Backtest:
     plant: MetersFile
     windows: WindowConfig = field(default_factory=WindowConfig)
     simulate_charger: bool = False
+    battery: SimBattery | None = None  # simulated for each site (a copy each)
+    controller: Controller = on_reading
     meters: dict[str, MeterState] = field(default_factory=dict)
     sites: dict[str, SiteState] = field(default_factory=dict)
     summaries: dict[str, Summary] = field(default_factory=dict)
     _draw: dict[str, float] = field(default_factory=dict)  # simulated charger draw per site
+    _batteries: dict[str, SimBattery] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._roles = self.plant.roles()
         self._site_settings = self.plant.sites()
 
-    def run(self, readings: Iterable[Reading], emit: Emit) -> Iterator[BaseModel]:
-        for reading in readings:
-            if emit == "surplus":
-                yield from self._surplus(reading)
-                continue
-            result = step(self.meters.setdefault(reading.meter_id, MeterState()), reading, self.windows)
-            if emit == "debounce" and result.debounced:
-                yield reading
-            elif emit == "averages":
-                yield from result.averages
+    def run(self, records: Iterable[Reading | ModeCommand], emit: Emit) -> Iterator[BaseModel]:
+        for record in records:
+            if isinstance(record, ModeCommand):
+                site = self._site_settings.get(record.site)
+                if site is None:
+                    raise ValueError(f"mode command for site {record.site!r}, which the meters file does not have")
+                on_command(site, self.sites.setdefault(site.name, SiteState()), record)
+            elif emit == "surplus":
+                yield from self._surplus(record)
+            else:
+                result = step(self.meters.setdefault(record.meter_id, MeterState()), record, self.windows)
+                if emit == "debounce" and result.debounced:
+                    yield record
+                elif emit == "averages":
+                    yield from result.averages
 
     def _surplus(self, reading: Reading) -> Iterator[SurplusSignal]:
         site_name, role = self._roles.get(reading.meter_id, ("", "other"))
@@ -89,36 +168,56 @@ class Backtest:
         if site is None:
             return
         state = self.sites.setdefault(site_name, SiteState())
-        if self.simulate_charger and role == "grid":
-            reading = self._with_charger(site, state, reading)
-        signal = on_reading(site, state, reading, role)
+        if role == "grid":
+            reading = self._simulated(site, state, reading)
+        signal = self.controller(site, state, reading, role)
         if signal is None:
             return
         self._draw[site_name] = signal.power_w
         self.summaries.setdefault(site_name, Summary(site_name)).add(signal)
         yield signal
 
-    def _with_charger(self, site: Site, state: SiteState, grid: Reading) -> Reading:
-        draw = self._draw.get(site.name, 0.0)
-        charger = grid.model_copy(update={"meter_id": f"simulated:charger-{site.name}", "driver": "simulated",
-                                          "total": Values(power_w=draw), "phases": {}, "extra": {}})
-        on_reading(site, state, charger, "charger")
-        power = (grid.total.power_w or 0.0) + draw
+    def _simulated(self, site: Site, state: SiteState, grid: Reading) -> Reading:
+        """The grid reading as the simulated charger and battery change it; their own meters' readings
+        go to the controller first."""
+        power = power_of(grid) or 0.0
+        if self.simulate_charger:
+            draw = self._draw.get(site.name, 0.0)
+            self.controller(site, state, _meter(grid, f"simulated:charger-{site.name}", draw, {}), "charger")
+            power += draw
+        if self.battery is not None:
+            battery = self._batteries.setdefault(site.name, SimBattery(self.battery.capacity_wh, self.battery.max_w,
+                                                                       self.battery.soc))
+            charge = battery.step(power, to_us(grid.ts) / 1e6)
+            self.controller(site, state, _meter(grid, f"simulated:battery-{site.name}", charge,
+                                                {SOC: round(battery.soc, 1)}), "battery")
+            power += charge
+        if not self.simulate_charger and self.battery is None:
+            return grid
         return grid.model_copy(update={"total": Values(power_w=power), "phases": {}})
 
     def open_windows(self) -> int:
         return sum(len(state.windows) for state in self.meters.values())
 
 
-def read_readings(source: IO[bytes], errors: list[str]) -> Iterator[Reading]:
-    """`Reading` JSON lines; a bad line is noted in `errors` (with its number) and skipped."""
+def _meter(grid: Reading, meter_id: str, power: float, extra: dict[str, float]) -> Reading:
+    return grid.model_copy(update={"meter_id": meter_id, "driver": "simulated", "total": Values(power_w=power),
+                                   "phases": {}, "extra": extra})
+
+
+def read_records(source: IO[bytes], errors: list[str]) -> Iterator[Reading | ModeCommand]:
+    """`Reading` JSON lines, and `ModeCommand`s among them; a bad line is noted in `errors` (with its
+    number) and skipped."""
     for number, line in enumerate(source, 1):
         if not line.strip():
             continue
         try:
             yield Reading.from_json(line)
         except ValidationError as exc:
-            errors.append(f"line {number}: not a Reading: {exc.errors()[0]['msg']}")
+            try:
+                yield ModeCommand.from_json(line)
+            except ValidationError:
+                errors.append(f"line {number}: not a Reading: {exc.errors()[0]['msg']}")
 
 
 def open_input(path: str | None) -> IO[bytes]:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from pipeline.errors import FrameError
 
@@ -135,8 +144,29 @@ class Average(BaseModel):
         return [("total", self.total), *self.phases.items()]
 
 
+Mode = Literal["off", "pv", "minpv", "now"]  # a charger's charge mode (DESIGN §4)
+
+
+class ChargerDecision(BaseModel):
+    """What the controller decided for one charger of a site, and under which mode."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    charge: bool
+    phases: Literal[1, 3]
+    current_a: float  # 0 when not charging
+    power_w: float  # phases x voltage x current
+    mode: Mode
+    reason: str
+    target_kwh: float | None = None  # `now` until this much was charged (then `pv`)
+    until: UtcDatetime | None = None  # `now` until this time (then `pv`)
+    charged_kwh: float = 0.0  # charged since the mode was set
+
+
 class SurplusSignal(BaseModel):
-    """The PV-surplus decision for one site at one grid reading (DESIGN §4)."""
+    """The PV-surplus decision for one site at one grid reading (DESIGN §4). `chargers` holds each
+    charger's own decision; the top-level `charge`, `phases`, `current_a` and `reason` are those of the
+    site's first charger (its only one, usually) and `power_w` is what all of them may draw together."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -144,17 +174,57 @@ class SurplusSignal(BaseModel):
     ts: UtcDatetime  # event time of the grid reading that triggered the decision
     grid_w: float  # + import, - export
     pv_w: float | None = None  # production of the site's PV meter(s), when known
-    charger_w: float = 0.0  # the charger's draw, counted as available while it charges
-    surplus_w: float  # charger draw - grid power, averaged over the sliding window
+    charger_w: float = 0.0  # the chargers' draw, counted as available while they charge
+    battery_w: float | None = None  # the house battery: + charging, - discharging
+    battery_soc: float | None = None  # its state of charge, %
+    surplus_w: float  # what the chargers may use, averaged over the sliding window
     charge: bool
     phases: Literal[1, 3]
     current_a: float  # 0 when not charging
-    power_w: float  # phases x voltage x current: what the decision lets the charger draw
+    power_w: float  # phases x voltage x current: what the decision lets the chargers draw
     reason: str
+    chargers: dict[str, ChargerDecision] = Field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> SurplusSignal:
+        return cls.model_validate_json(data)
+
+    def for_charger(self, name: str) -> SurplusSignal:
+        """The signal as one charger should see it: its own decision at the top level."""
+        decision = self.chargers.get(name)
+        if decision is None:
+            return self
+        return self.model_copy(update={"charge": decision.charge, "phases": decision.phases,
+                                       "current_a": decision.current_a, "power_w": decision.power_w,
+                                       "reason": decision.reason})
+
+
+class ModeCommand(BaseModel):
+    """A charge mode set for one charger (MQTT `wattstream/<site>/<charger>/mode/set`): a record of
+    `meter.readings.site`, keyed by site, with header `command: mode`, so the site's controller applies
+    it in order with the readings (the next grid reading decides under it) and keeps it in its state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: str
+    charger: str
+    mode: Mode
+    target_kwh: float | None = Field(default=None, gt=0, le=1000)  # only with `now`
+    until: UtcDatetime | None = None  # only with `now`
+    at: UtcDatetime  # when it was given
+
+    @model_validator(mode="after")
+    def _target_only_for_now(self) -> ModeCommand:
+        if self.mode != "now" and (self.target_kwh is not None or self.until is not None):
+            raise ValueError(f"a target (kWh or time) goes only with mode now, not {self.mode}")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ModeCommand:
         return cls.model_validate_json(data)

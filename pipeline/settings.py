@@ -20,9 +20,7 @@ from pipeline.brokers import KafkaSettings, MqttSettings, Section
 from pipeline.drivers import DRIVERS, Config, echonet, routes
 from pipeline.drivers.config import aes_key
 from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
-
-Role = Literal["grid", "pv", "charger", "other"]
-ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
+from pipeline.sites import Charger, Role, Site
 
 
 class InfluxSettings(Section):
@@ -130,68 +128,6 @@ class Meter(Section):
         return f"{self.driver}:{self.device}"
 
 
-class Site(Section):
-    """A site's PV-surplus controller (`[[site]]` in the meters file); its meters name it in `site`.
-
-    Defaults follow evcc's (enable 60 s, disable 180 s, 6 A minimum, 100 W residual power kept
-    exporting); phase switching has its own delays, a margin and a minimum time between switches.
-    """
-
-    name: str = "home"
-    voltage_v: float = Field(default=230.0, gt=0)
-    min_current_a: float = Field(default=6.0, gt=0)
-    max_current_a: float = Field(default=16.0, gt=0)
-    phases: Literal[1, 3, "auto"] = 3  # "auto": the charger can switch between 1 and 3 phases
-    residual_w: float = 100.0  # kept exporting as a reserve; negative allows that much import
-    window_seconds: float = Field(default=60.0, gt=0)  # sliding average of the surplus
-    enable_delay_seconds: float = Field(default=60.0, ge=0)
-    disable_delay_seconds: float = Field(default=180.0, ge=0)
-    phase_up_delay_seconds: float = Field(default=300.0, ge=0)
-    phase_down_delay_seconds: float | None = Field(default=None, ge=0)  # unset: the disable delay
-    phase_up_margin_w: float = Field(default=300.0, ge=0)  # above 3-phase minimum power before going up
-    phase_switch_interval_seconds: float = Field(default=600.0, ge=0)  # least time from a switch to going up
-    # Where the charger's draw comes from: the site's `charger` meter, or the last setpoint (a charger
-    # without a meter; only right when the grid meter sees the car, i.e. not for replayed days).
-    charger_draw: Literal["meter", "setpoint"] = "meter"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Site:
-        if self.min_current_a > self.max_current_a:
-            raise ValueError(f"site {self.name}: min_current_a is above max_current_a")
-        if self.down_delay_seconds > self.disable_delay_seconds:
-            raise ValueError(f"site {self.name}: phase_down_delay_seconds must not exceed disable_delay_seconds "
-                             "(a charger drawing more than the surplus must stop or switch within that delay)")
-        return self
-
-    @property
-    def down_delay_seconds(self) -> float:
-        """The 3p → 1p delay: `phase_down_delay_seconds`, or the disable delay when unset."""
-        return self.disable_delay_seconds if self.phase_down_delay_seconds is None else self.phase_down_delay_seconds
-
-
-DEFAULT_TOPICS: dict[ChargerFormat, str] = {
-    "openevse": "wattstream/{site}/grid_ie",  # OpenEVSE: set its "Grid IE" topic to this
-    "goe": "/go-eCharger/{name}/ids/set",  # go-e API v2 over MQTT; name = the charger's serial
-    "openwb": "openWB/set/counter/{name}/get/power",  # openWB 2 MQTT counter; name = the counter id
-    "evcc": "wattstream/{site}/grid_w",  # evcc `mqtt` meter plugin
-    "wattstream": "wattstream/{site}/surplus",  # our own JSON: the decision and its reason
-}
-
-
-class Charger(Section):
-    """A charger `wattstream charger` drives (`[[charger]]` in the meters file)."""
-
-    name: str
-    site: str = "home"
-    format: ChargerFormat
-    topic: str | None = None  # default: DEFAULT_TOPICS of the format
-    interval_seconds: float = Field(default=5.0, ge=0)  # at most one message per interval (OpenEVSE: 5-10 s)
-
-    @property
-    def mqtt_topic(self) -> str:
-        return (self.topic or DEFAULT_TOPICS[self.format]).format(site=self.site, name=self.name)
-
-
 class MetersFile(Section):
     """The meters file: `[[meter]]`, `[[site]]`, `[[charger]]` and `[[mqtt_json]]` entries."""
 
@@ -205,6 +141,23 @@ class MetersFile(Section):
         routes(self.driver_config())  # a topic without a device level, or taken already, is found now
         return self
 
+    @model_validator(mode="after")
+    def _chargers_fit(self) -> MetersFile:
+        if any(site.loadpoints for site in self.site):
+            raise ValueError("a [[site]] names no chargers: each [[charger]] names its site")
+        names = [(c.site, c.name) for c in self.charger]
+        if len(set(names)) < len(names):
+            raise ValueError("two [[charger]] entries of one site have the same name")
+        ours = [c.mqtt_topic for c in self.charger if c.format == "wattstream"]
+        if len(set(ours)) < len(ours):  # each takes its own decision
+            raise ValueError("two wattstream chargers on one topic: give each its own `topic`")
+        sites = {site.name: site for site in self.site}
+        for charger in self.charger:
+            lp = charger.loadpoint(sites.get(charger.site, Site(name=charger.site)))
+            if lp.min_current_a > lp.max_current_a:
+                raise ValueError(f"charger {lp.name}: min_current_a is above max_current_a")
+        return self
+
     def driver_config(self) -> Config:
         """What the drivers need of this file: the meters' keys (by device id, upper case) and the mappings.
         Errors never show a key."""
@@ -216,7 +169,13 @@ class MetersFile(Section):
         """Every site a grid meter names, with its `[[site]]` settings (defaults if it has none)."""
         configured = {site.name: site for site in self.site}
         names = {m.site for m in self.meter if m.role == "grid"} | set(configured)
-        return {name: configured.get(name, Site(name=name)) for name in sorted(names)}
+        sites = {}
+        for name in sorted(names):
+            site = configured.get(name, Site(name=name))
+            driven = sorted((c.loadpoint(site) for c in self.charger if c.site == name and c.driven),
+                            key=lambda lp: (-lp.priority, lp.name))
+            sites[name] = Site.model_validate({**site.model_dump(), "loadpoints": tuple(driven)})
+        return sites
 
     def roles(self) -> dict[str, tuple[str, Role]]:
         """meter_id → (site, role) of the meters that feed a site's surplus (grid, pv, charger)."""

@@ -30,6 +30,10 @@ H_ENVELOPE: Final = "envelope"
 # send an output again; the agent downstream knows the repeat by this (pipeline/agents/state.py).
 H_POSITION: Final = "position"
 
+# Header on a `meter.readings.site` record that is not a reading but a charger's mode set
+# (`models.ModeCommand`, value `mode`), produced by `wattstream charger` from MQTT.
+H_COMMAND: Final = "command"
+
 # Headers added on dead-letter records (the value and the original headers are kept unchanged).
 H_STAGE: Final = "stage"  # frame | decrypt | decode | check | sink | surplus
 H_REASON: Final = "reason"  # a short fixed name for the kind of failure (`implausible`, `checksum`, ...)

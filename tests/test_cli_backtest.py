@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import struct
 import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
 
-from tests.profiles import PROFILES
+from tests.profiles import PROFILES, hour_of
 
 METERS = '[[meter]]\ndriver = "iammeter"\ndevice = "GRID"\nrole = "grid"\n\n[[site]]\nname = "home"\nphases = "auto"\n'
 
@@ -46,3 +47,21 @@ def test_averages_and_debounce_from_stdin_and_bad_lines(tmp_path: Path) -> None:
     assert [json.loads(line)["ts"] for line in debounce.stdout.splitlines()] == [
         "2025-06-01T10:00:00Z", "2025-06-01T10:05:00Z", "2025-06-01T10:10:00Z", "2025-06-01T10:15:00Z",
         "2025-06-01T10:20:00Z"]
+
+
+def test_mode_commands_among_the_readings_and_the_picture_of_the_day(tmp_path: Path) -> None:
+    meters = tmp_path / "meters.toml"
+    meters.write_text(METERS.replace("role = \"grid\"\n", "role = \"grid\"\n\n[[charger]]\nname = \"car\"\n"
+                                     "format = \"wattstream\"\n", 1))
+    hour = [r for r in hour_of("clear", 10) if r.meter_id == "iammeter:GRID"]
+    command = json.dumps({"site": "home", "charger": "car", "mode": "now", "target_kwh": 1, "at": "2025-06-21T10:30Z"})
+    lines = [r.to_json().decode() for r in hour]
+    stdin = "\n".join([*lines[:180], command, *lines[180:]]).encode()
+    picture = tmp_path / "day.png"
+    result = backtest("--meters", str(meters), "--simulate-charger", "--plot", str(picture), stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    modes = [json.loads(line)["chargers"]["car"]["mode"] for line in result.stdout.splitlines()]
+    assert modes[:180] == ["pv"] * 180 and modes[180] == "now" and modes[-1] == "pv"  # 1 kWh, then back to pv
+    png = picture.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1400, 900)
+    assert f"the day's picture is in {picture}" in result.stderr.decode()

@@ -1,5 +1,6 @@
 """Settings from the environment and the meters file; secrets stay masked."""
 
+import re
 import ssl
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 
 from pipeline.logic.plausible import Limits
 from pipeline.settings import KafkaSettings, MqttSettings, Settings, load_meters
+from pipeline.sites import Charger, Site
 from tests.mqtt import certificates
 
 
@@ -153,3 +155,11 @@ def test_a_meters_file_mistake_never_shows_a_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no driver 'evm'") as error:
         load_meters(path)
     assert "00112233" not in str(error.value) and error.value.__cause__ is None and error.value.__suppress_context__
+
+
+def test_the_charging_page_lists_every_site_and_charger_setting() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "charging.md").read_text()
+    missing = [f"{model.__name__}.{name}" for model in (Site, Charger) for name in model.model_fields
+               if name != "loadpoints" and not re.search(rf"^#? ?{name} = ", page, re.MULTILINE)
+               and f"`{name}`" not in page]
+    assert not missing

@@ -39,8 +39,9 @@ from pipeline.logic.plausible import Limits, Plausibility, check
 from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading, format_ts
-from pipeline.settings import Role, Settings
+from pipeline.settings import Settings
 from pipeline.sinks import Debounced, Position, Record, Sink, write_all
+from pipeline.sites import Role
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits()  # a meter the meters file does not list

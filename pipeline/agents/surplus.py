@@ -1,5 +1,6 @@
-"""`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV and charger meters, keyed
-by site, through the surplus controller (state per site in the agent's table, `agents.state`); one
+"""`meter.readings.site` → `power.surplus`: the readings of each site's grid, PV, charger and battery
+meters, keyed by site, and its chargers' mode sets (header `command: mode`, from `wattstream charger`),
+through the surplus controller (state per site in the agent's table, `agents.state`); one
 `SurplusSignal` per grid reading, produced at once for the chargers and written to the sink. One record
 at a time (a few per second per site); each exactly once (`agents.state`: a site reading a decode
 agent sent again after a kill is known by its position and skipped). A grid reading at or before the
@@ -12,15 +13,18 @@ from collections.abc import Mapping, Sequence
 
 import faust
 from faust.types import EventT
+from pydantic import ValidationError
 
 from pipeline import topics
 from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
 from pipeline.agents.outbox import Outbox, Outlet
-from pipeline.agents.state import Batch
-from pipeline.logic.surplus import SiteState, on_reading
-from pipeline.settings import Role, Settings, Site
+from pipeline.agents.state import Batch, Entry
+from pipeline.logic.surplus import SiteState, on_command, on_reading
+from pipeline.models import ModeCommand
+from pipeline.settings import Settings
 from pipeline.sinks import Record, Sink, write_all
+from pipeline.sites import Role, Site
 
 
 def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
@@ -32,10 +36,34 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
                               source_topic=topics.SITE_READINGS, stage="surplus", reason=reason, error=error)
 
+    async def command(event: EventT, headers: dict[str, bytes], batch: Batch) -> None:
+        """A charger's mode set (`wattstream charger`): into the site's state, decided on at the next grid
+        reading."""
+        try:
+            mode = ModeCommand.from_json(event.value)
+        except ValidationError as exc:
+            await dead(event, "bad_command", f"not a mode command: {exc.errors(include_input=False)[0]['msg']}")
+            return
+        site = sites.get(mode.site)
+        if site is None:
+            await dead(event, "no_site", f"mode set for site {mode.site!r}, which the meters file does not have")
+            return
+        entry = batch.take(mode.site.encode(), event, headers)
+        if entry is None:
+            return
+        try:
+            on_command(site, _state(entry), mode)
+        except ValueError as exc:
+            await dead(event, "no_charger", str(exc))
+
     async def process(events: Sequence[EventT], batch: Batch) -> None:
         signals: list[Record] = []
         out = Outbox(outlet)
         for event in events:
+            headers = header_map(event.headers)
+            if headers.get(topics.H_COMMAND) == b"mode":
+                await command(event, headers, batch)
+                continue
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
                 continue
@@ -44,15 +72,12 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
             if site is None:  # the meters file changed since the reading was forwarded
                 await dead(event, "no_site", f"{reading.meter_id} feeds no site in the meters file")
                 continue
-            key = site_name.encode()
-            entry = batch.take(key, event, header_map(event.headers))
+            entry = batch.take(site_name.encode(), event, headers)
             if entry is None:
                 continue
-            if not isinstance(entry.state, SiteState):
-                entry.state = SiteState.load(entry.state) if entry.state else SiteState()
-            signal = on_reading(site, entry.state, reading, role)
+            signal = on_reading(site, _state(entry), reading, role)
             if signal is not None:
-                await out.send(topics.SURPLUS, key, signal.to_json())
+                await out.send(topics.SURPLUS, site_name.encode(), signal.to_json())
                 signals.append(signal)
         await out.ship()  # for the chargers, now
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
@@ -60,3 +85,9 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
 
     register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
                      batched=False)
+
+
+def _state(entry: Entry) -> SiteState:
+    if not isinstance(entry.state, SiteState):
+        entry.state = SiteState.load(entry.state) if entry.state else SiteState()
+    return entry.state

@@ -60,8 +60,11 @@ class LiveView:
                       else "")
             lines.append(f"    {meter_id:<{width}} {power}{energy}  {phases}  @ {reading.ts:%H:%M:%S}")
         for site, s in sorted(self.surplus.items()):
-            car = f"charging {s.phases}p {s.current_a:.0f} A ({s.power_w:.0f} W)" if s.charge else "not charging"
-            lines.append(f"    site {site}: surplus {s.surplus_w:+.0f} W, {car} — {s.reason}")
+            battery = f", battery {s.battery_soc:.0f} %" if s.battery_soc is not None else ""
+            lines.append(f"    site {site}: surplus {s.surplus_w:+.0f} W{battery}")
+            for name, c in s.chargers.items():
+                car = f"charging {c.phases}p {c.current_a:.0f} A ({c.power_w:.0f} W)" if c.charge else "not charging"
+                lines.append(f"      {name} ({c.mode}): {car} — {c.reason}")
         return "\n".join(lines)
 
 

@@ -6,8 +6,10 @@ line protocol written directly (`sinks.line_protocol`).
   on the total point; timestamp = event time.
 - `averages_10m`: one point per meter, window and scope, same tags, timestamp = window start; fields
   `<field>_mean`, `_min`, `_max`, `_count` and, for energy counters, `<field>_delta` (the window's Wh).
-- `surplus`: tag `site`; fields `grid_w`, `pv_w`, `charger_w`, `surplus_w`, `charging` (0/1), `phases`,
-  `current_a`, `power_w`, `reason`; timestamp = the grid reading's event time.
+- `surplus`: tag `site`; fields `grid_w`, `pv_w`, `charger_w`, `battery_w`, `battery_soc`, `surplus_w`,
+  `charging` (0/1), `phases`, `current_a`, `power_w`, `reason`; timestamp = the grid reading's event time.
+- `charger`: tags `site`, `charger`; each charger's decision: `charging`, `phases`, `current_a`,
+  `power_w`, `mode`, `charged_kwh`, `reason`; the same timestamp.
 The same record always maps to the same points (idempotent).
 """
 
@@ -79,10 +81,18 @@ def surplus_lines(signal: SurplusSignal) -> list[str]:
         "grid_w": float(signal.grid_w), "charger_w": float(signal.charger_w), "surplus_w": float(signal.surplus_w),
         "charging": int(signal.charge), "phases": signal.phases, "current_a": float(signal.current_a),
         "power_w": float(signal.power_w), "reason": signal.reason}
-    if signal.pv_w is not None:
-        fields["pv_w"] = float(signal.pv_w)
+    for name in ("pv_w", "battery_w", "battery_soc"):
+        value = getattr(signal, name)
+        if value is not None:
+            fields[name] = float(value)
+    ts_us = _us(signal.ts)
     out: list[str] = []
-    _lines(out, series("surplus", {"site": signal.site}), fields, _us(signal.ts))
+    _lines(out, series("surplus", {"site": signal.site}), fields, ts_us)
+    for name, decision in signal.chargers.items():
+        _lines(out, series("charger", {"site": signal.site, "charger": name}), {
+            "charging": int(decision.charge), "phases": decision.phases, "current_a": float(decision.current_a),
+            "power_w": float(decision.power_w), "mode": decision.mode, "charged_kwh": float(decision.charged_kwh),
+            "reason": decision.reason}, ts_us)
     return out
 
 

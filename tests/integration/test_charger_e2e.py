@@ -1,7 +1,9 @@
-"""The car charges from the sun, through the real parts: the simulated site publishes its grid, PV and
-charger meters → mosquitto → bridge → Tansu → worker (surplus controller) → `power.surplus` →
-`wattstream charger` → mosquitto → the simulated charger, whose draw shows on the grid meter; and
-OpenEVSE, go-e, openWB and evcc receive their documented payloads."""
+"""The car charges from the sun, through the real parts: the simulated site publishes its grid, PV,
+charger and battery meters → mosquitto → bridge → Tansu → worker (surplus controller) → `power.surplus`
+→ `wattstream charger` → mosquitto → the simulated charger, whose draw shows on the grid meter; OpenEVSE,
+go-e, openWB and evcc receive their documented payloads; and a charge mode set over MQTT (as Home
+Assistant's select does) is refused when bad, followed when good, and still in force after the worker
+restarted."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -27,11 +30,14 @@ disable_delay_seconds = 5
 phase_up_delay_seconds = 5
 phase_switch_interval_seconds = 10
 
+battery_priority_soc = 40
+
 [[charger]]
 name = "demo-car"
 site = "demo"
 format = "wattstream"
 interval_seconds = 0
+priority = 1
 
 [[charger]]
 name = "openevse"
@@ -56,7 +62,9 @@ format = "evcc"
 """
 TOPICS = {"wattstream": "wattstream/demo/surplus", "openevse": "wattstream/demo/grid_ie",
           "goe": "/go-eCharger/000123/ids/set", "openwb": "openWB/set/counter/0/get/power",
-          "evcc": "wattstream/demo/grid_w"}
+          "evcc": "wattstream/demo/grid_w", "goe amp": "/go-eCharger/000123/amp/set",
+          "mode": "wattstream/demo/demo-car/mode", "error": "wattstream/demo/demo-car/mode/error",
+          "select": "homeassistant/select/wattstream_demo_demo-car/mode/config"}
 
 
 class Listener:
@@ -77,6 +85,16 @@ class Listener:
     def of(self, fmt: str) -> list[tuple[float, bytes]]:
         with self._lock:
             return list(self.messages[TOPICS[fmt]])
+
+    def wait(self, fmt: str, test: Callable[[bytes], bool], after: float = 0.0, timeout: float = 60) -> bytes:
+        """The first payload on the format's topic, received after `after`, that passes `test`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [p for t, p in self.of(fmt) if t > after and test(p)]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"nothing on {TOPICS[fmt]} passed; got {self.of(fmt)[-3:]}"
+            time.sleep(0.2)
 
     def stop(self) -> None:
         self.client.loop_stop()
@@ -109,6 +127,7 @@ def test_the_simulated_car_charges_from_the_sun_and_chargers_get_their_formats(s
             time.sleep(0.5)
         time.sleep(3)
         decisions = [json.loads(p) for _, p in listener.of("wattstream")]
+        modes(stack, listener)
     finally:
         listener.stop()
 
@@ -132,3 +151,37 @@ def test_the_simulated_car_charges_from_the_sun_and_chargers_get_their_formats(s
     # grid formats carry the grid power of the decisions (+ import, - export)
     grid = {round(d["grid_w"]) for d in decisions}
     assert any(int(p) in grid for p in openevse)
+    # the house battery: its power and state of charge in the decisions and in InfluxDB
+    assert all(0 <= d["battery_soc"] <= 100 for d in decisions if "battery_soc" in d)
+    assert any("battery_soc" in d and "battery_w" in d for d in decisions)
+    assert stack.influx.wait_rows("SELECT battery_soc, battery_w FROM surplus WHERE site = 'demo'", count=1)
+    assert {int(p) for _, p in listener.of("goe amp")} <= set(range(6, 17))
+
+
+def modes(stack: Stack, listener: Listener) -> None:
+    """Home Assistant's select sets the car's mode: a bad one is refused, `now` is followed at the next
+    decision and stays in force after the worker restarted."""
+    select = json.loads(listener.wait("select", lambda p: True))
+    assert select["command_topic"] == "wattstream/demo/demo-car/mode/set" and "now" in select["options"]
+    assert listener.wait("mode", lambda p: True) == b"pv"  # the retained state of the meters file's default
+    setter = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="charger-test-ha")
+    setter.connect("127.0.0.1", stack.mosquitto.port)
+    setter.loop_start()
+    try:
+        setter.publish(select["command_topic"], b"turbo", qos=1).wait_for_publish(10)
+        assert b"'turbo' is not one of" in listener.wait("error", lambda p: p != b"")
+        sent = time.monotonic()
+        setter.publish(select["command_topic"], b"now", qos=1).wait_for_publish(10)
+        now = json.loads(listener.wait("wattstream", lambda p: json.loads(p)["reason"].startswith("now"), sent))
+        assert now["charge"] and now["current_a"] == 16 and now["chargers"]["demo-car"]["mode"] == "now"
+        listener.wait("mode", lambda p: p == b"now", sent)
+        listener.wait("error", lambda p: p == b"", sent)  # the refusal is cleared
+    finally:
+        setter.loop_stop()
+        setter.disconnect()
+    worker = next(p for p in stack.processes if p.name == "worker")
+    worker.stop()
+    restarted = time.monotonic()
+    stack.start("worker-again", "worker").wait_for("Worker]: Ready")
+    again = json.loads(listener.wait("wattstream", lambda p: True, restarted, timeout=90))
+    assert again["chargers"]["demo-car"]["mode"] == "now" and again["current_a"] == 16, again

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import topics
+from pipeline.models import Values
 from tests.conftest import Influx, Stack
 from tests.frames import vectors
 from tests.grafana import dashboards, expand, interval, panel_range, panels
@@ -47,15 +48,18 @@ def values(rows: list[dict[str, Any]]) -> list[Any]:
 
 def test_every_dashboard_panel_returns_data_from_the_pipeline(stack: Stack, tmp_path: Path) -> None:
     meters = tmp_path / "meters.toml"
-    meters.write_text(METERS)
+    meters.write_text(METERS + '\n[[meter]]\ndriver = "iammeter"\ndevice = "BAT"\nrole = "battery"\n')
     stack.env["WATTSTREAM_METERS_FILE"] = str(meters)
     now = datetime.now(UTC)
     # the IAMMETER stream ends now, within today (the "today" panels): after midnight it starts then
     start = max(now - STEPS * STEP, now.replace(hour=0, minute=0, second=0, microsecond=0))
     cloudy = hour_of("clouds", 9)
     shift = start - cloudy[-1].ts - STEP
+    battery = [r.model_copy(update={"meter_id": "iammeter:BAT", "total": Values(power_w=500.0),
+                                    "extra": {"soc_pct": 40 + i / 100}})
+               for i, r in enumerate(cloudy) if r.meter_id.endswith("GRID")]  # a house battery charging
     site = [(r.meter_id.encode(), r.model_copy(update={"ts": r.ts + shift, "received_at": r.received_at + shift})
-             .to_json()) for r in cloudy]
+             .to_json()) for r in sorted([*cloudy, *battery], key=lambda r: r.ts)]
     raw, headers = rising_payloads(meters=2, start=start)
     raw.insert(1, (b"M999", b"not an IAMMETER payload"))
     headers.insert(1, [])

@@ -119,7 +119,7 @@ def check_output_and_files(tmp_path: Path, output: str) -> None:
     assert meters == {"iammeter:5A1E0001", "iammeter:5A1E0003", "adw300:20201998111433", "adw300:ADW310SIM01",
                       "evn:4B464D5349000001", "lines:garden", "broute:sim-jp",
                       "iammeter:5A1E00G1", "iammeter:5A1E00P1", "iammeter:5A1E00C1",
-                      "mqtt_json:shellypro3em-c8f09e8a1b2c", "mqtt_json:114182912345",
+                      "mqtt_json:shellypro3em-c8f09e8a1b2c", "mqtt_json:114182912345", "mqtt_json:demo-battery",
                       "dsmr:SIM0000000000001", "dsmr:SIM0000000000001-gas"}
     assert any(",L3.power_w," in line for line in lines)
     assert any("adw300:20201998111433,temperature_l1_c," in line for line in lines)

@@ -106,14 +106,21 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
     subscribe(reader, "#")
     meter = connect(broker.port, "meter")
     for topic, payload in (("wattstream/home/surplus", b"forged decision"), ("/go-eCharger/000123/ids/set", b"{}"),
-                           ("homeassistant/sensor/x/config", b"{}"), ("device/M1/realtime", b"reading")):
+                           ("homeassistant/sensor/x/config", b"{}"), ("wattstream/home/car/mode/set", b"now"),
+                           ("device/M1/realtime", b"reading")):
         meter.publish(topic, payload, qos=1).wait_for_publish(10)
+    # Home Assistant (a reader) sets a charge mode, and may not forge a decision
+    for topic, payload in (("wattstream/home/surplus", b"forged by a reader"), ("wattstream/home/car/mode/set", b"pv"),
+                           ("wattstream/home/car/target/set", b"10")):
+        reader.publish(topic, payload, qos=1).wait_for_publish(10)
     stack.publish("wattstream/home/surplus", b"decision", qos=1).wait_for_publish(10)
     until(lambda: b"decision" in [p for _, p in reader_seen] and b"decision" in [p for _, p in stack_seen],
           10)  # the stack's own decision, sent last, has reached both
     assert ("device/M1/realtime", b"reading") in stack_seen  # the meter's reading reaches wattstream
-    assert [p for _, p in stack_seen if p != b"reading"] == [b"decision"]  # none of the forged ones
-    assert reader_seen == [("wattstream/home/surplus", b"decision")]  # readers do not see raw readings
+    assert [(t, p) for t, p in stack_seen if p != b"reading"] == [
+        ("wattstream/home/car/mode/set", b"pv"), ("wattstream/home/car/target/set", b"10"),
+        ("wattstream/home/surplus", b"decision")]  # none of the forged ones
+    assert [(t, p) for t, p in reader_seen if "/set" not in t] == [("wattstream/home/surplus", b"decision")]
     for client in (stack, reader, meter):
         client.disconnect()
         client.loop_stop()

@@ -9,10 +9,11 @@ from itertools import pairwise
 
 import pytest
 
-from pipeline.backtest import Backtest, read_readings
+from pipeline.backtest import Backtest, read_records
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.models import Reading, SurplusSignal
-from pipeline.settings import Meter, MetersFile, Site
+from pipeline.settings import Meter, MetersFile
+from pipeline.sites import Site
 from tests.profiles import PROFILES
 
 T0 = datetime(2025, 6, 21, 10, tzinfo=UTC)
@@ -24,7 +25,7 @@ def replay(day: str, site: Site) -> tuple[Backtest, list[SurplusSignal]]:
     backtest = Backtest(plant, simulate_charger=True)
     errors: list[str] = []
     with gzip.open(PROFILES / f"{day}.jsonl.gz") as source:
-        signals = [s for s in backtest.run(read_readings(source, errors), "surplus")
+        signals = [s for s in backtest.run(read_records(source, errors), "surplus")
                    if isinstance(s, SurplusSignal)]
     assert not errors
     return backtest, signals
@@ -47,7 +48,7 @@ def longest_overdraw(signals: list[SurplusSignal], site: Site) -> float:
     """The longest stretch (s) in which the decision let the charger draw more than the surplus."""
     longest, since = 0.0, None
     for s in signals:
-        if s.charge and s.power_w > s.surplus_w - site.residual_w + 1:
+        if s.charge and s.power_w > s.charger_w - s.grid_w - site.residual_w + 1:  # the surplus at that reading
             since = since or s.ts
             longest = max(longest, (s.ts - since).total_seconds())
         else:
@@ -56,11 +57,14 @@ def longest_overdraw(signals: list[SurplusSignal], site: Site) -> float:
 
 
 @pytest.mark.parametrize("day", ["clear", "clouds", "loads"])
-def test_a_decision_never_exceeds_the_surplus_for_longer_than_the_disable_delay(day: str) -> None:
-    site = Site(phases="auto")
+def test_as_evcc_a_decision_never_exceeds_the_surplus_for_longer_than_the_disable_delay(day: str) -> None:
+    """... after the window's average has seen it: with evcc's behaviour (no minimum charge time, no
+    riding out clouds); by default a car may draw more than the surplus for longer, at minimum current
+    (`test_charging` compares that with OpenEVSE's)."""
+    site = Site(phases="auto", min_charge_seconds=0, stop_window_seconds=0)
     _, signals = replay(day, site)
     assert any(s.charge for s in signals)
-    assert longest_overdraw(signals, site) <= site.disable_delay_seconds
+    assert longest_overdraw(signals, site) <= site.window_seconds + site.disable_delay_seconds
     assert all(site.min_current_a <= s.current_a <= site.max_current_a for s in signals if s.charge)
     assert all(s.current_a == int(s.current_a) for s in signals)
 
@@ -68,7 +72,7 @@ def test_a_decision_never_exceeds_the_surplus_for_longer_than_the_disable_delay(
 def test_clear_day_starts_within_the_enable_delay_of_a_sustained_surplus() -> None:
     site = Site(phases="auto")
     _, signals = replay("clear", site)
-    minimum = site.voltage_v * site.min_current_a
+    minimum = site.voltage_v * site.min_current_a + site.start_margin_w
     start = next(s.ts for s in signals if s.charge)
     # first time the raw surplus covered the minimum and kept covering it for the next 10 minutes
     raw = [(s.ts, s.charger_w - s.grid_w - site.residual_w) for s in signals]
@@ -141,7 +145,8 @@ def test_setpoint_draw_for_a_charger_without_meter() -> None:
 
 
 def test_stop_after_the_disable_delay_and_replays_are_ignored() -> None:
-    site = Site(window_seconds=1, enable_delay_seconds=0, disable_delay_seconds=30, residual_w=0, phases=1)
+    site = Site(window_seconds=1, enable_delay_seconds=0, disable_delay_seconds=30, residual_w=0, phases=1,
+                min_charge_seconds=0, stop_window_seconds=0)
     state = SiteState()
     assert on_reading(site, state, grid(0, -2000), "grid").charge  # type: ignore[union-attr]
     assert on_reading(site, state, grid(0, -2000), "grid") is None  # the same reading again

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from influxdb_client import Point, WritePrecision
 
-from pipeline.models import Average, Reading, Stats, SurplusSignal, Values
+from pipeline.models import Average, ChargerDecision, Reading, Stats, SurplusSignal, Values
 from pipeline.sinks import Debounced
 from pipeline.sinks.influx import lines
 from pipeline.sinks.line_protocol import Field, line, series
@@ -52,8 +52,11 @@ def test_every_record_maps_to_the_clients_points() -> None:
              "energy_import_wh": Stats(mean=1000001.0, min=1000000, max=1000002, count=3, delta=2)}
     average = Average(meter_id="iammeter:5DB50BF4", driver="iammeter", start=TS, end=TS + timedelta(minutes=10),
                       count=3, total=stats, phases={"L3": stats}, extra={"temperature_c": stats["power_w"]})
-    signal = SurplusSignal(site="home", ts=TS, grid_w=-2000.0, pv_w=3100.5, surplus_w=2000.0, charge=True,
-                           phases=3, current_a=8.0, power_w=5520.0, reason="start: it is sunny")
+    car = ChargerDecision(charge=True, phases=3, current_a=8.0, power_w=5520.0, mode="now", reason="now: 3p 8 A",
+                          target_kwh=10.0, charged_kwh=1.5)
+    signal = SurplusSignal(site="home", ts=TS, grid_w=-2000.0, pv_w=3100.5, battery_w=-200.0, battery_soc=55.5,
+                           surplus_w=2000.0, charge=True, phases=3, current_a=8.0, power_w=5520.0,
+                           reason="start: it is sunny", chargers={"car": car})
     tags = {"meter": reading.meter_id, "driver": "iammeter"}
     us = 1748772005120000
     assert lines(reading) == [
@@ -70,4 +73,7 @@ def test_every_record_maps_to_the_clients_points() -> None:
                               client("averages_10m", tags | {"phase": "L3"}, per_field, us)]
     assert lines(signal) == [client("surplus", {"site": "home"}, {
         "grid_w": -2000.0, "pv_w": 3100.5, "charger_w": 0.0, "surplus_w": 2000.0, "charging": 1, "phases": 3,
-        "current_a": 8.0, "power_w": 5520.0, "reason": "start: it is sunny"}, us)]
+        "current_a": 8.0, "power_w": 5520.0, "reason": "start: it is sunny", "battery_w": -200.0,
+        "battery_soc": 55.5}, us), client("charger", {"site": "home", "charger": "car"}, {
+            "charging": 1, "phases": 3, "current_a": 8.0, "power_w": 5520.0, "mode": "now", "charged_kwh": 1.5,
+            "reason": "now: 3p 8 A"}, us)]

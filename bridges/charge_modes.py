@@ -1,0 +1,102 @@
+"""Charge modes over MQTT, for `wattstream charger`: what a user (or Home Assistant) sets, and what the
+chargers' mode state and discovery look like. Pure; `bridges.charger` runs it.
+
+- `wattstream/<site>/<charger>/mode/set` (the user, Home Assistant's `select`): `off`, `pv`, `minpv`,
+  `now`, or JSON `{"mode": "now", "target_kwh": 10}` or `{"mode": "now", "until": "2026-12-07T17:00+01:00"}`;
+- `wattstream/<site>/<charger>/target/set` (Home Assistant's `number`): kWh — `now` until that much
+  was charged; `0`: back to `pv`;
+- `wattstream/<site>/<charger>/mode` and `.../target` (retained, by wattstream): the mode and kWh target
+  in force, as the worker decided under them (`0`: no target);
+- `wattstream/<site>/<charger>/mode/error` (retained, by wattstream): why the last set was refused;
+  empty once one is taken.
+
+A set becomes a `ModeCommand` in `meter.readings.site` (keyed by site): the worker applies it in order
+with the site's readings and keeps it in the site's state, so it survives a restart of every process.
+Only the chargers the controller drives (`Charger.driven`) have modes; a set for another one, an
+unknown mode or a target that cannot be parsed is refused with a log line and `mode/error`, and the
+mode in force stays.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, get_args
+
+from pydantic import ValidationError
+
+from pipeline.models import ChargerDecision, Mode, ModeCommand, SurplusSignal
+from pipeline.sites import Charger
+
+PREFIX = "wattstream"
+SETS = (f"{PREFIX}/+/+/mode/set", f"{PREFIX}/+/+/target/set")
+MODES: tuple[str, ...] = get_args(Mode)
+
+
+def topic(charger: Charger, leaf: str) -> str:
+    return f"{PREFIX}/{charger.site}/{charger.name}/{leaf}"
+
+
+def driven(chargers: tuple[Charger, ...]) -> dict[tuple[str, str], Charger]:
+    return {(c.site, c.name): c for c in chargers if c.driven}
+
+
+def command(chargers: dict[tuple[str, str], Charger], mqtt_topic: str, payload: bytes, now: datetime
+            ) -> tuple[Charger | None, ModeCommand | str]:
+    """The command a set message gives, or why it is refused (with the charger, where it is known)."""
+    parts = mqtt_topic.split("/")
+    charger = chargers.get((parts[1], parts[2])) if len(parts) == 5 else None
+    if charger is None:
+        return None, f"{mqtt_topic}: no [[charger]] the controller drives is named so (goe, wattstream, openevse " \
+                     "with a control_topic)"
+    text = payload.decode("utf-8", "replace").strip()
+    fields: dict[str, Any]
+    if parts[3] == "target":
+        try:
+            kwh = float(text)
+        except ValueError:
+            return charger, f"target {text[:40]!r} is not a number of kWh"
+        fields = {"mode": "now", "target_kwh": kwh} if kwh > 0 else {"mode": "pv"}
+    elif text.startswith("{"):
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return charger, f"mode {text[:40]!r} is not JSON: {exc.msg}"
+        if not isinstance(fields, dict):
+            return charger, "mode JSON must be an object"
+    else:
+        fields = {"mode": text}
+    if fields.get("mode") not in MODES:
+        return charger, f"mode {str(fields.get('mode'))[:40]!r} is not one of {', '.join(MODES)}"
+    try:
+        return charger, ModeCommand.model_validate({**fields, "site": charger.site, "charger": charger.name,
+                                                    "at": now})
+    except ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        where = ".".join(map(str, error["loc"]))
+        return charger, f"mode {fields['mode']}: {where + ': ' if where else ''}{error['msg']}"
+
+
+def states(charger: Charger, decision: ChargerDecision) -> list[tuple[str, bytes]]:
+    """The retained state of a charger's mode and target (sent when it changed)."""
+    return [(topic(charger, "mode"), decision.mode.encode()),
+            (topic(charger, "target"), f"{decision.target_kwh or 0:g}".encode())]
+
+
+def decision_of(signal: SurplusSignal, charger: Charger) -> ChargerDecision | None:
+    return signal.chargers.get(charger.name) if signal.site == charger.site else None
+
+
+def discovery(charger: Charger, prefix: str) -> list[tuple[str, bytes]]:
+    """Home Assistant MQTT discovery: the mode as a `select`, the kWh target as a `number`."""
+    node = f"wattstream_{charger.site}_{charger.name}"
+    device = {"identifiers": [node], "name": f"wattstream charger {charger.name}", "manufacturer": "wattstream",
+              "model": charger.format}
+    select = {"name": "Charge mode", "unique_id": f"{node}_mode", "object_id": f"{node}_mode",
+              "command_topic": topic(charger, "mode/set"), "state_topic": topic(charger, "mode"),
+              "options": list(MODES), "device": device}
+    number = {"name": "Charge now until (kWh)", "unique_id": f"{node}_target", "object_id": f"{node}_target",
+              "command_topic": topic(charger, "target/set"), "state_topic": topic(charger, "target"),
+              "min": 0, "max": 200, "step": 0.5, "unit_of_measurement": "kWh", "mode": "box", "device": device}
+    return [(f"{prefix}/select/{node}/mode/config", json.dumps(select).encode()),
+            (f"{prefix}/number/{node}/target/config", json.dumps(number).encode())]
