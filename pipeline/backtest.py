@@ -21,9 +21,9 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.logic.surplus import SOC, SiteState, on_command, on_reading, power_of
+from pipeline.logic.surplus import SiteState, on_command, on_reading, power_of
 from pipeline.logic.windows import MeterState, WindowConfig, step, to_us
-from pipeline.models import ModeCommand, Reading, SurplusSignal, Values
+from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal, Values
 from pipeline.settings import MetersFile
 from pipeline.sites import Role, Site
 

@@ -26,6 +26,7 @@ from pipeline.errors import FrameError
 MAX_INTEGER = 2**63 - 1  # cumulative counters are InfluxDB integer fields (int64)
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
+SOC = "soc_pct"  # the `extra` value of a battery's state of charge (0..100 %)
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -6,12 +6,13 @@ reason or None out; the only clock is the readings' event time. The rules:
 0. Time: a reading stamped more than `windows.MAX_CLOCK_AHEAD` after it arrived comes from a meter
    whose clock is wrong (it would make every later reading look out of order).
 1. Ranges, in every scope (`total`, `L1`..`L3`): every number finite (in `extra` too, which is not
-   checked otherwise); voltage 50..1000 V (1000 V: the low-voltage limit); frequency 45..65 Hz (50 and
-   60 Hz grids); power factor -1..1; |current| at most the meter's `max_current_a`; |active|, |apparent|
-   and |reactive power| at most its `max_power_w`; registers 0..2**63-1. 0 V means "no supply on this
-   phase" (a three-phase meter on a single-phase supply): accepted when the scope carries nothing
-   (|I| <= 0.05 A; |P|, |S|, |Q| <= 1 W, VA, var). So is 0 Hz (a meter without supply), and only where
-   no voltage is measured: the scope's own voltage is 0, or it has none and no scope is above 0 V.
+   checked otherwise but for a battery's state of charge, 0..100 %); voltage 50..1000 V (1000 V: the
+   low-voltage limit); frequency 45..65 Hz (50 and 60 Hz grids); power factor -1..1; |current| at most
+   the meter's `max_current_a`; |active|, |apparent| and |reactive power| at most its `max_power_w`;
+   registers 0..2**63-1. 0 V means "no supply on this phase" (a three-phase meter on a single-phase
+   supply): accepted when the scope carries nothing (|I| <= 0.05 A; |P|, |S|, |Q| <= 1 W, VA, var). So
+   is 0 Hz (a meter without supply), and only where no voltage is measured: the scope's own voltage is
+   0, or it has none and no scope is above 0 V.
 2. Registers (energy and reactive energy, import and export, each scope) against the last accepted
    value of the same scope and field: never backwards, and never up by more than the meter could count,
    `max_power_w` x the event time between + `register_slack_wh` (B-route meters count in steps of up to
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.logic.windows import MAX_CLOCK_AHEAD, to_us
-from pipeline.models import MAX_INTEGER, Reading, Values, format_ts
+from pipeline.models import MAX_INTEGER, SOC, Reading, Values, format_ts
 from pipeline.settings import Meter
 
 REPLACEMENT_READINGS = 3
@@ -174,6 +175,9 @@ def _range_problem(reading: Reading, limits: Limits) -> str | None:
     for name, number in reading.extra.items():
         if not math.isfinite(number):
             return f"extra.{name} {number} is not a finite number"
+    soc = reading.extra.get(SOC)
+    if soc is not None and not 0 <= soc <= 100:
+        return f"extra.{SOC} {soc} % is no state of charge (0..100 %)"
     live = any((values.voltage_v or 0.0) > 0 for _, values in reading.scopes())
     for scope, values in reading.scopes():
         problem = _scope_problem(scope, values, live, limits)

@@ -18,12 +18,11 @@ from typing import Any
 
 from pipeline.logic.loadpoint import Available, ChargerState, Gate, Loadpoint, Timing, decide
 from pipeline.logic.windows import from_us, to_us
-from pipeline.models import ModeCommand, Reading, SurplusSignal
+from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal
 from pipeline.sites import Role, Site
 
 STALE_US = 300_000_000  # a PV, charger or battery value older than this (event time) no longer counts
 MAX_GAP_US = 300_000_000  # a longer gap between two grid readings is not counted as charging time
-SOC = "soc_pct"  # where a battery reading carries its state of charge (`extra`)
 
 
 def power_of(reading: Reading) -> float | None:

@@ -8,7 +8,8 @@ sending one monitorjson payload per second with rising registers, and a PV site 
 The site uses `charger_draw = "setpoint"`, so its decisions are a function of the grid readings alone: the
 closed loop (decision → draw → next grid reading) is generated here once, and a worker must decide the
 same however its partitions interleave. The site day is the cloudy afternoon, where the car starts and
-stops within minutes (the morning hours keep it charging).
+stops within minutes (the morning hours keep it charging) with evcc's timing (no minimum charge time,
+no riding out clouds: more decisions that change within the stream).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ key = "{EVN.key.hex()}"
 name = "{SITE}"
 phases = "auto"
 charger_draw = "setpoint"
+min_charge_seconds = 0
+stop_window_seconds = 0
 """
 # monitorjson forms by meter number: single phase `Data`, three phases `Datas`, with the NEM row, and
 # three rows spelled `Data` with `EA.Reactive`; meter 4 is a small PV inverter (export)

@@ -100,7 +100,7 @@ def test_a_meter_without_any_supply_may_show_0_hz() -> None:
         "total.frequency_hz 0.0 Hz but power_w 30.0 W (without supply nothing flows)"
 
 
-def test_limits_are_per_meter_and_extra_is_only_checked_for_finite() -> None:
+def test_limits_are_per_meter_and_extra_is_only_checked_for_finite_and_a_state_of_charge() -> None:
     big = Limits(max_power_w=200_000.0, max_current_a=400.0)
     assert check(Plausibility(), reading(0, {"power_w": 150_000.0, "current_a": 300.0}), big) is None
     assert check(Plausibility(), reading(0, {"power_w": 150_000.0})) == \
@@ -109,6 +109,9 @@ def test_limits_are_per_meter_and_extra_is_only_checked_for_finite() -> None:
     assert check(Plausibility(), weird) is None
     assert check(Plausibility(), reading(0).model_copy(update={"extra": {"t": NAN}})) == \
         "extra.t nan is not a finite number"
+    for soc, problem in ((0.0, None), (100.0, None), (100.5, "extra.soc_pct 100.5 % is no state of charge (0..100 %)"),
+                         (-1.0, "extra.soc_pct -1.0 % is no state of charge (0..100 %)")):
+        assert check(Plausibility(), reading(0).model_copy(update={"extra": {"soc_pct": soc}})) == problem
 
 
 # --- rule 2: registers ----------------------------------------------------------------------------------
