@@ -20,6 +20,7 @@ mode in force stays.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any, get_args
 
@@ -55,7 +56,9 @@ def command(chargers: dict[tuple[str, str], Charger], mqtt_topic: str, payload: 
         try:
             kwh = float(text)
         except ValueError:
-            return charger, f"target {text[:40]!r} is not a number of kWh"
+            kwh = math.nan
+        if not kwh >= 0:  # NaN too
+            return charger, f"target {text[:40]!r} is not a number of kWh (0 or more)"
         fields = {"mode": "now", "target_kwh": kwh} if kwh > 0 else {"mode": "pv"}
     elif text.startswith("{"):
         try:
@@ -69,12 +72,14 @@ def command(chargers: dict[tuple[str, str], Charger], mqtt_topic: str, payload: 
     if fields.get("mode") not in MODES:
         return charger, f"mode {str(fields.get('mode'))[:40]!r} is not one of {', '.join(MODES)}"
     try:
-        return charger, ModeCommand.model_validate({**fields, "site": charger.site, "charger": charger.name,
-                                                    "at": now})
+        command_ = ModeCommand.model_validate({**fields, "site": charger.site, "charger": charger.name, "at": now})
     except ValidationError as exc:
         error = exc.errors(include_input=False)[0]
         where = ".".join(map(str, error["loc"]))
         return charger, f"mode {fields['mode']}: {where + ': ' if where else ''}{error['msg']}"
+    if command_.until is not None and command_.until <= now:
+        return charger, f"mode now until {command_.until.isoformat()}: that time has passed"
+    return charger, command_
 
 
 def states(charger: Charger, decision: ChargerDecision) -> list[tuple[str, bytes]]:
@@ -92,10 +97,11 @@ def discovery(charger: Charger, prefix: str) -> list[tuple[str, bytes]]:
     node = f"wattstream_{charger.site}_{charger.name}"
     device = {"identifiers": [node], "name": f"wattstream charger {charger.name}", "manufacturer": "wattstream",
               "model": charger.format}
-    select = {"name": "Charge mode", "unique_id": f"{node}_mode", "object_id": f"{node}_mode",
+    select = {"name": "Charge mode", "unique_id": f"{node}_mode", "default_entity_id": f"select.{node}_mode",
               "command_topic": topic(charger, "mode/set"), "state_topic": topic(charger, "mode"),
               "options": list(MODES), "device": device}
-    number = {"name": "Charge now until (kWh)", "unique_id": f"{node}_target", "object_id": f"{node}_target",
+    number = {"name": "Charge now until (kWh)", "unique_id": f"{node}_target",
+              "default_entity_id": f"number.{node}_target",
               "command_topic": topic(charger, "target/set"), "state_topic": topic(charger, "target"),
               "min": 0, "max": 200, "step": 0.5, "unit_of_measurement": "kWh", "mode": "box", "device": device}
     return [(f"{prefix}/select/{node}/mode/config", json.dumps(select).encode()),

@@ -26,6 +26,7 @@ act on a stale decision, so the consumer starts at the end of the topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,13 +35,15 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from bridges import charge_modes
 from bridges.follow import follow, following
 from bridges.kafka import ensure_topics
-from bridges.mqtt import new_client
+from bridges.mqtt import publishing_client
 from pipeline import topics
-from pipeline.models import ChargerDecision, SurplusSignal
+from pipeline.brokers import Connection
+from pipeline.models import ChargerDecision, ModeCommand, SurplusSignal
 from pipeline.settings import Settings
 from pipeline.sites import Charger
 
@@ -82,9 +85,9 @@ class Dispatcher:
     decision the worker sent again after it was killed (the same one) and is not acted on twice."""
 
     chargers: tuple[Charger, ...]
-    _sent_at: dict[str, float] = field(default_factory=dict)
-    _decided: dict[str, tuple[bool, int, float]] = field(default_factory=dict)
-    _modes: dict[str, ChargerDecision] = field(default_factory=dict)
+    _sent_at: dict[tuple[str, str], float] = field(default_factory=dict)  # by (site, charger)
+    _decided: dict[tuple[str, str], tuple[bool, int, float]] = field(default_factory=dict)
+    _modes: dict[tuple[str, str], ChargerDecision] = field(default_factory=dict)
     _latest: dict[str, datetime] = field(default_factory=dict)
 
     def messages(self, signal: SurplusSignal, now: float) -> list[tuple[Charger, Message]]:
@@ -96,26 +99,23 @@ class Dispatcher:
         for charger in self.chargers:
             if charger.site != signal.site:
                 continue
-            driven = charger.driven
-            changed = self._decided.get(charger.name) != _decision(signal, charger)
-            self._decided[charger.name] = _decision(signal, charger)
-            due = now - self._sent_at.get(charger.name, -1e18) >= charger.interval_seconds
-            if due or (changed and driven):
-                self._sent_at[charger.name] = now
-                qos = 1 if driven else 0  # a missed grid value is soon stale
+            key = (charger.site, charger.name)
+            changed = self._decided.get(key) != _decision(signal, charger)
+            self._decided[key] = _decision(signal, charger)
+            due = now - self._sent_at.get(key, -1e18) >= charger.interval_seconds
+            if due or (changed and charger.driven):
+                self._sent_at[key] = now
+                qos = 1 if charger.driven else 0  # a missed grid value is soon stale
                 out += [(charger, (t, body, qos, False)) for t, body in payloads(charger, signal)]
             decision = charge_modes.decision_of(signal, charger)
-            if decision is not None and _mode(self._modes.get(charger.name)) != _mode(decision):
-                self._modes[charger.name] = decision
+            if decision is not None and _mode(self._modes.get(key)) != _mode(decision):
+                self._modes[key] = decision
                 out += [(charger, (t, body, 1, True)) for t, body in charge_modes.states(charger, decision)]
         return out
 
 
 def _mode(decision: ChargerDecision | None) -> tuple[str, float | None, datetime | None] | None:
     return None if decision is None else (decision.mode, decision.target_kwh, decision.until)
-
-
-H_COMMAND_MODE = (topics.H_COMMAND, b"mode")
 
 
 async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
@@ -125,14 +125,16 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     kafka = settings.kafka.connection()
-    await ensure_topics(kafka, [topics.SITE_READINGS], settings.kafka.partitions)
-    producer = AIOKafkaProducer(**kafka, acks="all")
-    await producer.start()
+    consumer = await follow(kafka, topics.SURPLUS, settings.kafka.partitions, settings.worker.fetch_wait_ms)
+    producer = await _producer(kafka, settings.kafka.partitions)
     sets: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
-    client = _client(settings, chargers, asyncio.get_running_loop(), sets)
+    loop = asyncio.get_running_loop()
+    announce = [m for c in charge_modes.driven(chargers).values()
+                for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
+    client = publishing_client(settings.mqtt, "charger", lambda c: _announce(c, announce),
+                               lambda message: loop.call_soon_threadsafe(sets.put_nowait, message))
     modes = asyncio.create_task(_take_sets(charge_modes.driven(chargers), sets, producer, client))
     dispatcher = Dispatcher(chargers)
-    consumer = await follow(kafka, topics.SURPLUS, settings.kafka.partitions, settings.worker.fetch_wait_ms)
     log.info("following %s", topics.SURPLUS)
     try:
         async for signal in following(consumer, stop, SurplusSignal.from_json):
@@ -141,54 +143,57 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
             log.debug("%s: %s", signal.site, signal.reason)
     finally:
         modes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await modes
         client.loop_stop()
         client.disconnect()
         await producer.stop()
 
 
-def _client(settings: Settings, chargers: tuple[Charger, ...], loop: asyncio.AbstractEventLoop,
-            sets: asyncio.Queue[mqtt.MQTTMessage]) -> mqtt.Client:
-    """Publishes to the chargers; takes the mode sets (and announces them to Home Assistant) on every
-    connect."""
-    client = new_client(settings.mqtt, f"{settings.mqtt.client_id}-charger")
-    announce = [m for c in charge_modes.driven(chargers).values()
-                for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
+async def _producer(kafka: Connection, partitions: int) -> AIOKafkaProducer:
+    """A producer for the mode sets (`meter.readings.site` created if need be); waits for Kafka."""
+    while True:
+        try:
+            await ensure_topics(kafka, [topics.SITE_READINGS], partitions)
+            producer = AIOKafkaProducer(**kafka, acks="all")
+            await producer.start()
+            return producer
+        except KafkaError as exc:
+            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
+            await asyncio.sleep(2)
 
-    def on_connect(c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
-        if reason.is_failure:
-            log.warning("MQTT connect refused: %s", reason)
-            return
-        for set_topic in charge_modes.SETS:
-            c.subscribe(set_topic, qos=1)
-        for mqtt_topic, body in announce:
-            c.publish(mqtt_topic, body, qos=1, retain=True)
 
-    client.on_connect = on_connect
-    client.on_message = lambda _c, _u, message: loop.call_soon_threadsafe(sets.put_nowait, message)
-    client.reconnect_delay_set(1, 30)
-    client.connect_async(settings.mqtt.host, settings.mqtt.port, settings.mqtt.keepalive)
-    client.loop_start()
-    return client
+def _announce(client: mqtt.Client, announce: list[tuple[str, bytes]]) -> None:
+    """At every connect: take the mode sets, and tell Home Assistant about them."""
+    for set_topic in charge_modes.SETS:
+        client.subscribe(set_topic, qos=1)
+    for mqtt_topic, body in announce:
+        client.publish(mqtt_topic, body, qos=1, retain=True)
 
 
 async def _take_sets(chargers: dict[tuple[str, str], Charger], sets: asyncio.Queue[mqtt.MQTTMessage],
                      producer: AIOKafkaProducer, client: mqtt.Client) -> None:
-    """Each mode set → a `ModeCommand` for the site's controller, or a refusal on `mode/error`."""
+    """Each mode set → a `ModeCommand` for the site's controller, or a refusal on `mode/error`. A
+    retained set is not taken: it would set the mode again at every start of this bridge."""
     while True:
         message = await sets.get()
+        if message.retain:
+            log.warning("mode set on %s is retained: not taken (clear it; a set must not be retained)",
+                        message.topic)
+            continue
         charger, result = charge_modes.command(chargers, message.topic, message.payload, datetime.now(UTC))
+        if isinstance(result, ModeCommand):
+            try:
+                await producer.send_and_wait(topics.SITE_READINGS, result.to_json(), key=result.site.encode(),
+                                             headers=[(topics.H_COMMAND, topics.COMMAND_MODE)])
+            except KafkaError as exc:  # the mode in force stays; the user sets it again
+                result = f"mode {result.mode} not taken: Kafka did not confirm it ({exc})"
         if isinstance(result, str):
             log.warning("mode set refused: %s", result)
-            if charger is not None:
-                client.publish(charge_modes.topic(charger, "mode/error"), result.encode(), qos=1, retain=True)
-            continue
-        try:
-            await producer.send_and_wait(topics.SITE_READINGS, result.to_json(), key=result.site.encode(),
-                                         headers=[H_COMMAND_MODE])
-        except Exception as exc:  # Kafka down: the user sets it again; the mode in force stays
-            log.warning("mode set for %s not taken, Kafka did not confirm it: %s", result.charger, exc)
-            continue
-        log.info("charger %s of site %s: mode %s set%s", result.charger, result.site, result.mode,
-                 f" (until {result.target_kwh:g} kWh)" if result.target_kwh else
-                 f" (until {result.until.isoformat()})" if result.until else "")
-        client.publish(charge_modes.topic(charger, "mode/error"), b"", qos=1, retain=True)
+        else:
+            log.info("charger %s of site %s: mode %s set%s", result.charger, result.site, result.mode,
+                     f" (until {result.target_kwh:g} kWh)" if result.target_kwh else
+                     f" (until {result.until.isoformat()})" if result.until else "")
+        if charger is not None:  # a refusal shows, retained; a taken set clears it
+            error = result.encode() if isinstance(result, str) else b""
+            client.publish(charge_modes.topic(charger, "mode/error"), error, qos=1, retain=True)

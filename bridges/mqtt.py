@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -37,10 +38,22 @@ def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool | 
     return client
 
 
-def publishing_client(settings: MqttSettings, role: str) -> mqtt.Client:
+def publishing_client(settings: MqttSettings, role: str,
+                      on_connect: Callable[[mqtt.Client], None] | None = None,
+                      on_message: Callable[[mqtt.MQTTMessage], None] | None = None) -> mqtt.Client:
     """A connected (in the background, reconnecting) MQTT client for publishing, client id
-    `<client_id>-<role>`."""
+    `<client_id>-<role>`; `on_connect` runs at every (re)connect (to subscribe), `on_message` for each
+    message of those subscriptions (in paho's thread)."""
     client = new_client(settings, f"{settings.client_id}-{role}")
+    if on_connect is not None:
+        def connected(c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+            if reason.is_failure:
+                log.warning("MQTT connect refused: %s", reason)
+            else:
+                on_connect(c)
+        client.on_connect = connected
+    if on_message is not None:
+        client.on_message = lambda _c, _u, message: on_message(message)
     client.reconnect_delay_set(1, 30)
     client.connect_async(settings.host, settings.port, settings.keepalive)
     client.loop_start()

@@ -95,7 +95,7 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topi
     config: dict[str, Any] = {
         "name": key,
         "unique_id": f"wattstream_{node}_{key}",
-        "object_id": f"wattstream_{node}_{key}",
+        "default_entity_id": f"sensor.wattstream_{node}_{key}",  # HA 2026.4 dropped `object_id`
         "state_topic": state_topic,
         "value_template": f"{{{{ value_json['{key}'].value }}}}",
         "state_class": state_class,

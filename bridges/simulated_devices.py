@@ -1,7 +1,8 @@
-"""More simulated devices, publishing as the real ones do: a Shelly Pro 3EM (JSON status of `em:0` and
-`emdata:0` under its device id) and a Hoymiles inverter behind OpenDTU (one number per topic under
-`solar/<serial>/`), both through `mqtt_json` presets; a Dutch DSMR 5 meter behind an ESP P1 reader that
-publishes each raw telegram on `dsmr/<device>`."""
+"""More simulated devices, publishing as the real ones do: an Acrel ADW300/ADW310 (`json-v2/analog`
+message pairs), a Shelly Pro 3EM (JSON status of `em:0` and `emdata:0` under its device id) and a
+Hoymiles inverter behind OpenDTU (one number per topic under `solar/<serial>/`), both through
+`mqtt_json` presets; a Dutch DSMR 5 meter behind an ESP P1 reader that publishes each raw telegram on
+`dsmr/<device>`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,36 @@ from zoneinfo import ZoneInfo
 from dsmr_parser.parsers import TelegramParser
 
 Message = tuple[str, bytes]
+
+
+@dataclass
+class SimulatedAdw300:
+    """An Acrel ADW300 (three phase) or ADW310 (single phase) sending its values as two `json-v2/analog`
+    messages per cycle (ids 0-35, then 0 + 36-72), values in kW/kWh as the device does."""
+
+    device: str
+    phases: int
+    seed: int = 7
+    topic: str = "platform/acrel/meter/json-v2/analog/0000"
+    import_kwh: float = 1234.5
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def payloads(self, now: datetime, dt_s: float) -> list[bytes]:
+        tp = int(now.timestamp() * 1000)
+        kw = [round(0.3 + 0.2 * math.sin(now.timestamp() / 300 + i) + self._rng.gauss(0, 0.02), 3)
+              for i in range(self.phases)]
+        self.import_kwh += sum(kw) * dt_s / 3600
+        volts = [round(230 + self._rng.gauss(0, 1), 1) for _ in range(self.phases)]
+        first: dict[int, object] = {0: self.device, 13: round(sum(kw), 3), 25: 0.97,
+                                    26: round(50 + self._rng.gauss(0, 0.02), 2), 27: 22,
+                                    28: round(self.import_kwh, 2), 29: 0.0, 34: 1, 35: 1}
+        for i in range(self.phases):
+            first |= {1 + i: volts[i], 7 + i: round(kw[i] * 1000 / volts[i] / 0.97, 2), 10 + i: kw[i], 22 + i: 0.97}
+        second: dict[int, object] = {0: self.device, 36: round(31 + self._rng.gauss(0, 0.3), 1), 41: 0}
+        return [json.dumps({"data": [{"tp": tp, "point": [{"id": k, "val": v} for k, v in points.items()]}]}).encode()
+                for points in (first, second)]
 
 
 @dataclass

@@ -10,7 +10,7 @@
     wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
     wattstream simulate            simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR) and a PV site, on MQTT
     wattstream decode DRIVER       payloads on stdin → Reading JSON lines on stdout (pipeline.commands.decode)
-    wattstream backtest [FILE]     the windows / surplus logic over a file of Readings → JSON lines
+    wattstream backtest [FILE]     the windows / surplus logic over Readings → JSON (pipeline.commands.backtest)
     wattstream replay [--since T]  what Kafka holds of the worker's outputs → InfluxDB again
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
 """
@@ -242,9 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--topic", help="the MQTT topic of every payload (mqtt_json finds its mapping by it)")
     decode.add_argument("--topics", action="store_true",
                         help="each line is `<topic> <payload>`, as `mosquitto_sub -v` prints it")
-    from pipeline.commands import backtest
-
-    backtest.add_parser(sub)
+    from pipeline.commands.backtest import add_parser as backtest_parser
+    backtest_parser(sub)
     replay = sub.add_parser("replay", help="write what Kafka holds of the worker's outputs to InfluxDB again")
     replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
                         "(ISO 8601, e.g. 2026-11-01T00:00+01:00; default: all it holds)")

@@ -194,10 +194,15 @@ class SurplusSignal(BaseModel):
         return cls.model_validate_json(data)
 
     def for_charger(self, name: str) -> SurplusSignal:
-        """The signal as one charger should see it: its own decision at the top level."""
+        """The signal as one charger should see it: its own decision at the top level; not charging when
+        the worker decided for other chargers only (its meters file does not have this one). A signal
+        without `chargers` (from a worker before they were there) stays as it is."""
         decision = self.chargers.get(name)
         if decision is None:
-            return self
+            if not self.chargers:
+                return self
+            reason = f"no decision for charger {name} (not in the worker's meters file)"
+            return self.model_copy(update={"charge": False, "current_a": 0.0, "power_w": 0.0, "reason": reason})
         return self.model_copy(update={"charge": decision.charge, "phases": decision.phases,
                                        "current_a": decision.current_a, "power_w": decision.power_w,
                                        "reason": decision.reason})

@@ -178,7 +178,7 @@ class MetersFile(Section):
         return sites
 
     def roles(self) -> dict[str, tuple[str, Role]]:
-        """meter_id → (site, role) of the meters that feed a site's surplus (grid, pv, charger)."""
+        """meter_id → (site, role) of the meters that feed a site's surplus (grid, pv, charger, battery)."""
         return {m.meter_id: (m.site, m.role) for m in self.meter if m.role != "other"}
 
 

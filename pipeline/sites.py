@@ -12,6 +12,7 @@ from pipeline.brokers import Section
 from pipeline.logic.loadpoint import Loadpoint
 from pipeline.models import Mode
 
+NAME = r"^[^/+#\s]+$"  # site and charger names are MQTT topic levels and Home Assistant ids
 # The part a meter plays for its site
 Role = Literal["grid", "pv", "charger", "battery", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
@@ -20,11 +21,12 @@ ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
 class Site(Section):
     """A site's PV-surplus controller (`[[site]]` in the meters file); its meters name it in `site`.
 
-    Defaults follow evcc's (enable 60 s, disable 180 s, 6 A minimum, 100 W residual power kept
-    exporting); phase switching has its own delays, a margin and a minimum time between switches.
+    evcc's delays (enable 60 s, disable 180 s, 6 A minimum, 100 W residual power kept exporting) with
+    OpenEVSE's minimum charge time, start margin and slow stop smoothing; phase switching has its own
+    delays, a margin and a minimum time between switches (docs/charging.md).
     """
 
-    name: str = "home"
+    name: str = Field(default="home", pattern=NAME)
     voltage_v: float = Field(default=230.0, gt=0)
     min_current_a: float = Field(default=6.0, gt=0)
     max_current_a: float = Field(default=16.0, gt=0)
@@ -81,8 +83,8 @@ class Site(Section):
     @property
     def chargers(self) -> tuple[Loadpoint, ...]:
         """The chargers the controller shares the surplus among, highest priority first."""
-        return self.loadpoints or (Loadpoint("charger", voltage_v=self.voltage_v, min_current_a=self.min_current_a,
-                                             max_current_a=self.max_current_a, phases=self.phases),)
+        return self.loadpoints or (Loadpoint("charger", 0, self.voltage_v, self.min_current_a, self.max_current_a,
+                                             self.phases, "pv"),)
 
 
 DEFAULT_TOPICS: dict[ChargerFormat, str] = {
@@ -97,8 +99,8 @@ DEFAULT_TOPICS: dict[ChargerFormat, str] = {
 class Charger(Section):
     """A charger `wattstream charger` drives (`[[charger]]` in the meters file)."""
 
-    name: str
-    site: str = "home"
+    name: str = Field(pattern=NAME)
+    site: str = Field(default="home", pattern=NAME)
     format: ChargerFormat
     topic: str | None = None  # default: DEFAULT_TOPICS of the format
     interval_seconds: float = Field(default=5.0, ge=0)  # at most one message per interval (OpenEVSE: 5-10 s)

@@ -33,6 +33,7 @@ H_POSITION: Final = "position"
 # Header on a `meter.readings.site` record that is not a reading but a charger's mode set
 # (`models.ModeCommand`, value `mode`), produced by `wattstream charger` from MQTT.
 H_COMMAND: Final = "command"
+COMMAND_MODE: Final = b"mode"
 
 # Headers added on dead-letter records (the value and the original headers are kept unchanged).
 H_STAGE: Final = "stage"  # frame | decrypt | decode | check | sink | surplus

@@ -1,6 +1,7 @@
 """Reading what the pipeline left in Kafka."""
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -42,9 +43,10 @@ async def consume(bootstrap: str, topic: str, count: int, within: float = 60,
     return [(key, value) for key, value, _ in await consume_records(bootstrap, topic, count, within, idle)]
 
 
-async def consume_records(bootstrap: str, topic: str, count: int, within: float = 60,
-                          idle: float = 2.0) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
-    """`consume` with each record's headers."""
+async def consume_records(bootstrap: str, topic: str, count: int, within: float = 60, idle: float = 2.0,
+                          keep: Callable[[dict[str, bytes]], bool] = lambda _: True,
+                          ) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+    """`consume` with each record's headers; only the records whose headers `keep` takes."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -57,7 +59,7 @@ async def consume_records(bootstrap: str, topic: str, count: int, within: float 
             if any(batch.values()):
                 quiet_since = loop.time()
             for records in batch.values():
-                found += [(r.key, r.value, dict(r.headers)) for r in records]
+                found += [(r.key, r.value, dict(r.headers)) for r in records if keep(dict(r.headers))]
             if len(found) >= count and loop.time() - quiet_since >= idle:
                 break
     finally:

@@ -13,6 +13,7 @@ unsmoothed available current rounded down, within [min, max]. One phase, no batt
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import sys
@@ -84,6 +85,7 @@ PLANT = MetersFile(meter=(Meter(driver="iammeter", device="GRID", role="grid"),
                           Meter(driver="iammeter", device="PV", role="pv")), site=(SITE,))
 
 
+@functools.cache
 def day(name: str, reference: bool, battery: bool) -> Summary:
     backtest = Backtest(PLANT, simulate_charger=True, battery=SimBattery() if battery else None,
                         controller=Reference() if reference else on_reading)
@@ -101,15 +103,19 @@ def row(name: str, summary: Summary) -> str:
             f"{summary.from_grid_wh / 1000:.1f} | {sessions.starts} | {sessions.short} |")
 
 
-def main(days: list[str]) -> None:
-    print("| day | kWh from surplus | from the battery | from the grid | starts | sessions < 10 min |")
-    print("|---|---|---|---|---|---|")
+def table(days: list[str]) -> list[str]:
+    """The README's table: each day without and with a battery, ours and the reference's."""
+    lines = ["| day | kWh from surplus | from the battery | from the grid | starts | sessions < 10 min |",
+             "|---|---|---|---|---|---|"]
     for name in days:
         for battery in (False, True):
             label = f"{name}{' + battery' if battery else ''}"
-            print(row(f"{label}, wattstream", day(name, False, battery)))
-            print(row(f"{label}, reference", day(name, True, battery)))
+            lines += [row(f"{label}, wattstream", day(name, False, battery)),
+                      row(f"{label}, reference", day(name, True, battery))]
+    return lines
 
+
+DAYS = ["clear", "clouds", "loads"]
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["clear", "clouds", "loads"])
+    print("\n".join(table(sys.argv[1:] or DAYS)))

@@ -85,7 +85,7 @@ def test_mqtt_needs_accounts_and_every_client_of_the_stack_has_one() -> None:
     assert SERVICES["mosquitto"]["environment"]["MQTT_PASSWORD"] == "${MQTT_PASSWORD}"
     acl_users = set(re.findall(r"^user (\S+)$", (ROOT / "mosquitto" / "acl").read_text(), re.M))
     script = SERVICES["mqtt-users"]["command"][2]
-    assert acl_users == set(re.findall(r'"\$\$f" (\w+) "', script)) == {"wattstream", "meter", "reader"}
+    assert acl_users == set(re.findall(r'"\$\$f" (\w+) "', script)) == {"wattstream", "meter", "reader", "control"}
     for name in OURS:  # the bridges, publish, charger, the simulator: the stack's account
         env = SERVICES[name]["environment"]
         assert env["WATTSTREAM_MQTT_USERNAME"] == "wattstream" and env["WATTSTREAM_MQTT_PASSWORD"], name
@@ -177,5 +177,6 @@ def test_an_env_from_before_neither_opens_ports_nor_makes_empty_passwords() -> N
     text = (ROOT / "compose.yaml").read_text()
     for name in ("KAFKA_EXTERNAL_BIND", "INFLUXDB_BIND"):
         assert f"${{{name}:-127.0.0.1}}" in text, name
-    for name in ("KAFKA_CLUSTER_ID", "MQTT_PASSWORD", "METER_MQTT_PASSWORD", "READER_MQTT_PASSWORD"):
+    for name in ("KAFKA_CLUSTER_ID", "MQTT_PASSWORD", "METER_MQTT_PASSWORD", "READER_MQTT_PASSWORD",
+                 "CONTROL_MQTT_PASSWORD"):
         assert re.search(rf"\$\{{{name}:\?[^}}]+\}}", text), name

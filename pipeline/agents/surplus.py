@@ -45,6 +45,9 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
             await dead(event, "bad_command", f"not a mode command: {exc.errors(include_input=False)[0]['msg']}")
             return
         site = sites.get(mode.site)
+        if event.key != mode.site.encode():
+            await dead(event, "bad_command", f"mode set for site {mode.site!r} under another key")
+            return
         if site is None:
             await dead(event, "no_site", f"mode set for site {mode.site!r}, which the meters file does not have")
             return
@@ -61,7 +64,7 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
         out = Outbox(outlet)
         for event in events:
             headers = header_map(event.headers)
-            if headers.get(topics.H_COMMAND) == b"mode":
+            if headers.get(topics.H_COMMAND) == topics.COMMAND_MODE:
                 await command(event, headers, batch)
                 continue
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)

@@ -11,7 +11,7 @@ minimum and more with surplus; `pv` charges from surplus only:
   slow smoothing (`ChargerState.slow`) is short too: a passing cloud is ridden out at minimum current;
 - the current follows the surplus at each reading in whole amperes within [min, max]; 1p/3p switching ("auto") has its
   own delays, margin and interval (see `_switch_phases`);
-- the site's house battery may hold a charging car at minimum current, or start it (`Assist`).
+- the site's house battery may hold a charging car at minimum current, or start it (`Gate`).
 A user's mode change acts at once (no delay, no minimum time); the controller's own starts and stops at
 a site are at least a delay apart (`Gate`), so two chargers never start and stop against each other.
 """
@@ -20,24 +20,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pipeline.models import ChargerDecision, Mode
+from pipeline.models import Mode
 
 Phases = Literal[1, 3, "auto"]
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class Loadpoint:
+    """One charger's limits (`Charger.loadpoint`, `Site.chargers`)."""
+
     name: str
-    priority: int = 0
-    voltage_v: float = 230.0
-    min_current_a: float = 6.0
-    max_current_a: float = 16.0
-    phases: Phases = 3
-    mode: Mode = "pv"  # the default, until one is set
+    priority: int
+    voltage_v: float
+    min_current_a: float
+    max_current_a: float
+    phases: Phases
+    mode: Mode  # the mode it starts in, until one is set
 
     def power(self, phases: int, current_a: float) -> float:
         return phases * self.voltage_v * current_a
@@ -120,14 +120,6 @@ class ChargerState:
     def power(self, lp: Loadpoint) -> float:
         return lp.power(self.phases, self.current_a) if self.charging else 0.0
 
-    def decision(self, lp: Loadpoint) -> ChargerDecision:
-        return ChargerDecision(
-            charge=self.charging, phases=self.phases, current_a=self.current_a if self.charging else 0.0,
-            power_w=self.power(lp), mode=self.mode, reason=self.reason,
-            target_kwh=None if self.target_wh is None else self.target_wh / 1000,
-            until=None if self.until_us is None else _datetime(self.until_us),
-            charged_kwh=round(self.charged_wh / 1000, 3))
-
     def _start(self, now: int, phases: Literal[1, 3], current: float) -> None:
         self.charging, self.started_at, self.phases, self.current_a = True, now, phases, current
         self.enable_since = self.short_since = None
@@ -137,13 +129,11 @@ class ChargerState:
         self.short_since = self.up_since = self.down_since = None
 
 
-def _datetime(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
-
-
 def decide(lp: Loadpoint, st: ChargerState, t: Timing, now: int, left: Available, gate: Gate) -> None:
     """Decide for one charger at one grid reading from the surplus left to it. Sets `st.reason`."""
     st.slow = _slow(st.slow, left, t.stop_window)
+    if lp.phases != "auto":
+        st.phases = lp.phases  # also when the meters file changed it
     if st.mode == "now" and ((st.target_wh is not None and st.charged_wh >= st.target_wh)
                              or (st.until_us is not None and now >= st.until_us)):
         st.set_mode("pv", None, None)
@@ -155,6 +145,8 @@ def decide(lp: Loadpoint, st: ChargerState, t: Timing, now: int, left: Available
             st._stop()
         st.reason += "off"
     elif st.mode == "now":
+        if st.charging and st.phases != lp.highest:
+            st.switched_at = now
         st._start(st.started_at or now, lp.highest, lp.max_current_a)
         st.reason += f"now: {st.phases}p {st.current_a:.0f} A"
     elif st.mode == "minpv" or st.charging:
@@ -176,11 +168,11 @@ def _waiting(lp: Loadpoint, st: ChargerState, t: Timing, now: int, left: Availab
     waited = (now - st.enable_since) / 1e6
     if waited < t.enable:
         return f"surplus {surplus:.0f} W covers {minimum:.0f} W for {waited:.0f} s of {t.enable:.0f} s"
+    if not gate.may_start:
+        return "start held: another charger of the site started or stopped within the delay"
     if gate.start:
         st._start(now, lp.lowest, lp.min_current_a)
         return "start from the battery (above its start SoC)"
-    if not gate.may_start:
-        return "start held: another charger of the site started or stopped within the delay"
     phases: Literal[1, 3] = (3 if surplus >= lp.power(3, lp.min_current_a) else 1) if lp.phases == "auto" \
         else lp.phases
     st._start(now, phases, lp.fit(phases, surplus))
@@ -213,7 +205,9 @@ def _charging(lp: Loadpoint, st: ChargerState, t: Timing, now: int, left: Availa
     if short >= t.disable and charged < t.min_charge:
         return switched or f"surplus {usable:.0f} W short of {need:.0f} W: minimum charge time, " \
                            f"{charged:.0f} s of {t.min_charge:.0f} s"
-    if short >= t.disable and slow >= need:
+    if short >= t.disable and slow < need:
+        return switched or "stop held: another charger of the site started or stopped within the delay"
+    if short >= t.disable:
         return switched or f"surplus {usable:.0f} W short of {need:.0f} W, over {t.stop_window:.0f} s " \
                            f"{slow:.0f} W: riding it out"
     return switched or f"surplus {usable:.0f} W short of {need:.0f} W for {short:.0f} s of {t.disable:.0f} s"

@@ -13,12 +13,12 @@ hold or start only the first charger.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pipeline.logic.loadpoint import Available, ChargerState, Gate, Loadpoint, Timing, decide
 from pipeline.logic.windows import from_us, to_us
-from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal
+from pipeline.models import SOC, ChargerDecision, ModeCommand, Reading, SurplusSignal
 from pipeline.sites import Role, Site
 
 STALE_US = 300_000_000  # a PV, charger or battery value older than this (event time) no longer counts
@@ -48,13 +48,15 @@ class SiteState:
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SiteState:
-        if "chargers" not in data:  # written before a site had several chargers: their decisions start afresh
-            data = {k: data[k] for k in ("grid_us", "samples", "pv", "charger")}
+        """The state `dump` wrote; one written before a site had several chargers keeps its samples and
+        meters, and its chargers start afresh."""
+        known = {f.name for f in fields(ChargerState)}
         return cls(grid_us=data["grid_us"], samples=[tuple(s) for s in data["samples"]],
                    pv={k: tuple(v) for k, v in data["pv"].items()},
                    charger={k: tuple(v) for k, v in data["charger"].items()},
                    battery={k: tuple(v) for k, v in data.get("battery", {}).items()},
-                   chargers={k: ChargerState(**v) for k, v in data.get("chargers", {}).items()},
+                   chargers={k: ChargerState(**{f: x for f, x in v.items() if f in known})
+                             for k, v in data.get("chargers", {}).items()},
                    changed_at=data.get("changed_at"))
 
     def charger_state(self, lp: Loadpoint) -> ChargerState:
@@ -109,13 +111,16 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
         return None  # out of order or repeated: the decision at that time has been made
     chargers = [(lp, state.charger_state(lp)) for lp in site.chargers]
     elapsed = 0 if state.grid_us is None else min(now - state.grid_us, MAX_GAP_US)
-    for lp, st in chargers:  # what the last decision let each charger draw since then
-        st.charged_wh += st.power(lp) * elapsed / 3.6e9
     state.grid_us = now
+    allowed = [st.power(lp) for lp, st in chargers]  # what the last decisions let them draw
+    measured = _recent(state.charger, now)
     if site.charger_draw == "meter":
-        draw = _recent(state.charger, now) or 0.0
+        draw = measured or 0.0
+        drawn = _attributed(measured, allowed)
     else:
-        draw = sum(st.power(lp) for lp, st in chargers)
+        draw, drawn = sum(allowed), allowed
+    for (_, st), watts in zip(chargers, drawn, strict=True):  # since the last grid reading
+        st.charged_wh += watts * elapsed / 3.6e9
     battery_w, soc = _battery(state, now)
     counted = 0.0 if battery_w is None else battery_w if battery_w < 0 or (
         soc is not None and soc >= site.battery_priority_soc) else 0.0
@@ -126,23 +131,45 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
     left = Available(surplus - site.residual_w, available - site.residual_w, elapsed)
     since_change = math.inf if state.changed_at is None else (now - state.changed_at) / 1e6
     t = timing(site)
-    for index, (lp, st) in enumerate(chargers):
+    for index, ((lp, st), was_allowed, was_drawn) in enumerate(zip(chargers, allowed, drawn, strict=True)):
         first = index == 0
         gate = Gate(may_start=since_change >= t.enable, may_stop=since_change >= t.disable,
                     hold=first and _at_least(soc, site.battery_buffer_soc),
                     start=first and _at_least(soc, site.battery_start_soc))
         was = st.charging
         decide(lp, st, t, now, left, gate)
-        if st.charging != was and st.mode in ("pv", "minpv"):
+        if st.charging != was and st.mode == "pv":  # the controller's own start or stop
             state.changed_at, since_change = now, 0.0
-        left = left.minus(st.power(lp))
+        # a charger that drew clearly less than it was allowed (a full car) leaves the rest to the next
+        unused = was_drawn < was_allowed - lp.power(1, 1)
+        left = left.minus(min(st.power(lp), was_drawn) if unused else st.power(lp))
     lead = chargers[0][1]
     return SurplusSignal(
         site=site.name, ts=from_us(now), grid_w=power, pv_w=_recent(state.pv, now), charger_w=draw,
         battery_w=battery_w, battery_soc=soc, surplus_w=round(surplus, 1), charge=lead.charging,
         phases=lead.phases, current_a=lead.current_a if lead.charging else 0.0,
         power_w=sum(st.power(lp) for lp, st in chargers), reason=lead.reason,
-        chargers={lp.name: st.decision(lp) for lp, st in chargers})
+        chargers={lp.name: _decision(lp, st) for lp, st in chargers})
+
+
+def _decision(lp: Loadpoint, st: ChargerState) -> ChargerDecision:
+    return ChargerDecision(
+        charge=st.charging, phases=st.phases, current_a=st.current_a if st.charging else 0.0,
+        power_w=st.power(lp), mode=st.mode, reason=st.reason,
+        target_kwh=None if st.target_wh is None else st.target_wh / 1000,
+        until=None if st.until_us is None else from_us(st.until_us), charged_kwh=round(st.charged_wh / 1000, 3))
+
+
+def _attributed(measured: float | None, allowed: list[float]) -> list[float]:
+    """What each charger drew, from the chargers' meters (their sum) counted against the allowances in
+    priority order; without a fresh meter value, what they were allowed."""
+    if measured is None:
+        return allowed
+    out = []
+    for watts in allowed:
+        out.append(min(watts, measured))
+        measured -= out[-1]
+    return out
 
 
 def _at_least(soc: float | None, level: float | None) -> bool:

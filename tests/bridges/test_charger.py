@@ -90,6 +90,9 @@ def test_mode_sets_become_commands(topic: str, payload: bytes, expected: dict[st
     ("wattstream/home/car/mode/set", b'{"mode": "pv", "target_kwh": 5}', "goes only with mode now"),
     ("wattstream/home/car/mode/set", b"{nope", "is not JSON"),
     ("wattstream/home/car/target/set", b"lots", "target 'lots' is not a number of kWh"),
+    ("wattstream/home/car/target/set", b"nan", "target 'nan' is not a number of kWh"),
+    ("wattstream/home/car/target/set", b"-3", "target '-3' is not a number of kWh (0 or more)"),
+    ("wattstream/home/car/mode/set", b'{"mode": "now", "until": "2026-12-07T11:00Z"}', "that time has passed"),
     ("wattstream/home/car/target/set", b"5000", "less than or equal to 1000"),
     ("wattstream/home/evse/mode/set", b"now", "no [[charger]] the controller drives"),
 ])
@@ -115,3 +118,15 @@ def test_openevse_with_a_control_topic_is_driven_by_our_decision() -> None:
     sent = [m[:2] for _, m in Dispatcher((evse,)).messages(signal_, now=0.0)]
     assert sent[:3] == [("wattstream/home/grid_ie", b"-4200"), ("openevse/divertmode/set", b"1"),
                         ("openevse/override/set", b'{"state": "active", "charge_current": 10}')]
+
+
+def test_two_sites_with_a_charger_of_the_same_name_and_a_charger_the_worker_does_not_know() -> None:
+    north, south = (Charger(name="car", site=site, format="wattstream", topic=f"wattstream/{site}/surplus",
+                            interval_seconds=60) for site in ("north", "south"))
+    dispatcher = Dispatcher((north, south))
+    for site in ("north", "south"):  # the other site's message does not count against this one's interval
+        sent = dispatcher.messages(decided(0, "pv", 10).model_copy(update={"site": site}), now=0.0)
+        assert next(m[0] for _, m in sent) == f"wattstream/{site}/surplus"
+    stranger = json.loads(dispatcher.messages(decided(10, "pv", 10).model_copy(
+        update={"site": "north", "chargers": {"other": decided(0, "now", 16).chargers["car"]}}), now=100.0)[0][1][1])
+    assert not stranger["charge"] and stranger["reason"].startswith("no decision for charger car")

@@ -29,7 +29,8 @@ from tests.mqtt import certificates
 
 ROOT = Path(__file__).parent.parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
-PASSWORDS = {"wattstream": "stack-secret", "meter": "meter-secret", "reader": "reader-secret"}
+PASSWORDS = {"wattstream": "stack-secret", "meter": "meter-secret", "reader": "reader-secret",
+             "control": "control-secret"}
 MESSAGES = 3000
 
 
@@ -54,7 +55,8 @@ def write_password_file(auth: Path) -> None:
     """Compose's `mqtt-users` script as it is (`$$` is compose's escape of `$`), into `auth`."""
     script = COMPOSE["services"]["mqtt-users"]["command"][2].replace("$$", "$").replace("/auth/", f"{auth}/")
     env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "MQTT_PASSWORD": PASSWORDS["wattstream"],
-           "METER_MQTT_PASSWORD": PASSWORDS["meter"], "READER_MQTT_PASSWORD": PASSWORDS["reader"]}
+           "METER_MQTT_PASSWORD": PASSWORDS["meter"], "READER_MQTT_PASSWORD": PASSWORDS["reader"],
+           "CONTROL_MQTT_PASSWORD": PASSWORDS["control"]}
     subprocess.run(["sh", "-c", script], env=env, check=True)
     assert {line.split(":")[0] for line in (auth / "passwd").read_text().splitlines()} == set(PASSWORDS)
 
@@ -109,10 +111,12 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
                            ("homeassistant/sensor/x/config", b"{}"), ("wattstream/home/car/mode/set", b"now"),
                            ("device/M1/realtime", b"reading")):
         meter.publish(topic, payload, qos=1).wait_for_publish(10)
-    # Home Assistant (a reader) sets a charge mode, and may not forge a decision
-    for topic, payload in (("wattstream/home/surplus", b"forged by a reader"), ("wattstream/home/car/mode/set", b"pv"),
+    # a charger (a reader) may set no mode; Home Assistant (control) sets one, and may not forge a decision
+    reader.publish("wattstream/home/car/mode/set", b"now", qos=1).wait_for_publish(10)
+    control = connect(broker.port, "control")
+    for topic, payload in (("wattstream/home/surplus", b"forged by HA"), ("wattstream/home/car/mode/set", b"pv"),
                            ("wattstream/home/car/target/set", b"10")):
-        reader.publish(topic, payload, qos=1).wait_for_publish(10)
+        control.publish(topic, payload, qos=1).wait_for_publish(10)
     stack.publish("wattstream/home/surplus", b"decision", qos=1).wait_for_publish(10)
     until(lambda: b"decision" in [p for _, p in reader_seen] and b"decision" in [p for _, p in stack_seen],
           10)  # the stack's own decision, sent last, has reached both
@@ -121,7 +125,7 @@ def test_a_meter_publishes_readings_but_no_charger_topic_and_a_reader_reads_deci
         ("wattstream/home/car/mode/set", b"pv"), ("wattstream/home/car/target/set", b"10"),
         ("wattstream/home/surplus", b"decision")]  # none of the forged ones
     assert [(t, p) for t, p in reader_seen if "/set" not in t] == [("wattstream/home/surplus", b"decision")]
-    for client in (stack, reader, meter):
+    for client in (stack, reader, meter, control):
         client.disconnect()
         client.loop_stop()
 

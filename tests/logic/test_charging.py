@@ -180,9 +180,12 @@ def test_state_survives_its_json_and_old_states_start_afresh() -> None:
 
 
 def test_as_good_as_the_reference_divert_controller_on_the_recorded_days() -> None:
-    """At least as much from surplus (within 1 %: the days' rounding), no more from the grid or the
-    battery, no more starts and no session under 10 minutes."""
-    for day in ("clear", "clouds", "loads"):
+    """At least as much from surplus (within 1 %: we start about a minute later, docs/charging.md), no
+    more from the grid or the battery, no more starts and no session under 10 minutes; and the README's
+    table is what the code gives."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "\n".join(reference_divert.table(reference_divert.DAYS)) in readme
+    for day in reference_divert.DAYS:
         for battery in (False, True):
             ours, reference = (reference_divert.day(day, ref, battery) for ref in (False, True))
             label = (day, battery, ours.line(), reference.line())
@@ -193,7 +196,7 @@ def test_as_good_as_the_reference_divert_controller_on_the_recorded_days() -> No
 
 
 def test_loadpoint_fit() -> None:
-    lp = Loadpoint("c", min_current_a=6, max_current_a=16)
+    lp = Loadpoint("c", priority=0, voltage_v=230, min_current_a=6, max_current_a=16, phases=1, mode="pv")
     assert [lp.fit(1, w) for w in (0, 1600, 2300, 9000)] == [6, 6, 10, 16]
 
 
@@ -230,3 +233,24 @@ def test_meters_file_errors_for_chargers(tmp_path: Path) -> None:
     path.write_text('[[site]]\nbattery_priority_soc = 50\nbattery_buffer_soc = 40\n')
     with pytest.raises(ValueError, match=r"battery_priority_soc \(50\) must not be above battery_buffer_soc"):
         load_meters(path)
+
+
+def test_a_second_start_waits_for_the_enable_delay_after_the_first() -> None:
+    site = two_cars().model_copy(update={"enable_delay_seconds": 30})
+    state = SiteState()
+    signals = {t: grid(site, state, t, -9000.0 + (3680 if t > 30 else 0)) for t in range(0, 80, 10)}
+    assert signals[30].chargers["b"].charge and not signals[30].chargers["a"].charge
+    assert signals[30].chargers["a"].reason.startswith("start held")
+    assert next(t for t, s in signals.items() if s.chargers["a"].charge) == 60
+
+
+def test_a_full_car_leaves_its_share_to_the_next_charger() -> None:
+    site = two_cars().model_copy(update={"charger_draw": "meter"})
+    state = SiteState()
+    on_reading(site, state, reading(0, 0.0, "m:charger"), "charger")
+    first = grid(site, state, 0, -5000)
+    assert first.chargers["b"].current_a == 16 and not first.chargers["a"].charge  # 1320 W left: too little
+    on_reading(site, state, reading(10, 0.0, "m:charger"), "charger")  # b's car is full: it draws nothing
+    second = grid(site, state, 10, -5000)
+    assert second.chargers["b"].charge and second.chargers["a"].charge and second.chargers["a"].current_a == 10
+    assert second.chargers["b"].charged_kwh == 0  # what it drew, not what it was allowed
