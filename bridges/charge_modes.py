@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any, get_args
 
@@ -94,7 +95,7 @@ def decision_of(signal: SurplusSignal, charger: Charger) -> ChargerDecision | No
 
 def discovery(charger: Charger, prefix: str) -> list[tuple[str, bytes]]:
     """Home Assistant MQTT discovery: the mode as a `select`, the kWh target as a `number`."""
-    node = f"wattstream_{charger.site}_{charger.name}"
+    node = re.sub(r"[^A-Za-z0-9_-]", "_", f"wattstream_{charger.site}_{charger.name}")  # HA's id characters
     device = {"identifiers": [node], "name": f"wattstream charger {charger.name}", "manufacturer": "wattstream",
               "model": charger.format}
     select = {"name": "Charge mode", "unique_id": f"{node}_mode", "default_entity_id": f"select.{node}_mode",

@@ -26,7 +26,6 @@ act on a stale decision, so the consumer starts at the end of the topic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -126,39 +125,46 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     kafka = settings.kafka.connection()
     consumer = await follow(kafka, topics.SURPLUS, settings.kafka.partitions, settings.worker.fetch_wait_ms)
-    producer = await _producer(kafka, settings.kafka.partitions)
-    sets: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    announce = [m for c in charge_modes.driven(chargers).values()
-                for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
-    client = publishing_client(settings.mqtt, "charger", lambda c: _announce(c, announce),
-                               lambda message: loop.call_soon_threadsafe(sets.put_nowait, message))
-    modes = asyncio.create_task(_take_sets(charge_modes.driven(chargers), sets, producer, client))
-    dispatcher = Dispatcher(chargers)
-    log.info("following %s", topics.SURPLUS)
+    producer: AIOKafkaProducer | None = None
+    client: mqtt.Client | None = None
+    modes: asyncio.Task[None] | None = None
     try:
+        producer = await _producer(kafka, settings.kafka.partitions)
+        sets: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        announce = [m for c in charge_modes.driven(chargers).values()
+                    for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
+        client = publishing_client(settings.mqtt, "charger", lambda c: _announce(c, announce),
+                                   lambda message: loop.call_soon_threadsafe(sets.put_nowait, message))
+        modes = asyncio.create_task(_take_sets(charge_modes.driven(chargers), sets, producer, client))
+        dispatcher = Dispatcher(chargers)
+        log.info("following %s", topics.SURPLUS)
         async for signal in following(consumer, stop, SurplusSignal.from_json):
             for _, (mqtt_topic, body, qos, retain) in dispatcher.messages(signal, time.monotonic()):
                 client.publish(mqtt_topic, body, qos=qos, retain=retain)
             log.debug("%s: %s", signal.site, signal.reason)
     finally:
-        modes.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await modes
-        client.loop_stop()
-        client.disconnect()
-        await producer.stop()
+        if modes is not None:
+            modes.cancel()
+            await asyncio.gather(modes, return_exceptions=True)
+        if client is not None:
+            client.loop_stop()
+            client.disconnect()
+        if producer is not None:
+            await producer.stop()
+        await consumer.stop()
 
 
 async def _producer(kafka: Connection, partitions: int) -> AIOKafkaProducer:
     """A producer for the mode sets (`meter.readings.site` created if need be); waits for Kafka."""
     while True:
+        producer = AIOKafkaProducer(**kafka, acks="all")
         try:
             await ensure_topics(kafka, [topics.SITE_READINGS], partitions)
-            producer = AIOKafkaProducer(**kafka, acks="all")
             await producer.start()
             return producer
         except KafkaError as exc:
+            await producer.stop()
             log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
             await asyncio.sleep(2)
 
@@ -181,7 +187,10 @@ async def _take_sets(chargers: dict[tuple[str, str], Charger], sets: asyncio.Que
             log.warning("mode set on %s is retained: not taken (clear it; a set must not be retained)",
                         message.topic)
             continue
-        charger, result = charge_modes.command(chargers, message.topic, message.payload, datetime.now(UTC))
+        try:
+            charger, result = charge_modes.command(chargers, message.topic, message.payload, datetime.now(UTC))
+        except Exception as exc:  # whatever a payload does (JSON nested too deep), the sets go on
+            charger, result = None, f"{message.topic}: not understood ({type(exc).__name__})"
         if isinstance(result, ModeCommand):
             try:
                 await producer.send_and_wait(topics.SITE_READINGS, result.to_json(), key=result.site.encode(),

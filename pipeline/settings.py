@@ -20,7 +20,7 @@ from pipeline.brokers import KafkaSettings, MqttSettings, Section
 from pipeline.drivers import DRIVERS, Config, echonet, routes
 from pipeline.drivers.config import aes_key
 from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
-from pipeline.sites import Charger, Role, Site
+from pipeline.sites import NAME, Charger, Role, Site
 
 
 class InfluxSettings(Section):
@@ -109,7 +109,8 @@ class Meter(Section):
     driver: str
     device: str  # the device id as the bridge sees it (IAMMETER SN, ...)
     role: Role = "other"
-    site: str = "home"
+    site: str = Field(default="home", pattern=NAME)
+    charger: str | None = None  # role "charger": the [[charger]] it measures (not needed when the site has one)
     key: SecretStr | None = None  # EVN / encrypted P1 decryption key (hex; `device` = the system title)
     state_topic: str | None = None  # `wattstream publish`: this meter's state here (default <base>/<meter>/state)
     # Plausibility limits: a reading beyond them (or a register rising faster than this power could
@@ -172,8 +173,10 @@ class MetersFile(Section):
         sites = {}
         for name in sorted(names):
             site = configured.get(name, Site(name=name))
-            driven = sorted((c.loadpoint(site) for c in self.charger if c.site == name and c.driven),
-                            key=lambda lp: (-lp.priority, lp.name))
+            ours = [c for c in self.charger if c.site == name and c.driven]
+            meters = [m for m in self.meter if m.site == name and m.role == "charger"]
+            driven = sorted((c.loadpoint(site, tuple(m.meter_id for m in meters if m.charger == c.name or (
+                m.charger is None and len(ours) == 1))) for c in ours), key=lambda lp: (-lp.priority, lp.name))
             sites[name] = Site.model_validate({**site.model_dump(), "loadpoints": tuple(driven)})
         return sites
 

@@ -12,7 +12,7 @@ from pipeline.brokers import Section
 from pipeline.logic.loadpoint import Loadpoint
 from pipeline.models import Mode
 
-NAME = r"^[^/+#\s]+$"  # site and charger names are MQTT topic levels and Home Assistant ids
+NAME = r"^[^/+#]+$"  # site and charger names are MQTT topic levels
 # The part a meter plays for its site
 Role = Literal["grid", "pv", "charger", "battery", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
@@ -125,6 +125,6 @@ class Charger(Section):
         The others carry the grid power to a charger (or evcc) that runs its own control."""
         return self.format in ("goe", "wattstream") or (self.format == "openevse" and self.control_topic is not None)
 
-    def loadpoint(self, site: Site) -> Loadpoint:
+    def loadpoint(self, site: Site, meters: tuple[str, ...] = ()) -> Loadpoint:
         return Loadpoint(self.name, self.priority, site.voltage_v, self.min_current_a or site.min_current_a,
-                         self.max_current_a or site.max_current_a, self.phases or site.phases, self.mode)
+                         self.max_current_a or site.max_current_a, self.phases or site.phases, self.mode, meters)

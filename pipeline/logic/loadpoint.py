@@ -38,6 +38,7 @@ class Loadpoint:
     max_current_a: float
     phases: Phases
     mode: Mode  # the mode it starts in, until one is set
+    meters: tuple[str, ...] = ()  # the `charger` meters that measure its draw
 
     def power(self, phases: int, current_a: float) -> float:
         return phases * self.voltage_v * current_a
@@ -111,6 +112,7 @@ class ChargerState:
     down_since: int | None = None
     switched_at: int | None = None  # the last 1p/3p switch
     slow: float | None = None  # the surplus left to it: up at once with the average, down over the stop window
+    unused_since: int | None = None  # its own meter shows it drawing clearly less than allowed since
     reason: str = ""
 
     def set_mode(self, mode: Mode, target_wh: float | None, until_us: int | None) -> None:

@@ -113,14 +113,15 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
     elapsed = 0 if state.grid_us is None else min(now - state.grid_us, MAX_GAP_US)
     state.grid_us = now
     allowed = [st.power(lp) for lp, st in chargers]  # what the last decisions let them draw
-    measured = _recent(state.charger, now)
     if site.charger_draw == "meter":
-        draw = measured or 0.0
-        drawn = _attributed(measured, allowed)
+        draw = _recent(state.charger, now) or 0.0
+        own = [_measured(state, lp, now) for lp, _ in chargers]
     else:
-        draw, drawn = sum(allowed), allowed
-    for (_, st), watts in zip(chargers, drawn, strict=True):  # since the last grid reading
-        st.charged_wh += watts * elapsed / 3.6e9
+        draw, own = sum(allowed), [None] * len(chargers)
+    for (lp, st), watts, seen in zip(chargers, allowed, own, strict=True):  # since the last grid reading
+        st.charged_wh += (watts if seen is None else min(watts, seen)) * elapsed / 3.6e9
+        short = seen is not None and st.charging and seen < watts - lp.power(st.phases, 1)
+        st.unused_since = (st.unused_since or now) if short else None
     battery_w, soc = _battery(state, now)
     counted = 0.0 if battery_w is None else battery_w if battery_w < 0 or (
         soc is not None and soc >= site.battery_priority_soc) else 0.0
@@ -131,7 +132,7 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
     left = Available(surplus - site.residual_w, available - site.residual_w, elapsed)
     since_change = math.inf if state.changed_at is None else (now - state.changed_at) / 1e6
     t = timing(site)
-    for index, ((lp, st), was_allowed, was_drawn) in enumerate(zip(chargers, allowed, drawn, strict=True)):
+    for index, ((lp, st), seen) in enumerate(zip(chargers, own, strict=True)):
         first = index == 0
         gate = Gate(may_start=since_change >= t.enable, may_stop=since_change >= t.disable,
                     hold=first and _at_least(soc, site.battery_buffer_soc),
@@ -140,9 +141,10 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
         decide(lp, st, t, now, left, gate)
         if st.charging != was and st.mode == "pv":  # the controller's own start or stop
             state.changed_at, since_change = now, 0.0
-        # a charger that drew clearly less than it was allowed (a full car) leaves the rest to the next
-        unused = was_drawn < was_allowed - lp.power(1, 1)
-        left = left.minus(min(st.power(lp), was_drawn) if unused else st.power(lp))
+        # a charger whose own meter has shown it drawing an ampere or more below its allowance for the
+        # enable delay (a full car) leaves the rest to the next
+        leaves = seen is not None and st.unused_since is not None and now - st.unused_since >= t.enable * 1e6
+        left = left.minus(min(st.power(lp), seen) if leaves and seen is not None else st.power(lp))
     lead = chargers[0][1]
     return SurplusSignal(
         site=site.name, ts=from_us(now), grid_w=power, pv_w=_recent(state.pv, now), charger_w=draw,
@@ -160,16 +162,9 @@ def _decision(lp: Loadpoint, st: ChargerState) -> ChargerDecision:
         until=None if st.until_us is None else from_us(st.until_us), charged_kwh=round(st.charged_wh / 1000, 3))
 
 
-def _attributed(measured: float | None, allowed: list[float]) -> list[float]:
-    """What each charger drew, from the chargers' meters (their sum) counted against the allowances in
-    priority order; without a fresh meter value, what they were allowed."""
-    if measured is None:
-        return allowed
-    out = []
-    for watts in allowed:
-        out.append(min(watts, measured))
-        measured -= out[-1]
-    return out
+def _measured(state: SiteState, lp: Loadpoint, now: int) -> float | None:
+    """What the charger's own meters (`Loadpoint.meters`) show it drawing, if they are fresh."""
+    return _recent({m: state.charger[m] for m in lp.meters if m in state.charger}, now)
 
 
 def _at_least(soc: float | None, level: float | None) -> bool:

@@ -11,7 +11,8 @@ should a kill variant fail).
 The whole stream is on Kafka before the first worker starts, so decode, readings and surplus are all busy.
 
 Knobs: `WATTSTREAM_FAULT_SEED` (default: random; printed, and named in every failure),
-`WATTSTREAM_FAULT_KILLS` (5 per faulty variant; `_FILE_KILLS`, 3, for the file sink's),
+`WATTSTREAM_FAULT_KILLS` (5 per faulty variant; `_FILE_KILLS`, 3, for the file sink's; `_GROUP_KILLS`, 3,
+for two and three workers),
 `WATTSTREAM_FAULT_MINUTES` (25) and `WATTSTREAM_FAULT_METERS` (10) for a longer soak,
 `WATTSTREAM_FAULT_VARIANTS` (`one-worker,two-workers,file-sink`; `three-workers` too).
 `WATTSTREAM_FAULT_KILLS=0` runs every variant without a kill: the proof that the reference holds for both
@@ -47,8 +48,10 @@ from tests.faults import stream as faulty
 from tests.kafka import consume, produce
 
 KILLS = int(os.environ.get("WATTSTREAM_FAULT_KILLS", "5"))
-# the file sink's variant kills less by default (its journal is also unit-tested): the suite stays short
+# the file sink's variant kills less by default (its journal is also unit-tested), and so does the group's
+# (each kill there waits a session timeout and a rebalance): the suite stays short; soaks set them higher
 FILE_KILLS = int(os.environ.get("WATTSTREAM_FAULT_FILE_KILLS", str(min(KILLS, 3))))
+GROUP_KILLS = int(os.environ.get("WATTSTREAM_FAULT_GROUP_KILLS", str(min(KILLS, 3))))
 MINUTES = int(os.environ.get("WATTSTREAM_FAULT_MINUTES", "25"))
 METERS = int(os.environ.get("WATTSTREAM_FAULT_METERS", "10"))
 SEED = int(os.environ.get("WATTSTREAM_FAULT_SEED") or random.SystemRandom().randrange(10**6))
@@ -70,8 +73,8 @@ class Variant:
 
 ALL_VARIANTS = [
     Variant("one-worker", 1, "influx", KILLS, envelopes=False),
-    Variant("two-workers", 2, "influx", KILLS, envelopes=True),
-    Variant("three-workers", 3, "influx", KILLS, envelopes=False),
+    Variant("two-workers", 2, "influx", GROUP_KILLS, envelopes=True),
+    Variant("three-workers", 3, "influx", GROUP_KILLS, envelopes=False),
     Variant("file-sink", 1, "files", FILE_KILLS, envelopes=True),
 ]
 # three workers on a small machine prove little more than two and take as long: for soaks, not CI

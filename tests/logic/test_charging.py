@@ -245,12 +245,37 @@ def test_a_second_start_waits_for_the_enable_delay_after_the_first() -> None:
 
 
 def test_a_full_car_leaves_its_share_to_the_next_charger() -> None:
-    site = two_cars().model_copy(update={"charger_draw": "meter"})
+    """Each charger's own meter (`charger = ...` on the meter) says what it draws: a full car's allowance
+    goes to the next charger once it has stayed unused for the enable delay, steadily, and each target
+    counts its own charger's energy."""
+    meters = (Meter(driver="iammeter", device="grid", role="grid"),
+              Meter(driver="iammeter", device="B", role="charger", charger="b"),
+              Meter(driver="iammeter", device="A", role="charger", charger="a"))
+    plant = MetersFile(meter=meters, site=(Site(**{**QUICK, "charger_draw": "meter", "enable_delay_seconds": 20}),),
+                       charger=(Charger(name="b", format="wattstream", priority=1),
+                                Charger(name="a", format="goe", max_current_a=10)))
+    site = plant.sites()["home"]
+    assert [lp.meters for lp in site.chargers] == [("iammeter:B",), ("iammeter:A",)]
+    state, a_draws, signals = SiteState(), 0.0, []
+    for t in range(0, 200, 10):  # 5 kW of PV beyond the house; b's car is full: it draws nothing
+        on_reading(site, state, reading(t, 0.0, "iammeter:B"), "charger")
+        on_reading(site, state, reading(t, a_draws, "iammeter:A"), "charger")
+        signals.append(grid(site, state, t, a_draws - 5000))
+        a_draws = signals[-1].chargers["a"].power_w
+    b, a = [s.chargers["b"] for s in signals], [s.chargers["a"] for s in signals]
+    assert all(d.charge and d.current_a == 16 for d in b[2:]) and b[-1].charged_kwh == 0
+    started = next(i for i, d in enumerate(a) if d.charge)
+    assert started * 10 >= 20 + 20  # b unused for the enable delay, then a's own enable delay
+    assert all(d.current_a == 10 for d in a[started:]) and a[-1].charged_kwh > 0  # steady, its own energy
+
+
+def test_a_users_minpv_start_and_the_first_chargers_start_from_the_battery() -> None:
+    site = two_cars().model_copy(update={"enable_delay_seconds": 30, "battery_priority_soc": 50,
+                                         "battery_buffer_soc": 60, "battery_start_soc": 90})
     state = SiteState()
-    on_reading(site, state, reading(0, 0.0, "m:charger"), "charger")
-    first = grid(site, state, 0, -5000)
-    assert first.chargers["b"].current_a == 16 and not first.chargers["a"].charge  # 1320 W left: too little
-    on_reading(site, state, reading(10, 0.0, "m:charger"), "charger")  # b's car is full: it draws nothing
-    second = grid(site, state, 10, -5000)
-    assert second.chargers["b"].charge and second.chargers["a"].charge and second.chargers["a"].current_a == 10
-    assert second.chargers["b"].charged_kwh == 0  # what it drew, not what it was allowed
+    on_command(site, state, command("minpv", charger="a"))  # a user's start: no gate for the controller
+    on_reading(site, state, reading(0, 0.0, "m:bat", 95), "battery")
+    signals = {t: grid(site, state, t, 0.0) for t in range(0, 70, 10)}
+    assert signals[0].chargers["a"].charge and signals[0].chargers["a"].mode == "minpv"
+    assert next(t for t, s in signals.items() if s.chargers["b"].charge) == 30  # b's own enable delay
+    assert signals[30].chargers["b"].reason == "start from the battery (above its start SoC)"
