@@ -23,16 +23,15 @@ import json
 import math
 import re
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.models import ChargerDecision, Mode, ModeCommand, SurplusSignal
+from pipeline.models import MODES, ChargerDecision, ModeCommand
 from pipeline.sites import Charger
 
 PREFIX = "wattstream"
 SETS = (f"{PREFIX}/+/+/mode/set", f"{PREFIX}/+/+/target/set")
-MODES: tuple[str, ...] = get_args(Mode)
 
 
 def topic(charger: Charger, leaf: str) -> str:
@@ -87,10 +86,6 @@ def states(charger: Charger, decision: ChargerDecision) -> list[tuple[str, bytes
     """The retained state of a charger's mode and target (sent when it changed)."""
     return [(topic(charger, "mode"), decision.mode.encode()),
             (topic(charger, "target"), f"{decision.target_kwh or 0:g}".encode())]
-
-
-def decision_of(signal: SurplusSignal, charger: Charger) -> ChargerDecision | None:
-    return signal.chargers.get(charger.name) if signal.site == charger.site else None
 
 
 def discovery(charger: Charger, prefix: str) -> list[tuple[str, bytes]]:

@@ -38,7 +38,7 @@ from aiokafka.errors import KafkaError
 
 from bridges import charge_modes
 from bridges.follow import follow, following
-from bridges.kafka import ensure_topics
+from bridges.kafka import ensure_topics_when_reachable
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.brokers import Connection
@@ -50,9 +50,8 @@ log = logging.getLogger(__name__)
 Message = tuple[str, bytes, int, bool]  # topic, payload, QoS, retained
 
 
-def payloads(charger: Charger, signal: SurplusSignal) -> list[tuple[str, bytes]]:
-    """What one charger receives for one signal (pure)."""
-    mine = signal.for_charger(charger.name)
+def payloads(charger: Charger, signal: SurplusSignal, mine: SurplusSignal) -> list[tuple[str, bytes]]:
+    """What one charger receives for one signal (pure); `mine` is the signal as it sees it (`for_charger`)."""
     if charger.format == "openevse":
         grid_ie = [(charger.mqtt_topic, str(round(signal.grid_w)).encode())]
         if charger.control_topic is None:
@@ -72,11 +71,6 @@ def payloads(charger: Charger, signal: SurplusSignal) -> list[tuple[str, bytes]]
     return [(charger.mqtt_topic, mine.to_json())]
 
 
-def _decision(signal: SurplusSignal, charger: Charger) -> tuple[bool, int, float]:
-    mine = signal.for_charger(charger.name)
-    return mine.charge, mine.phases, mine.current_a
-
-
 @dataclass
 class Dispatcher:
     """Which charger gets which signal when (pure apart from the clock passed in). A site's decisions
@@ -86,7 +80,7 @@ class Dispatcher:
     chargers: tuple[Charger, ...]
     _sent_at: dict[tuple[str, str], float] = field(default_factory=dict)  # by (site, charger)
     _decided: dict[tuple[str, str], tuple[bool, int, float]] = field(default_factory=dict)
-    _modes: dict[tuple[str, str], ChargerDecision] = field(default_factory=dict)
+    _modes: dict[tuple[str, str], tuple[str, float | None, datetime | None]] = field(default_factory=dict)
     _latest: dict[str, datetime] = field(default_factory=dict)
 
     def messages(self, signal: SurplusSignal, now: float) -> list[tuple[Charger, Message]]:
@@ -98,23 +92,23 @@ class Dispatcher:
         for charger in self.chargers:
             if charger.site != signal.site:
                 continue
-            key = (charger.site, charger.name)
-            changed = self._decided.get(key) != _decision(signal, charger)
-            self._decided[key] = _decision(signal, charger)
+            key, mine = (charger.site, charger.name), signal.for_charger(charger.name)
+            changed = self._decided.get(key) != (mine.charge, mine.phases, mine.current_a)
+            self._decided[key] = (mine.charge, mine.phases, mine.current_a)
             due = now - self._sent_at.get(key, -1e18) >= charger.interval_seconds
             if due or (changed and charger.driven):
                 self._sent_at[key] = now
                 qos = 1 if charger.driven else 0  # a missed grid value is soon stale
-                out += [(charger, (t, body, qos, False)) for t, body in payloads(charger, signal)]
-            decision = charge_modes.decision_of(signal, charger)
-            if decision is not None and _mode(self._modes.get(key)) != _mode(decision):
-                self._modes[key] = decision
+                out += [(charger, (t, body, qos, False)) for t, body in payloads(charger, signal, mine)]
+            decision = signal.chargers.get(charger.name)
+            if decision is not None and self._modes.get(key) != (mode := _mode(decision)):
+                self._modes[key] = mode
                 out += [(charger, (t, body, 1, True)) for t, body in charge_modes.states(charger, decision)]
         return out
 
 
-def _mode(decision: ChargerDecision | None) -> tuple[str, float | None, datetime | None] | None:
-    return None if decision is None else (decision.mode, decision.target_kwh, decision.until)
+def _mode(decision: ChargerDecision) -> tuple[str, float | None, datetime | None]:
+    return decision.mode, decision.target_kwh, decision.until
 
 
 async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
@@ -132,11 +126,11 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
         producer = await _producer(kafka, settings.kafka.partitions)
         sets: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        announce = [m for c in charge_modes.driven(chargers).values()
-                    for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
+        driven = charge_modes.driven(chargers)
+        announce = [m for c in driven.values() for m in charge_modes.discovery(c, settings.publish.discovery_prefix)]
         client = publishing_client(settings.mqtt, "charger", lambda c: _announce(c, announce),
                                    lambda message: loop.call_soon_threadsafe(sets.put_nowait, message))
-        modes = asyncio.create_task(_take_sets(charge_modes.driven(chargers), sets, producer, client))
+        modes = asyncio.create_task(_take_sets(driven, sets, producer, client))
         dispatcher = Dispatcher(chargers)
         log.info("following %s", topics.SURPLUS)
         async for signal in following(consumer, stop, SurplusSignal.from_json):
@@ -157,16 +151,10 @@ async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _producer(kafka: Connection, partitions: int) -> AIOKafkaProducer:
     """A producer for the mode sets (`meter.readings.site` created if need be); waits for Kafka."""
-    while True:
-        producer = AIOKafkaProducer(**kafka, acks="all")
-        try:
-            await ensure_topics(kafka, [topics.SITE_READINGS], partitions)
-            await producer.start()
-            return producer
-        except KafkaError as exc:
-            await producer.stop()
-            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
-            await asyncio.sleep(2)
+    await ensure_topics_when_reachable(kafka, [topics.SITE_READINGS], partitions)
+    producer = AIOKafkaProducer(**kafka, acks="all")
+    await producer.start()
+    return producer
 
 
 def _announce(client: mqtt.Client, announce: list[tuple[str, bytes]]) -> None:

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
-from bridges.kafka import end_offsets, ensure_topics, start
+from bridges.kafka import end_offsets, ensure_topics_when_reachable, start
 from pipeline.brokers import Connection
 
 log = logging.getLogger(__name__)
@@ -23,13 +22,7 @@ async def follow(kafka: Connection, topic: str, partitions: int, fetch_wait_ms: 
     """A consumer assigned every partition of `topic` (created if nothing was produced yet), at its end:
     what is published from here on, never stale values; each fetch waits at most `fetch_wait_ms`
     (`WorkerSettings.fetch_wait_ms`). Waits for Kafka."""
-    while True:
-        try:
-            await ensure_topics(kafka, [topic], partitions)
-            break
-        except KafkaError as exc:
-            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
-            await asyncio.sleep(2)
+    await ensure_topics_when_reachable(kafka, [topic], partitions)
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
     await start(consumer)
     await consumer.topics()  # fresh metadata, with the topic

@@ -49,6 +49,17 @@ async def ensure_topics(kafka: Connection, names: Iterable[str], partitions: int
         await admin.close()
 
 
+async def ensure_topics_when_reachable(kafka: Connection, names: Iterable[str], partitions: int) -> None:
+    """`ensure_topics`, trying again every 2 s until Kafka answers."""
+    while True:
+        try:
+            await ensure_topics(kafka, names, partitions)
+            return
+        except KafkaError as exc:
+            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
+            await asyncio.sleep(2)
+
+
 async def end_offsets(kafka: Connection, partitions: list[TopicPartition],
                       within: float = 10.0) -> dict[TopicPartition, int]:
     """Each partition's end (the offset the next record will get), as a fetch response states it.

@@ -78,11 +78,13 @@ def quantities(reading: Reading) -> dict[str, tuple[float | int, tuple[str, str,
     return out
 
 
-def state(reading: Reading, before: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The EVN-decoder style state of a meter after a reading: its values over those of the state before
-    (a meter that sends its values in parts — Shelly Pro 3EM, Acrel — keeps every key in its state)."""
+def state(reading: Reading, before: dict[str, Any] | None = None,
+          values: dict[str, tuple[float | int, tuple[str, str, str]]] | None = None) -> dict[str, Any]:
+    """The EVN-decoder style state of a meter after a reading: its values (`quantities`, when already
+    known) over those of the state before (a meter that sends its values in parts — Shelly Pro 3EM,
+    Acrel — keeps every key in its state)."""
     body = {**(before or {}), **{key: {"value": value, "unit": meta[0]} for key, (value, meta) in
-                                 quantities(reading).items()}}
+                                 (values or quantities(reading)).items()}}
     body["ts"] = reading.ts.isoformat().replace("+00:00", "Z")
     return body
 
@@ -137,10 +139,11 @@ class Publisher:
         node = node_id(reading.meter_id)
         state_topic = self.state_topics.get(reading.meter_id) or f"{self.base}/{node}/state"
         known = self.announced.setdefault(reading.meter_id, set())
+        values = quantities(reading)
         out = [discovery(reading, key, meta, state_topic, self.discovery_prefix)
-               for key, (_, meta) in quantities(reading).items() if key not in known]
-        known.update(quantities(reading))
-        self.states[reading.meter_id] = state(reading, self.states.get(reading.meter_id))
+               for key, (_, meta) in values.items() if key not in known]
+        known.update(values)
+        self.states[reading.meter_id] = state(reading, self.states.get(reading.meter_id), values)
         out.append((state_topic, json.dumps(self.states[reading.meter_id], separators=(",", ":")).encode()))
         out.append((f"{self.base}/{node}/reading", reading.to_json()))
         return out

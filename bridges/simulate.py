@@ -31,10 +31,12 @@ from bridges.simulated_devices import (
     SimulatedP1,
     SimulatedShellyPro3em,
 )
+from pipeline.models import SOC
 from pipeline.settings import MqttSettings
 from pipeline.sites import DEFAULT_TOPICS
 
 BATTERY_WH, BATTERY_MAX_W = 10_000.0, 3_000.0  # the simulated site's house battery
+BATTERY_TOPIC = "battery/+/state"  # where it sends its JSON (`+`: its id)
 
 
 @dataclass
@@ -198,7 +200,7 @@ class SimulatedSite:
         return [(self._load - self._pv + self.draw_w + self.battery_w) / 3] * 3
 
     def battery_message(self) -> tuple[str, bytes]:
-        return (f"battery/{self.battery_id}/state",
+        return (BATTERY_TOPIC.replace("+", self.battery_id),
                 json.dumps({"power": round(self.battery_w, 1), "soc": round(self.soc, 1)}).encode())
 
     def follow(self, decision: bytes) -> None:
@@ -215,8 +217,8 @@ class SimulatedSite:
         meters = "".join(f'[[meter]]\ndriver = "iammeter"\ndevice = "{sn}"\nrole = "{role}"\nsite = "{self.name}"\n\n'
                          for sn, role in ((self.grid_sn, "grid"), (self.pv_sn, "pv"), (self.charger_sn, "charger")))
         battery = (f'[[meter]]\ndriver = "mqtt_json"\ndevice = "{self.battery_id}"\nrole = "battery"\n'
-                   f'site = "{self.name}"\n\n[[mqtt_json]]\ntopic = "battery/+/state"\n'
-                   f'fields = {{ power_w = "power", "extra.soc_pct" = "soc" }}\n\n')
+                   f'site = "{self.name}"\n\n[[mqtt_json]]\ntopic = "{BATTERY_TOPIC}"\n'
+                   f'fields = {{ power_w = "power", "extra.{SOC}" = "soc" }}\n\n')
         return (f'{meters}{battery}[[site]]\nname = "{self.name}"\nphases = "auto"\nbattery_priority_soc = 40\n\n'
                 f'[[charger]]\nname = "demo-car"\nsite = "{self.name}"\nformat = "wattstream"\ninterval_seconds = 0\n'
                 f'priority = 1\n')
@@ -252,8 +254,8 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
     client.reconnect_delay_set(1, 10)
     client.connect_async(settings.host, settings.port)
     client.loop_start()
-    iammeters, acrels, evn = [*default_meters(), *site.meters], default_adw300(), SimulatedEvn()
-    more_devices = (SimulatedShellyPro3em(), SimulatedOpenDtu(), SimulatedP1())
+    iammeters, evn = [*default_meters(), *site.meters], SimulatedEvn()
+    more_devices = (*default_adw300(), SimulatedShellyPro3em(), SimulatedOpenDtu(), SimulatedP1())
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:
@@ -262,9 +264,6 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
             stamp = datetime.now().astimezone()
             for meter in iammeters:
                 client.publish(f"device/{meter.sn}/realtime", meter.payload(stamp, now - last), qos=1)
-            for acrel in acrels:
-                for payload in acrel.payloads(stamp, now - last):
-                    client.publish(acrel.topic, payload, qos=1)
             client.publish(evn.topic, evn.payload(stamp, now - last), qos=1)
             for device in more_devices:
                 for topic, payload in device.messages(stamp, now - last):

@@ -32,7 +32,7 @@ class SimulatedAdw300:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def payloads(self, now: datetime, dt_s: float) -> list[bytes]:
+    def messages(self, now: datetime, dt_s: float) -> list[Message]:
         tp = int(now.timestamp() * 1000)
         kw = [round(0.3 + 0.2 * math.sin(now.timestamp() / 300 + i) + self._rng.gauss(0, 0.02), 3)
               for i in range(self.phases)]
@@ -44,8 +44,9 @@ class SimulatedAdw300:
         for i in range(self.phases):
             first |= {1 + i: volts[i], 7 + i: round(kw[i] * 1000 / volts[i] / 0.97, 2), 10 + i: kw[i], 22 + i: 0.97}
         second: dict[int, object] = {0: self.device, 36: round(31 + self._rng.gauss(0, 0.3), 1), 41: 0}
-        return [json.dumps({"data": [{"tp": tp, "point": [{"id": k, "val": v} for k, v in points.items()]}]}).encode()
-                for points in (first, second)]
+        bodies = [{"data": [{"tp": tp, "point": [{"id": k, "val": v} for k, v in points.items()]}]}
+                  for points in (first, second)]
+        return [(self.topic, json.dumps(body).encode()) for body in bodies]
 
 
 @dataclass

@@ -15,13 +15,13 @@ from __future__ import annotations
 import gzip
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.logic.surplus import SiteState, on_command, on_reading, power_of
+from pipeline.logic.surplus import MAX_GAP_US, SiteState, on_command, on_reading, power_of
 from pipeline.logic.windows import MeterState, WindowConfig, step, to_us
 from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal, Values
 from pipeline.settings import MetersFile
@@ -29,7 +29,7 @@ from pipeline.sites import Role, Site
 
 Emit = Literal["debounce", "averages", "surplus"]
 Controller = Callable[[Site, SiteState, Reading, Role], SurplusSignal | None]
-MAX_GAP_S = 300.0  # a longer gap between two decisions is not counted as charging time
+MAX_GAP_S = MAX_GAP_US / 1e6  # a longer gap between two decisions is not counted as charging time
 SHORT_S = 600.0  # a charging session shorter than this is counted as short
 
 
@@ -186,8 +186,7 @@ class Backtest:
             self.controller(site, state, _meter(grid, f"simulated:charger-{site.name}", draw, {}), "charger")
             power += draw
         if self.battery is not None:
-            battery = self._batteries.setdefault(site.name, SimBattery(self.battery.capacity_wh, self.battery.max_w,
-                                                                       self.battery.soc))
+            battery = self._batteries.setdefault(site.name, replace(self.battery))  # a fresh one per site
             charge = battery.step(power, to_us(grid.ts) / 1e6)
             self.controller(site, state, _meter(grid, f"simulated:battery-{site.name}", charge,
                                                 {SOC: round(battery.soc, 1)}), "battery")

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from pipeline.models import SurplusSignal
+from pipeline.models import MODES, SurplusSignal
 
-MODES = {"off": 0, "pv": 1, "minpv": 2, "now": 3}
+LEVELS = {mode: level for level, mode in enumerate(MODES)}  # a mode's height in the picture
 
 
 def plot(signals: Sequence[SurplusSignal], path: Path, title: str) -> None:
@@ -55,10 +55,10 @@ def plot(signals: Sequence[SurplusSignal], path: Path, title: str) -> None:
         states.legend(loc="upper left", fontsize="small")
     modes = states.twinx()
     for name in names:
-        modes.step(ts, [MODES[s.chargers[name].mode] if name in s.chargers else None for s in signals],
+        modes.step(ts, [LEVELS[s.chargers[name].mode] if name in s.chargers else None for s in signals],
                    where="post", linestyle="--", linewidth=0.8, label=f"{name} mode")
-    modes.set_yticks(list(MODES.values()), list(MODES))
-    modes.set_ylim(-0.5, 3.5)
+    modes.set_yticks(list(LEVELS.values()), list(LEVELS))
+    modes.set_ylim(-0.5, len(LEVELS) - 0.5)
     figure.suptitle(title)
     figure.autofmt_xdate()
     figure.tight_layout()

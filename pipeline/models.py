@@ -8,7 +8,7 @@ Unknown values are omitted from the JSON.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -146,6 +146,7 @@ class Average(BaseModel):
 
 
 Mode = Literal["off", "pv", "minpv", "now"]  # a charger's charge mode (DESIGN §4)
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 class ChargerDecision(BaseModel):

@@ -177,7 +177,7 @@ class MetersFile(Section):
             meters = [m for m in self.meter if m.site == name and m.role == "charger"]
             driven = sorted((c.loadpoint(site, tuple(m.meter_id for m in meters if m.charger == c.name or (
                 m.charger is None and len(ours) == 1))) for c in ours), key=lambda lp: (-lp.priority, lp.name))
-            sites[name] = Site.model_validate({**site.model_dump(), "loadpoints": tuple(driven)})
+            sites[name] = site.model_copy(update={"loadpoints": tuple(driven)})  # validated already
         return sites
 
     def roles(self) -> dict[str, tuple[str, Role]]:

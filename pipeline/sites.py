@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipeline.brokers import Section
-from pipeline.logic.loadpoint import Loadpoint
+from pipeline.logic.loadpoint import Loadpoint, Phases
 from pipeline.models import Mode
 
 NAME = r"^[^/+#]+$"  # site and charger names are MQTT topic levels
@@ -30,7 +30,7 @@ class Site(Section):
     voltage_v: float = Field(default=230.0, gt=0)
     min_current_a: float = Field(default=6.0, gt=0)
     max_current_a: float = Field(default=16.0, gt=0)
-    phases: Literal[1, 3, "auto"] = 3  # "auto": the charger can switch between 1 and 3 phases
+    phases: Phases = 3  # "auto": the charger can switch between 1 and 3 phases
     residual_w: float = 100.0  # kept exporting as a reserve; negative allows that much import
     window_seconds: float = Field(default=60.0, gt=0)  # sliding average of the surplus
     enable_delay_seconds: float = Field(default=60.0, ge=0)
@@ -113,7 +113,7 @@ class Charger(Section):
     mode: Mode = "pv"  # until one is set over MQTT
     min_current_a: float | None = Field(default=None, gt=0)
     max_current_a: float | None = Field(default=None, gt=0)
-    phases: Literal[1, 3, "auto"] | None = None
+    phases: Phases | None = None
 
     @property
     def mqtt_topic(self) -> str:

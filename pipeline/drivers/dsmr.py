@@ -35,7 +35,7 @@ from pipeline.errors import ChecksumError, DecryptError, FrameError, shorten
 from pipeline.models import Reading
 
 DRIVER: Final = "dsmr"
-ENCRYPTED: Final = 0xDB  # general-glo-ciphering
+ENCRYPTED: Final = dlms.GLO_CIPHERING  # a binary, encrypted telegram starts with it
 # a telegram's layout: Belgian (version line 0-0:96.1.4), Luxembourg (equipment id 0-0:42.0.0), else its
 # DSMR version line (1-3:0.2.8); none: DSMR 2.2 or 3 (the same objects)
 MARKERS: Final = (("\n0-0:96.1.4(", "belgium"), ("\n0-0:42.0.0(", "luxembourg"))

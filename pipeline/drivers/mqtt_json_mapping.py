@@ -4,6 +4,7 @@ the meters file is loaded, so a misspelt field, scope, preset or zone stops the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -152,7 +153,7 @@ class Mappings:
     entries: tuple[Compiled, ...]
     _found: dict[str, tuple[Compiled, str] | None] = field(default_factory=dict, repr=False)
 
-    @property
+    @functools.cached_property
     def gathering(self) -> frozenset[str]:
         """The topics of the one-value-per-topic mappings: what a device's state may hold."""
         return frozenset(entry.topic for entry in self.entries if entry.values)

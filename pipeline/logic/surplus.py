@@ -145,13 +145,13 @@ def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> Su
         # enable delay (a full car) leaves the rest to the next
         leaves = seen is not None and st.unused_since is not None and now - st.unused_since >= t.enable * 1e6
         left = left.minus(min(st.power(lp), seen) if leaves and seen is not None else st.power(lp))
-    lead = chargers[0][1]
+    decisions = {lp.name: _decision(lp, st) for lp, st in chargers}
+    lead = decisions[chargers[0][0].name]
     return SurplusSignal(
         site=site.name, ts=from_us(now), grid_w=power, pv_w=_recent(state.pv, now), charger_w=draw,
-        battery_w=battery_w, battery_soc=soc, surplus_w=round(surplus, 1), charge=lead.charging,
-        phases=lead.phases, current_a=lead.current_a if lead.charging else 0.0,
-        power_w=sum(st.power(lp) for lp, st in chargers), reason=lead.reason,
-        chargers={lp.name: _decision(lp, st) for lp, st in chargers})
+        battery_w=battery_w, battery_soc=soc, surplus_w=round(surplus, 1), charge=lead.charge, phases=lead.phases,
+        current_a=lead.current_a, power_w=sum(d.power_w for d in decisions.values()), reason=lead.reason,
+        chargers=decisions)
 
 
 def _decision(lp: Loadpoint, st: ChargerState) -> ChargerDecision:
