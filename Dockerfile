@@ -8,6 +8,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY bridges ./bridges
+COPY simulators ./simulators
+COPY wattstream ./wattstream
 RUN pip install . && rm -rf /app/build
 USER wattstream
 WORKDIR /data

@@ -38,10 +38,10 @@ from aiokafka.errors import KafkaError
 
 from bridges import charge_modes
 from bridges.follow import follow, following
-from bridges.kafka import ensure_topics_when_reachable
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.brokers import Connection
+from pipeline.kafka import ensure_topics_when_reachable
 from pipeline.models import ChargerDecision, ModeCommand, SurplusSignal
 from pipeline.settings import Settings
 from pipeline.sites import Charger

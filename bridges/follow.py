@@ -11,8 +11,8 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from bridges.kafka import end_offsets, ensure_topics_when_reachable, start
 from pipeline.brokers import Connection
+from pipeline.kafka import end_offsets, ensure_topics_when_reachable, start
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +53,7 @@ async def following(consumer: AIOKafkaConsumer, stop: asyncio.Event,
 async def read_to_end(consumer: AIOKafkaConsumer, kafka: Connection, starts: dict[TopicPartition, int],
                       stall_seconds: float) -> AsyncIterator[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]:
     """Every record of each partition from its start offset to its end (as a fetch states it:
-    `bridges.kafka.end_offsets`), through `consumer` (started, its assignment replaced); `TimeoutError`
+    `pipeline.kafka.end_offsets`), through `consumer` (started, its assignment replaced); `TimeoutError`
     when Kafka hands out nothing for `stall_seconds`."""
     ends = await end_offsets(kafka, list(starts)) if starts else {}
     wanted = {tp: end for tp, end in ends.items() if end > starts[tp]}

@@ -1,5 +1,5 @@
 """`create_app(settings)`: the Faust app with its topics and agents wired (STYLE 6). Nothing here runs
-at import time; `pipeline.__main__` builds the settings and the app, tests build their own."""
+at import time; `wattstream.__main__` builds the settings and the app, tests build their own."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.brokers import KafkaSettings, MqttSettings, Section
-from pipeline.drivers import DRIVERS, Config, echonet, routes
+from pipeline.drivers import DRIVERS, Config, broute, routes
 from pipeline.drivers.config import aes_key
 from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
 from pipeline.sites import NAME, Charger, Role, Site
@@ -56,7 +56,7 @@ class BrouteSettings(Section):
     id: SecretStr | None = None  # the 32-character B-route ID from the power company
     password: SecretStr | None = None  # the 12-character B-route password
     variant: Literal["dss", "ips"] = "dss"  # dual-stack (DSS/DSE) or B-route-only (IPS) firmware
-    device: str = echonet.DEVICE  # the meter's name (meter id broute:<device>)
+    device: str = broute.DEVICE  # the meter's name (meter id broute:<device>)
     # (EPCs, seconds) polled each on its own cycle, as keilog and the ECHONET guidelines suggest
     polls: tuple[tuple[tuple[str, ...], float], ...] = (
         (("E7", "E8"), 10.0), (("E0", "E3"), 300.0), (("D3", "D7", "E1"), 3600.0))

@@ -29,11 +29,11 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.embedded.servers import rss_mb
+from wattstream.embedded.servers import rss_mb
 
-ROLES = {"tansu": "tansu", "mosquitto": "mosquitto", "amqtt": "mosquitto", "pipeline worker": "worker",
+ROLES = {"tansu": "tansu", "mosquitto": "mosquitto", "amqtt": "mosquitto", "wattstream worker": "worker",
          "bridge mqtt": "bridge mqtt", "bridge serial": "bridge serial", "bridge broute": "bridge broute",
-         "pipeline charger": "charger", "pipeline simulate": "simulator"}
+         "wattstream charger": "charger", "wattstream simulate": "simulator"}
 SAMPLE_SECONDS = 15.0
 START_SECONDS = 60.0  # "start" is the first sample after this (every process up)
 WARM_UP_SECONDS = 300.0
@@ -95,7 +95,7 @@ def main() -> int:
     env = {**os.environ, "WATTSTREAM_FILES_DIR": str(work / "data"), "WATTSTREAM_FILES_TZ": "UTC"}
     env.pop("WATTSTREAM_INFLUX_URL", None)
     output = (work / "run.log").open("w")
-    run = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--interval", str(args.interval),
+    run = subprocess.Popen([sys.executable, "-m", "wattstream", "run", "--interval", str(args.interval),
                             "--kafka-mb", str(args.kafka_mb)], cwd=work, env=env, stdout=output,
                            stderr=subprocess.STDOUT)
     samples: list[tuple[float, dict[str, float]]] = []

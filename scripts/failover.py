@@ -1,7 +1,7 @@
 """How long a failover takes: two (or more) workers in one consumer group, one of them SIGKILLed, and the
 time until every meter's readings reach InfluxDB again.
 
-    .venv/bin/python scripts/failover.py [--runs 3] [--workers 2] [--session-timeout S] [--devices 20] [--keep]
+    .venv/bin/python -m scripts.failover [--runs 3] [--workers 2] [--session-timeout S] [--devices 20] [--keep]
 
 Per run: a fresh Tansu and InfluxDB database, `--workers` `wattstream worker` processes (one group, their own
 data dirs, the worker's default settings unless `--session-timeout S` is given: then S is both
@@ -37,8 +37,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from pipeline import topics
-from pipeline.embedded.servers import Server, forwarder_url, influx_query, start_influxdb, start_tansu
 from pipeline.settings import KafkaSettings, WorkerSettings
+from tests.influxdb import forwarder_url, influx_query, start_influxdb
+from wattstream.embedded.servers import Server, start_tansu
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +90,7 @@ class Worker:
         self.name = name
         self.log = workdir / f"{name}.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env, cwd=workdir,
+            self.proc = subprocess.Popen([sys.executable, "-m", "wattstream", "worker"], env=env, cwd=workdir,
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
 

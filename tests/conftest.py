@@ -15,17 +15,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.embedded.servers import (
-    Server,
-    ServerFailed,
-    ServerMissing,
-    forwarder_url,
-    free_port,
-    influx_query,
-    start_influxdb,
-    start_mosquitto,
-    start_tansu,
-)
+from tests.influxdb import forwarder_url, influx_query, start_influxdb
+from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, start_mosquitto, start_tansu
 
 
 def _announce(config: pytest.Config, text: str) -> None:
@@ -99,7 +90,7 @@ class Process:
         self.name = name
         self.log = workdir / f"{name}.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, cwd=workdir,
+            self.proc = subprocess.Popen([sys.executable, "-m", "wattstream", *argv], env=env, cwd=workdir,
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def output(self) -> str:

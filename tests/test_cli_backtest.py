@@ -16,7 +16,7 @@ METERS = '[[meter]]\ndriver = "iammeter"\ndevice = "GRID"\nrole = "grid"\n\n[[si
 
 
 def backtest(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "pipeline", "backtest", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "wattstream", "backtest", *args], input=stdin,
                           capture_output=True, timeout=120, check=False)
 
 

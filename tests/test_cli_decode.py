@@ -10,7 +10,7 @@ V = vectors("iammeter")
 
 
 def decode(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "pipeline", "decode", "iammeter", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "wattstream", "decode", "iammeter", *args], input=stdin,
                           capture_output=True, timeout=60, check=False)
 
 
@@ -48,7 +48,7 @@ def test_broute_scaling_is_carried_across_lines() -> None:
         "1081000102880105FF017201E00400000064",  # E0 = 100 → 10 kWh
         "1081000102880105FF017201E704000004A5",  # E7 = 1189 W
     ]
-    result = subprocess.run([sys.executable, "-m", "pipeline", "decode", "broute", "--device", "JP01"],
+    result = subprocess.run([sys.executable, "-m", "wattstream", "decode", "broute", "--device", "JP01"],
                             input="\n".join(frames).encode(), capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in result.stdout.splitlines()]
@@ -63,8 +63,8 @@ def test_mqtt_json_with_a_preset_reads_mosquitto_sub_lines() -> None:
     from tests.frames import FRAMES
 
     def run(preset: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([sys.executable, "-m", "pipeline", "decode", "mqtt_json", "--topics", "--preset", preset],
-                              input=stdin, capture_output=True, timeout=60, check=False)
+        return subprocess.run([sys.executable, "-m", "wattstream", "decode", "mqtt_json", "--topics", "--preset",
+                               preset], input=stdin, capture_output=True, timeout=60, check=False)
 
     result = run("shelly_pro_3em", (FRAMES / "mqtt_json" / "shelly_pro_3em.txt").read_bytes())
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from bridges.simulate import demo_meters_toml
+from simulators.meters import demo_meters_toml
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -37,6 +37,8 @@ def test_services_images_and_the_project_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1] not in ("root", "0")  # runs as non-root
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert packages == set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.M))  # the image has every package
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "tests" in ignored  # a small build context
     assert {".env", "meters.toml", "mosquitto"} <= set(ignored)  # secrets and keys stay out of the image

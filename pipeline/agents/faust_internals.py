@@ -7,7 +7,7 @@ partition of the events it came from, or a restarted worker would not find it. S
 as if while processing that key's last event.
 
 `restore_tables_to_the_real_end()`: Faust restores a table up to the changelog's end as ListOffsets
-reports it; Tansu reports it short (see `bridges.kafka.end_offsets`).
+reports it; Tansu reports it short (see `pipeline.kafka.end_offsets`).
 
 `fetch_promptly(max_wait_ms)`: Faust builds its consumer with `fetch_max_wait_ms=1500` and no setting to
 change it. Apache Kafka answers a waiting fetch as soon as a record arrives; Tansu waits out a good part
@@ -47,7 +47,7 @@ from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT
 
-from bridges.kafka import end_offsets
+from pipeline.kafka import end_offsets
 
 log = logging.getLogger(__name__)
 FAUST_VERSION = "0.15.3"  # the version whose behaviour the test pins (pyproject.toml pins the same)
@@ -66,7 +66,7 @@ FETCH_SECONDS = 15.0  # how long the changelog ends may take before Faust's own 
 
 
 def restore_tables_to_the_real_end() -> None:
-    """Make Faust take each changelog's end from `bridges.kafka.end_offsets` (a fetch's high watermark)
+    """Make Faust take each changelog's end from `pipeline.kafka.end_offsets` (a fetch's high watermark)
     instead of ListOffsets, which Tansu answers short: Faust would stop restoring a table before its
     last records (measured: 7 of 50 keys back after a restart) and a standby would fail its consistency
     check. Patches the aiokafka consumer thread's `_highwaters`, for every app in the process; idempotent."""

@@ -21,8 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from bridges.kafka import KeyPartitions
 from pipeline.brokers import Connection
+from pipeline.kafka import KeyPartitions
 
 BATCH_BYTES = 256 * 1024  # a record batch per partition is sent when it reaches this (aiokafka: 16 KiB)
 

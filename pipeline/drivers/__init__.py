@@ -19,7 +19,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
-from pipeline.drivers import adw300, dsmr, echonet, evn, iammeter, lines, mqtt_json, mqtt_json_mapping, reading
+from pipeline.drivers import adw300, broute, dsmr, evn, iammeter, lines, mqtt_json, mqtt_json_mapping, reading
 from pipeline.drivers.config import Config, Route
 from pipeline.models import Reading
 
@@ -66,8 +66,8 @@ def _evn(received: Received, state: bytes, config: Config) -> Decoded:
 
 
 def _broute(received: Received, state: bytes, _config: Config) -> Decoded:
-    decoded = echonet.decode(received.payload, received_at=received.at, device_id=received.device or echonet.DEVICE,
-                             scaling=echonet.Scaling.from_json(state))
+    decoded = broute.decode(received.payload, received_at=received.at, device_id=received.device or broute.DEVICE,
+                             scaling=broute.Scaling.from_json(state))
     notice = (f"{decoded.unscaled} energy value(s) left out until D3/E1 are known" if decoded.unscaled else None)
     return Decoded(decoded.readings, decoded.scaling.to_json(), notice)
 
@@ -91,7 +91,7 @@ DRIVERS: Mapping[str, Driver] = MappingProxyType({
     iammeter.DRIVER: Driver(_stateless(iammeter.decode), routes=(Route("device/+/realtime", device_level=1),)),
     adw300.DRIVER: Driver(_stateless(adw300.decode), routes=(Route("platform/+/meter/json-v2/analog/+"),)),
     evn.DRIVER: Driver(_evn, routes=(Route("sensors/smartmeter"),)),
-    echonet.DRIVER: Driver(_broute, keep_state_on_error=True),  # `wattstream bridge broute`
+    broute.DRIVER: Driver(_broute, keep_state_on_error=True),  # `wattstream bridge broute`
     dsmr.DRIVER: Driver(_dsmr, routes=(Route("dsmr", device="dsmr"), Route("dsmr/+", device_level=1)),
                         framer=dsmr.TelegramFramer),  # and `wattstream bridge p1`
     lines.DRIVER: Driver(_stateless(lines.decode), framer=lines.LineFramer),  # `wattstream bridge serial`

@@ -21,7 +21,6 @@ from faust.types import TP
 from mode.threads import QueueServiceThread
 from yarl import URL
 
-from bridges.kafka import end_offsets, start
 from pipeline.agents.faust_internals import (
     FAUST_VERSION,
     as_current,
@@ -30,7 +29,8 @@ from pipeline.agents.faust_internals import (
     save_confirmed,
     seek,
 )
-from pipeline.embedded.servers import Server
+from pipeline.kafka import end_offsets, start
+from wattstream.embedded.servers import Server
 
 
 @dataclass
@@ -154,7 +154,7 @@ def test_the_worker_consumer_waits_at_most_the_chosen_time_per_fetch(
 
 def test_a_consumer_stopped_right_after_its_start_cancels_nobody(tansu: Server) -> None:
     """aiokafka raises CancelledError from such a stop; inside Faust's table recovery (`end_offsets` after an
-    error) that ended the recovery task, and the worker never became ready. `bridges.kafka.start` avoids it."""
+    error) that ended the recovery task, and the worker never became ready. `pipeline.kafka.start` avoids it."""
 
     async def start_and_stop(starting: Callable[[AIOKafkaConsumer], Awaitable[None]]) -> str:
         consumer = AIOKafkaConsumer(bootstrap_servers=tansu.address)

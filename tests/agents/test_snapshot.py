@@ -12,10 +12,10 @@ from faust.types import TP
 from pipeline import envelope, topics
 from pipeline.agents.progress import Progress
 from pipeline.agents.state import Entry
-from pipeline.embedded.run import Kafka
-from pipeline.embedded.servers import Server
-from pipeline.embedded.snapshot import Kept, Tables, is_changelog, is_input, unapplied
 from pipeline.envelope import Item
+from wattstream.embedded.run import Kafka
+from wattstream.embedded.servers import Server
+from wattstream.embedded.snapshot import Kept, Tables, is_changelog, is_input, unapplied
 
 CHANGELOG = "wattstream-decode-iammeter-state-changelog"
 RAW = TP(topics.raw_topic("iammeter"), 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridges.skstack import BrouteSession
+from bridges.broute import BrouteSession
 from pipeline.settings import BrouteSettings
 
 

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bridges.kafka import raw_headers
-from bridges.simulate import SimulatedEvn
 from pipeline.backtest import Backtest
 from pipeline.drivers import DRIVERS, Received, iammeter
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.logic.windows import MeterState, WindowConfig, step
 from pipeline.models import Average, Reading, SurplusSignal
 from pipeline.settings import MetersFile
+from simulators.meters import SimulatedEvn
 from tests.profiles import hour_of
 
 START = datetime(2025, 6, 21, 16, 17, 30, tzinfo=UTC)  # mid-window and mid-bucket, on the profile's 10 s grid

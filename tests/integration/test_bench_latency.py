@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pipeline.bench_latency import run_latency
+from wattstream.bench.latency import run_latency
 
 
 def test_every_grid_publish_reaches_the_charger_and_is_reported(capsys: pytest.CaptureFixture[str]) -> None:

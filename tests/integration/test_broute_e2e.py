@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bridges.kafka import RawProducer
-from bridges.rl7023_sim import SimulatedRl7023
 from pipeline.agents.state import Entry
+from simulators.rl7023 import SimulatedRl7023
 from tests.conftest import Stack
 
 

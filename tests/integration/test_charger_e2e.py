@@ -19,8 +19,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from bridges.simulate import SimulatedSite
 from pipeline import topics
+from simulators.meters import SimulatedSite
 from tests.conftest import Stack
 from tests.kafka import consume_records, produce
 

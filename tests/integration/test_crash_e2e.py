@@ -37,15 +37,16 @@ from typing import Any, Literal
 
 import pytest
 
-from bridges.kafka import RawProducer, ensure_topics
+from bridges.kafka import RawProducer
 from pipeline import topics
-from pipeline.embedded.servers import free_port
+from pipeline.kafka import ensure_topics
 from pipeline.logic.windows import WindowConfig
 from pipeline.settings import KafkaSettings, load_meters
 from tests.conftest import Process, Stack
 from tests.faults import compare
 from tests.faults import stream as faulty
 from tests.kafka import consume, produce
+from wattstream.embedded.servers import free_port
 
 KILLS = int(os.environ.get("WATTSTREAM_FAULT_KILLS", "5"))
 # the file sink's variant kills less by default (its journal is also unit-tested), and so does the group's

@@ -34,7 +34,7 @@ def run(tmp_path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "WATTSTREAM_FILES_DIR": str(tmp_path / "data"), "WATTSTREAM_FILES_TZ": "UTC",
            "WATTSTREAM_WINDOWS_AVERAGE_SECONDS": "10", "WATTSTREAM_WINDOWS_GRACE_SECONDS": "1"}
     env.pop("WATTSTREAM_INFLUX_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--interval", "1"], cwd=tmp_path, env=env,
+    return subprocess.Popen([sys.executable, "-m", "wattstream", "run", "--interval", "1"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

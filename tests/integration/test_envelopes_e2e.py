@@ -16,10 +16,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from bridges.kafka import RawProducer
 from pipeline import envelope, topics
-from pipeline.embedded.servers import Server, start_tansu
 from tests.conftest import Stack
 from tests.kafka import deadletters
 from tests.mqtt import publish_all
+from wattstream.embedded.servers import Server, start_tansu
 
 RAW = topics.raw_topic("iammeter")
 Records = dict[int, list[tuple[bytes, bytes, dict[str, bytes]]]]

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bridges.kafka import ensure_topics, raw_headers
+from bridges.kafka import raw_headers
 from pipeline import topics
-from pipeline.embedded.servers import start_tansu
+from pipeline.kafka import ensure_topics
 from pipeline.settings import KafkaSettings
 from tests.conftest import Process, Stack
 from tests.kafka import produce
+from wattstream.embedded.servers import start_tansu
 
 SOURCE = topics.raw_topic("lines")
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)

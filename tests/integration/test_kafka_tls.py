@@ -15,9 +15,9 @@ import pytest
 from bridges.follow import follow
 from bridges.kafka import RawProducer
 from pipeline import topics
-from pipeline.embedded.servers import free_port, start_tansu
 from pipeline.settings import KafkaSettings
 from tests.mqtt import certificates
+from wattstream.embedded.servers import free_port, start_tansu
 
 
 async def tls_front(port: int, behind: int, certs: Path) -> asyncio.Server:

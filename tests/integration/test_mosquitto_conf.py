@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from bridges.mqtt import new_client, publishing_client
-from pipeline.embedded.servers import Server, free_port, start_mosquitto
 from pipeline.settings import MqttSettings
 from tests.mqtt import certificates
+from wattstream.embedded.servers import Server, free_port, start_mosquitto
 
 ROOT = Path(__file__).parent.parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -11,9 +11,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import envelope, topics
-from pipeline.embedded.servers import Server, start_amqtt, start_tansu
 from tests.conftest import Process
 from tests.mqtt import publish_all
+from wattstream.embedded.servers import Server, start_amqtt, start_tansu
 
 
 async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[bytes]:

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from bridges.kafka import ensure_topics
 from pipeline.agents.outbox import BATCH_BYTES, Outbox, Outlet
-from pipeline.embedded.servers import Server
+from pipeline.kafka import ensure_topics
+from wattstream.embedded.servers import Server
 
 TOPIC = "meter.readings"
 

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from pipeline.embedded.servers import start_tansu
 from tests.conftest import Stack
+from wattstream.embedded.servers import start_tansu
 
 
 class SimulatedArduino:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import topics
-from pipeline.embedded.servers import Server, start_influxdb
 from tests.conftest import Influx, Stack
 from tests.frames import iammeter_stream
+from tests.influxdb import start_influxdb
 from tests.kafka import deadletters, produce
+from wattstream.embedded.servers import Server
 
 TOTAL = "SELECT power_w FROM readings WHERE phase = 'total' GROUP BY meter"
 

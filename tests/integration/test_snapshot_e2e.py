@@ -14,14 +14,14 @@ from pathlib import Path
 from pipeline import topics
 from pipeline.backtest import Backtest
 from pipeline.brokers import KafkaSettings
-from pipeline.embedded import snapshot
-from pipeline.embedded.servers import start_tansu
 from pipeline.models import Reading, SurplusSignal
 from pipeline.settings import load_meters
 from tests.conftest import Stack
 from tests.integration.test_windows_e2e import window_start
 from tests.kafka import produce
 from tests.profiles import METERS, hour_of
+from wattstream.embedded import snapshot
+from wattstream.embedded.servers import start_tansu
 
 
 def test_windows_and_surplus_go_on_exactly_in_a_new_kafka_from_a_snapshot(stack: Stack, tmp_path: Path) -> None:

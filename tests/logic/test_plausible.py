@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.drivers import adw300, echonet, evn, iammeter
+from pipeline.drivers import adw300, broute, evn, iammeter
 from pipeline.errors import IngestError
 from pipeline.logic.plausible import REPLACEMENT_READINGS, REPLACEMENT_SECONDS, Limits, Plausibility, check
 from pipeline.models import MAX_INTEGER, Reading, Values
@@ -287,7 +287,7 @@ def captured_readings() -> list[Reading]:
                   (0xE7, vectors("broute")["el-keilog-e7-1189W"]["input"][-8:])]
     body = b"".join(bytes([epc, len(bytes.fromhex(v))]) + bytes.fromhex(v) for epc, v in properties)
     frame = bytes.fromhex("1081000102880105FF0172") + bytes([len(properties)]) + body
-    out += echonet.decode(frame, received_at=T0, device_id="M1", scaling=echonet.Scaling()).readings
+    out += broute.decode(frame, received_at=T0, device_id="M1", scaling=broute.Scaling()).readings
     return out
 
 

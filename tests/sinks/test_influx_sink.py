@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.embedded.servers import free_port
 from pipeline.models import Reading, Values
 from pipeline.settings import InfluxSettings
 from pipeline.sinks import SinkRejected, SinkUnavailable
 from pipeline.sinks.influx import InfluxSink
 from tests.conftest import Influx
+from wattstream.embedded.servers import free_port
 
 T0 = datetime(2025, 6, 1, 10, 0, 0, tzinfo=UTC)
 

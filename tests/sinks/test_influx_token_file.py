@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.embedded.servers import free_port
 from pipeline.settings import InfluxSettings
 from pipeline.sinks import SinkUnavailable
 from pipeline.sinks.influx import InfluxSink
+from wattstream.embedded.servers import free_port
 
 
 def test_the_token_file_is_read_when_connecting_and_again_after_a_refusal(tmp_path: Path) -> None:

@@ -24,16 +24,16 @@ from zoneinfo import ZoneInfo
 from Crypto.Cipher import AES
 
 from bridges.mqtt import new_client
-from bridges.simulated_devices import (
+from pipeline.models import SOC
+from pipeline.settings import MqttSettings
+from pipeline.sites import DEFAULT_TOPICS
+from simulators.devices import (
     MQTT_JSON_METERS_TOML,
     SimulatedAdw300,
     SimulatedOpenDtu,
     SimulatedP1,
     SimulatedShellyPro3em,
 )
-from pipeline.models import SOC
-from pipeline.settings import MqttSettings
-from pipeline.sites import DEFAULT_TOPICS
 
 BATTERY_WH, BATTERY_MAX_W = 10_000.0, 3_000.0  # the simulated site's house battery
 BATTERY_TOPIC = "battery/+/state"  # where it sends its JSON (`+`: its id)

@@ -27,7 +27,7 @@ import serial
 
 from bridges.kafka import RawProducer
 from bridges.spool import Record, Spool, deliver_spool, stop_sender
-from pipeline.drivers import echonet
+from pipeline.drivers import broute
 from pipeline.settings import BrouteSettings
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class BrouteSession:
             for i, (epcs, cycle) in enumerate(polls):
                 if now - last_sent[i] >= cycle:
                     self._tid = (self._tid + 1) & 0xFFFF
-                    self._write(sendto(self._settings.variant, address, echonet.get_request(self._tid, epcs)),
+                    self._write(sendto(self._settings.variant, address, broute.get_request(self._tid, epcs)),
                                 f"SKSENDTO Get {' '.join(f'{e:02X}' for e in epcs)}")
                     last_sent[i] = now
             line = self._line(1.0)
@@ -185,7 +185,7 @@ class BrouteSession:
             received = parse_erxudp(line)
             if received is not None:
                 _, frame = received
-                if frame[4:7] == echonet.SMART_METER:
+                if frame[4:7] == broute.SMART_METER:
                     last_frame = time.monotonic()
                     emit(frame)
 
@@ -223,12 +223,12 @@ async def run_broute_bridge(session: BrouteSession, producer: RawProducer, spool
                             stop: asyncio.Event) -> None:
     """The session in its own thread (blocking serial I/O) writes every frame to the spool; the spool
     is delivered to Kafka in order."""
-    sender = asyncio.create_task(deliver_spool(spool, producer, [echonet.DRIVER], stop))
+    sender = asyncio.create_task(deliver_spool(spool, producer, [broute.DRIVER], stop))
     loop = asyncio.get_running_loop()
     halt = threading.Event()
 
     def emit(frame: bytes) -> None:
-        loop.call_soon_threadsafe(spool.append, Record(echonet.DRIVER, key, origin, datetime.now(UTC), frame))
+        loop.call_soon_threadsafe(spool.append, Record(broute.DRIVER, key, origin, datetime.now(UTC), frame))
 
     thread = threading.Thread(target=session.run, name="broute-session", daemon=True, args=(halt, emit))
     thread.start()

@@ -37,14 +37,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from bridges.kafka import RawProducer, ensure_topics
-from bridges.simulate import SimulatedIammeter
+from bridges.kafka import RawProducer
 from pipeline import envelope, topics
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.app import create_app
-from pipeline.bench_profile import start_profiler, summarize_profile
 from pipeline.drivers import iammeter
-from pipeline.embedded.servers import rss_mb, start_tansu
+from pipeline.kafka import ensure_topics
 from pipeline.logic.plausible import Limits, Plausibility, check
 from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
@@ -53,6 +51,9 @@ from pipeline.settings import InfluxSettings, KafkaSettings, Settings, WorkerSet
 from pipeline.sinks import Position, Record
 from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker
+from simulators.meters import SimulatedIammeter
+from wattstream.bench.profile import start_profiler, summarize_profile
+from wattstream.embedded.servers import rss_mb, start_tansu
 
 METERS = 100  # default of --meters
 PARTITIONS = 4
@@ -247,7 +248,7 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False, mete
               + f"; sum {sum(cost.values()):.1f} µs = {1e6 / sum(cost.values()):,.0f} readings/s", flush=True)
 
         with (workdir / "worker.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "pipeline.bench", tansu.address, str(workdir)],
+            proc = subprocess.Popen([sys.executable, "-m", "wattstream.bench.throughput", tansu.address, str(workdir)],
                                     stdout=log, stderr=subprocess.STDOUT)
         wait_count(stats, 1, proc)
         spy = start_profiler(proc.pid, 10, workdir / "profile.txt") if profile else None

@@ -15,7 +15,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path,
     """`wattstream <argv>` as a child in a session of its own, output to `<logs>/<name>.log`; `cwd` (default:
     ours) is where its settings look for a `.env`."""
     with (logs / f"{name}.log").open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stdout=out, cwd=cwd,
+        return subprocess.Popen([sys.executable, "-m", "wattstream", *argv], env=env, stdout=out, cwd=cwd,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 

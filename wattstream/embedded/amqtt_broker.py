@@ -1,4 +1,4 @@
-"""`python -m pipeline.embedded.amqtt_broker PORT`: a pure-Python MQTT broker on 127.0.0.1:PORT."""
+"""`python -m wattstream.embedded.amqtt_broker PORT`: a pure-Python MQTT broker on 127.0.0.1:PORT."""
 
 import asyncio
 import sys

@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 
-from bridges.simulate import SimulatedIammeter
+from simulators.meters import SimulatedIammeter
 
 CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
 DISCONNECT = b"\xe0\x00"

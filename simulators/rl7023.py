@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Literal
 
-from pipeline.drivers import echonet
+from pipeline.drivers import broute
 
 METER_MAC = "001D129012345678"
 METER_IPV6 = "FE80:0000:0000:0000:021D:1290:1234:5678"
@@ -128,10 +128,10 @@ class SimulatedRl7023:
         self._send(f"EVENT 21 {METER_IPV6} 00", "OK")
         if not self.joined:
             return
-        frame = echonet.parse_frame(request)
+        frame = broute.parse_frame(request)
         self.gets += 1
         body = b"".join(bytes([epc, len(edt)]) + edt for epc, _ in frame.properties for edt in [self._edt(epc)])
-        response = (echonet.EHD + frame.tid.to_bytes(2, "big") + echonet.SMART_METER + echonet.CONTROLLER
+        response = (broute.EHD + frame.tid.to_bytes(2, "big") + broute.SMART_METER + broute.CONTROLLER
                     + bytes([0x72, len(frame.properties)]) + body)
         side = " 0" if self.variant == "dss" else ""
         self._send(f"ERXUDP {METER_IPV6} FE80:0000:0000:0000:1034:5678:ABCD:EF01 0E1A 0E1A {METER_MAC} 1{side} "

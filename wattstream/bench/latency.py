@@ -28,14 +28,14 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridges.follow import read_to_end
-from bridges.simulate import SimulatedIammeter
-from pipeline import bench_load as load
 from pipeline import envelope, topics
-from pipeline.bench_profile import start_profiler, summarize_profile
 from pipeline.drivers import iammeter
-from pipeline.embedded.children import spawn, stop_child
-from pipeline.embedded.servers import start_mqtt_broker, start_tansu
 from pipeline.models import Reading, SurplusSignal
+from simulators.meters import SimulatedIammeter
+from wattstream.bench import load
+from wattstream.bench.profile import start_profiler, summarize_profile
+from wattstream.embedded.children import spawn, stop_child
+from wattstream.embedded.servers import start_mqtt_broker, start_tansu
 
 SITE, GRID = "bench", "B0000001"
 PATH = (topics.raw_topic("iammeter"), topics.SITE_READINGS, topics.SURPLUS)  # the records a publish becomes

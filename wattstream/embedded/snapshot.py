@@ -37,12 +37,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridges.follow import read_to_end
-from bridges.kafka import start
 from pipeline import envelope, topics
 from pipeline.agents.progress import PROGRESS, Progress
 from pipeline.agents.state import Entry
 from pipeline.brokers import Connection, KafkaSettings
 from pipeline.envelope import EnvelopeError
+from pipeline.kafka import start
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -248,7 +248,7 @@ async def _produce(kafka: Connection, partitions: dict[str, int], records: Itera
 
 
 def main(argv: list[str]) -> int:
-    """`python -m pipeline.embedded.snapshot BOOTSTRAP APP_ID PATH`: `take` in a process of its own, as
+    """`python -m wattstream.embedded.snapshot BOOTSTRAP APP_ID PATH`: `take` in a process of its own, as
     the run does it: reading a changelog of a hundred MB would leave the run's own heap that much larger
     (measured: 61 → 101 MB after one rotation)."""
     bootstrap, app_id, path = argv

@@ -9,8 +9,8 @@
     wattstream charger             power.surplus → the chargers of the meters file, over MQTT
     wattstream publish             meter.readings → MQTT (EVN-style JSON, Reading JSON, Home Assistant discovery)
     wattstream simulate            simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR) and a PV site, on MQTT
-    wattstream decode DRIVER       payloads on stdin → Reading JSON lines on stdout (pipeline.commands.decode)
-    wattstream backtest [FILE]     the windows / surplus logic over Readings → JSON (pipeline.commands.backtest)
+    wattstream decode DRIVER       payloads on stdin → Reading JSON lines on stdout (wattstream.commands.decode)
+    wattstream backtest [FILE]     the windows / surplus logic over Readings → JSON (wattstream.commands.backtest)
     wattstream replay [--since T]  what Kafka holds of the worker's outputs → InfluxDB again
     wattstream bench               throughput/latency of the pipeline beside a plain aiokafka baseline
 """
@@ -78,7 +78,7 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
         if not args.port:
             print("bridge broute needs --port", file=sys.stderr)
             return 2
-        from bridges.skstack import BrouteSession, run_broute_bridge
+        from bridges.broute import BrouteSession, run_broute_bridge
 
         session = BrouteSession(args.port, settings.broute, args.baud)
         assert spool is not None
@@ -107,8 +107,8 @@ def _bridge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from bridges.simulate import run_simulator
     from pipeline.worker import toggle_debug
+    from simulators.meters import run_simulator
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
@@ -168,17 +168,17 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.embedded.run import run_embedded
+    from wattstream.embedded.run import run_embedded
 
     return run_embedded(settings, interval=args.interval, duration=args.duration, kafka_mb=args.kafka_mb)
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.latency:
-        from pipeline.bench_latency import run_latency
+        from wattstream.bench.latency import run_latency
 
         return run_latency(args.seconds, rate=args.rate or 1.0, others=args.others, profile=args.profile)
-    from pipeline.bench import run_bench
+    from wattstream.bench.throughput import run_bench
 
     return run_bench(args.count, rate=args.rate, profile=args.profile, meters=args.meters, burst=args.burst)
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--topic", help="the MQTT topic of every payload (mqtt_json finds its mapping by it)")
     decode.add_argument("--topics", action="store_true",
                         help="each line is `<topic> <payload>`, as `mosquitto_sub -v` prints it")
-    from pipeline.commands.backtest import add_parser as backtest_parser
+    from wattstream.commands.backtest import add_parser as backtest_parser
     backtest_parser(sub)
     replay = sub.add_parser("replay", help="write what Kafka holds of the worker's outputs to InfluxDB again")
     replay.add_argument("--since", type=_timestamp, help="from the records Kafka stamped at or after this time "
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     if args.command == "decode":
-        from pipeline.commands.decode import run_decode
+        from wattstream.commands.decode import run_decode
 
         return run_decode(settings, args)
     logging.basicConfig(level=settings.worker.log_level.upper(), format=LOG_FORMAT)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(settings, args)
     if args.command == "backtest":
-        from pipeline.commands.backtest import run_backtest
+        from wattstream.commands.backtest import run_backtest
 
         return run_backtest(settings, args)
     if args.command == "charger":

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.drivers.echonet import Decoded, Scaling, decode, parse_frame
+from pipeline.drivers.broute import Decoded, Scaling, decode, parse_frame
 from pipeline.errors import FrameError, IngestError, UnknownField
 from tests.frames import vectors
 
@@ -111,6 +111,6 @@ def test_arbitrary_bytes_raise_only_ingest_errors(frame: bytes) -> None:
 
 
 def test_get_request_matches_go_smartmeter() -> None:
-    from pipeline.drivers.echonet import get_request
+    from pipeline.drivers.broute import get_request
 
     assert get_request(0, (0xE7, 0xE8)).hex().upper() == V["el-gosmartmeter-get-request"]["input"]

@@ -34,15 +34,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridges.rl7023_sim import SimulatedRl7023
-from bridges.simulate import demo_meters_toml, run_line_sensor
 from pipeline.brokers import Connection, KafkaSettings
-from pipeline.embedded import snapshot
-from pipeline.embedded.children import Children
-from pipeline.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
-from pipeline.embedded.view import LiveView, show, watch
 from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
+from simulators.meters import demo_meters_toml, run_line_sensor
+from simulators.rl7023 import SimulatedRl7023
+from wattstream.embedded import snapshot
+from wattstream.embedded.children import Children
+from wattstream.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
+from wattstream.embedded.view import LiveView, show, watch
 
 DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
 DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
@@ -129,7 +129,7 @@ class Kafka:
         if not self.consistent:
             return False
         taking = await asyncio.create_subprocess_exec(  # (its own session: a Ctrl-C does not cut it short)
-            sys.executable, "-m", "pipeline.embedded.snapshot", self.server.address, self.app_id,
+            sys.executable, "-m", "wattstream.embedded.snapshot", self.server.address, self.app_id,
             str(self.snapshot), start_new_session=True)
         if (code := await taking.wait()) != 0:
             print(f"!! no snapshot of Kafka (it failed with {code}, above)", flush=True)

@@ -1,1 +1,0 @@
-"""The `wattstream` subcommands that have outgrown `pipeline.__main__`, one module each."""
