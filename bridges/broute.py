@@ -26,8 +26,10 @@ from typing import Final, Literal
 import serial
 
 from bridges.kafka import RawProducer
-from bridges.spool import Record, Spool, deliver_spool, stop_sender
+from bridges.spool import RawRecord, Spool, deliver_spool, stop_sender
 from pipeline.drivers import broute
+from pipeline.errors import WattstreamError
+from pipeline.retry import Backoff
 from pipeline.settings import BrouteSettings
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ ECHONET_PORT: Final = "0E1A"
 Variant = Literal["dss", "ips"]
 
 
-class SessionLost(Exception):
+class SessionLost(WattstreamError):
     """The PANA session is gone or the dongle stopped answering: start a new session."""
 
 
@@ -191,27 +193,26 @@ class BrouteSession:
 
     # the loop with the reconnect outside ----------------------------------------------------------
     def run(self, stop: threading.Event, emit: Callable[[bytes], None]) -> None:
-        delay = 1.0
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 self._serial = serial.Serial(self._port_name, self._baudrate, timeout=0.5)
             except (serial.SerialException, OSError) as exc:
-                log.warning("cannot open %s (%s), retry in %.0fs", self._port_name, exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                wait = backoff.next()
+                log.warning("cannot open %s (%s), retry in %.0fs", self._port_name, exc, wait)
+                stop.wait(wait)
                 continue
             try:
                 while not stop.is_set():
                     try:
                         self._setup()
                         address = self._join()
-                        delay = 1.0
+                        backoff.reset()
                         self._poll(address, stop, emit)
                     except SessionLost as exc:
                         log.warning("B-route session: %s; starting again", exc)
                         self._write(b"SKTERM")
-                        stop.wait(delay)
-                        delay = min(delay * 2, 30.0)
+                        stop.wait(backoff.next())
             except (serial.SerialException, OSError) as exc:
                 log.warning("lost %s (%s); re-opening", self._port_name, exc)
             finally:
@@ -228,7 +229,7 @@ async def run_broute_bridge(session: BrouteSession, producer: RawProducer, spool
     halt = threading.Event()
 
     def emit(frame: bytes) -> None:
-        loop.call_soon_threadsafe(spool.append, Record(broute.DRIVER, key, origin, datetime.now(UTC), frame))
+        loop.call_soon_threadsafe(spool.append, RawRecord(broute.DRIVER, key, origin, datetime.now(UTC), frame))
 
     thread = threading.Thread(target=session.run, name="broute-session", daemon=True, args=(halt, emit))
     thread.start()

@@ -42,7 +42,7 @@ def driven(chargers: tuple[Charger, ...]) -> dict[tuple[str, str], Charger]:
     return {(c.site, c.name): c for c in chargers if c.driven}
 
 
-def command(chargers: dict[tuple[str, str], Charger], mqtt_topic: str, payload: bytes, now: datetime
+def command(chargers: dict[tuple[str, str], Charger], mqtt_topic: str, payload: bytes | bytearray, now: datetime
             ) -> tuple[Charger | None, ModeCommand | str]:
     """The command a set message gives, or why it is refused (with the charger, where it is known)."""
     parts = mqtt_topic.split("/")

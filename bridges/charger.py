@@ -1,18 +1,8 @@
 """`wattstream charger`: `power.surplus` → every configured charger, over MQTT, in the format it already
-reads (DESIGN §4); and the chargers' charge modes set over MQTT → the worker (`bridges.charge_modes`).
+reads (docs/charging.md); and the chargers' charge modes set over MQTT → the worker (`bridges.charge_modes`).
 Edge I/O only: the decision is made by the worker; this loop formats and publishes.
 
-- `wattstream` (`wattstream/<site>/surplus`): the `SurplusSignal` JSON, with this charger's decision at
-  the top level;
-- `goe` (`/go-eCharger/<name>/ids/set`, go-e API v2): `ids` `{"pGrid": W, "pPv": W, "pAkku": W}`, and
-  our decision beside it on `.../amp/set` (A), `.../psm/set` (1: one phase, 2: three) and `.../frc/set`
-  (1: off, 2: on);
-- `openevse` (`wattstream/<site>/grid_ie`): OpenEVSE solar divert "Grid IE", bare integer W, + import;
-  with a `control_topic` (its MQTT base topic) also our decision: `<base>/divertmode/set` `1` (its own
-  divert off) and `<base>/override/set` `{"state": "active", "charge_current": A}` or
-  `{"state": "disabled"}`;
-- `openwb` (`openWB/set/counter/<name>/get/power`): openWB 2 MQTT counter, float W, + import;
-- `evcc` (`wattstream/<site>/grid_w`): plain watts for evcc's `mqtt` meter plugin (grid usage).
+Each format's topics and payloads are in docs/charging.md; `payloads` builds them.
 
 `wattstream`, `goe` and OpenEVSE with a `control_topic` are driven by our decision (the controller
 shares the site's surplus among them by priority, and they have charge modes); OpenEVSE without one,
@@ -112,7 +102,7 @@ def _mode(decision: ChargerDecision) -> tuple[str, float | None, datetime | None
 
 
 async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
-    chargers = settings.plant().charger
+    chargers = settings.read_meters_file().charger
     if not chargers:
         raise SystemExit("no [[charger]] in the meters file (WATTSTREAM_METERS_FILE)")
     for charger in chargers:

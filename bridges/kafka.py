@@ -18,6 +18,7 @@ from pipeline.brokers import Connection
 from pipeline.envelope import Item
 from pipeline.kafka import KeyPartitions, ensure_topics
 from pipeline.models import format_ts
+from pipeline.retry import Backoff
 
 log = logging.getLogger(__name__)
 ENVELOPE_BYTES = 512 * 1024  # at most this much in one envelope (Kafka's default request limit is 1 MiB)
@@ -54,7 +55,7 @@ class RawProducer:
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
         """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist."""
-        delay = 1.0
+        backoff = Backoff(1.0, retry_max)
         while True:
             try:
                 await ensure_topics(self._kafka, [topics.raw_topic(d) for d in drivers], self._partitions)
@@ -66,10 +67,10 @@ class RawProducer:
                 self._failed = None
                 return
             except (KafkaError, OSError) as exc:
-                log.warning("Kafka at %s not reachable (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
-                            delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, retry_max)
+                wait = backoff.next()
+                log.warning("waiting for Kafka at %s (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
+                            wait)
+                await asyncio.sleep(wait)
 
     async def send(self, driver: str, key: str, value: bytes, origin: str,
                    received_at: datetime | None = None) -> asyncio.Future[None]:
@@ -128,7 +129,7 @@ class RawProducer:
                       received_at: datetime | None = None) -> bool:
         """Send and wait until Kafka has the record, retrying with back-off (for sources that cannot be
         asked to send again, like a serial port). False only when `stop` was set first."""
-        delay = 1.0
+        backoff = Backoff()
         received_at = received_at or datetime.now(UTC)
         while not stop.is_set():
             self._failed = None  # one record at a time: nothing of this source can overtake another
@@ -136,9 +137,9 @@ class RawProducer:
                 await (await self.send(driver, key, value, origin, received_at))
                 return True
             except KafkaError as exc:
-                log.warning("Kafka did not take a %s record from %s (%r), retry in %.0fs", driver, origin, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                wait = backoff.next()
+                log.warning("Kafka did not take a %s record from %s (%r), retry in %.0fs", driver, origin, exc, wait)
+                await asyncio.sleep(wait)
         return False
 
     async def flush(self) -> None:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bridges.kafka import RawProducer
+from pipeline.brokers import MqttSettings
 from pipeline.drivers import Config, Router
-from pipeline.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 REPORT_SECONDS = 60.0  # how often the bridge logs how many payloads it forwarded in how many records
@@ -28,7 +30,7 @@ REPORT_SECONDS = 60.0  # how often the bridge logs how many payloads it forwarde
 def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool | None = None,
                manual_ack: bool = False) -> mqtt.Client:
     """A paho client that logs in with the account and uses TLS as `settings` say (not connected yet)."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
                          manual_ack=manual_ack)
     if settings.username:
         client.username_pw_set(settings.username,
@@ -40,20 +42,22 @@ def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool | 
 
 def publishing_client(settings: MqttSettings, role: str,
                       on_connect: Callable[[mqtt.Client], None] | None = None,
-                      on_message: Callable[[mqtt.MQTTMessage], None] | None = None) -> mqtt.Client:
+                      on_message: Callable[[mqtt.MQTTMessage], object] | None = None) -> mqtt.Client:
     """A connected (in the background, reconnecting) MQTT client for publishing, client id
     `<client_id>-<role>`; `on_connect` runs at every (re)connect (to subscribe), `on_message` for each
     message of those subscriptions (in paho's thread)."""
     client = new_client(settings, f"{settings.client_id}-{role}")
     if on_connect is not None:
-        def connected(c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        def connected(c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
             if reason.is_failure:
                 log.warning("MQTT connect refused: %s", reason)
             else:
                 on_connect(c)
         client.on_connect = connected
     if on_message is not None:
-        client.on_message = lambda _c, _u, message: on_message(message)
+        def received(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+            on_message(message)
+        client.on_message = received
     client.reconnect_delay_set(1, 30)
     client.connect_async(settings.host, settings.port, settings.keepalive)
     client.loop_start()
@@ -81,7 +85,7 @@ class MqttBridge:
         self.client.on_subscribe = self._on_subscribe
 
     # paho's network thread -----------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode,
                     _p: object) -> None:
         if reason.is_failure:
             log.warning("MQTT connect to %s:%s refused: %s", self._settings.host, self._settings.port, reason)
@@ -89,11 +93,11 @@ class MqttBridge:
         log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
         client.subscribe([(pattern, 1) for pattern in self._router.table])
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[mqtt.ReasonCode],
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode],
                       _p: object) -> None:
         log.info("MQTT subscribed to %s (%s)", ", ".join(self._router.table), ", ".join(map(str, reasons)))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode,
                        _p: object) -> None:
         log.warning("MQTT disconnected (%s); paho reconnects with back-off", reason)
 
@@ -112,7 +116,7 @@ class MqttBridge:
             arrived, self._arrived = self._arrived, []
         self._queue.put_nowait(arrived)
 
-    def _delivered(self, message: mqtt.MQTTMessage, future: asyncio.Future[object]) -> None:
+    def _delivered(self, message: mqtt.MQTTMessage, future: asyncio.Future[None]) -> None:
         if future.cancelled() or future.exception() is not None:
             log.error("Kafka did not take %s: %r", message.topic, None if future.cancelled()
                       else future.exception())
@@ -127,7 +131,8 @@ class MqttBridge:
             return
         driver, key = found
         received_at = datetime.fromtimestamp(message.timestamp, UTC)
-        future = await self._producer.send(driver, key, message.payload, message.topic, received_at)
+        # paho declares the payload `bytes | bytearray`; a received one is bytes, which bytes() returns as is
+        future = await self._producer.send(driver, key, bytes(message.payload), message.topic, received_at)
         future.add_done_callback(lambda f: self._delivered(message, f))
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,23 +1,10 @@
-"""`wattstream publish`: `meter.readings` → MQTT for Home Assistant, Node-RED and scripts (DESIGN §5).
+"""`wattstream publish`: `meter.readings` → MQTT for Home Assistant, Node-RED and scripts (docs/operations.md).
 
-Per meter (`<id>` = the meter id with `:` as `_`, e.g. `iammeter_DA2BED94`), retained:
-
-| topic | payload |
-|---|---|
-| `<base>/<id>/state` | EVN-decoder style: `{"PIn": {"value": 366, "unit": "W"}, "WIn": {...}, ..., "ts": ...}` |
-| `<base>/<id>/reading` | the `Reading` JSON |
-| `<prefix>/sensor/wattstream_<id>/<key>/config` | Home Assistant MQTT discovery, one sensor per key of `state` |
-
-`<base>` is `wattstream` and `<prefix>` `homeassistant` unless `WATTSTREAM_PUBLISH_BASE_TOPIC` /
-`_DISCOVERY_PREFIX` say otherwise; a meter's `state_topic` in the meters file replaces its state topic
-(someone replacing the classic EVN decoder keeps `sensors/smartmeter/values` and the flows on it).
-
-Keys: `PIn`/`POut` (W, import/export of the total power), `WIn`/`WOut` (Wh), `QIn`/`QOut` (varh),
-`U`, `I`, `P` (total voltage, current, signed power), `PF`, `f` (Hz), `Q` (var), `S` (VA) and per phase
-`U1`..`U3`, `I1`..`I3`, `P1`..`P3`, `PF1`.., `WIn1`.. ; other sensors under their own name. Energy
-counters are announced as `device_class: energy`, `state_class: total_increasing`. A meter's discovery
-goes out when it is first seen and again when it shows a key not announced before. Only readings
-produced after the start are published (the consumer starts at the end of the topic).
+Per meter, retained: `<base>/<id>/state` (the EVN decoders' JSON shape, keys `PIn`, `WIn`, ... from
+`_FIELDS`), `<base>/<id>/reading` (the `Reading` JSON) and Home Assistant discovery, one sensor per key
+of the state; docs/operations.md lists the topics and keys. A meter's discovery goes out when it is
+first seen and again when it shows a key not announced before. Only readings produced after the start
+are published (the consumer starts at the end of the topic).
 """
 
 from __future__ import annotations
@@ -115,9 +102,10 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topi
 class Publisher:
     """What goes out for each reading: discovery for keys not announced yet, then state and reading.
     Only a reading newer than the meter's last published one goes out: the retained state is the
-    meter's latest, and a reading sent again after a worker was killed (DESIGN §4), or one that came
-    late, would otherwise show an older counter after a newer one — Home Assistant takes a
-    `total_increasing` value that goes back for a meter reset and counts the whole register again."""
+    meter's latest, and a reading sent again after a worker was killed (at least once between the
+    worker and here), or one that came late, would otherwise show an older counter after a newer one —
+    Home Assistant takes a `total_increasing` value that goes back for a meter reset and counts the
+    whole register again."""
 
     base: str = "wattstream"
     discovery_prefix: str = "homeassistant"
@@ -129,7 +117,7 @@ class Publisher:
     @classmethod
     def of(cls, settings: Settings) -> Publisher:
         return cls(settings.publish.base_topic, settings.publish.discovery_prefix,
-                   {m.meter_id: m.state_topic for m in settings.plant().meter if m.state_topic})
+                   {m.meter_id: m.state_topic for m in settings.read_meters_file().meter if m.state_topic})
 
     def messages(self, reading: Reading) -> list[tuple[str, bytes]]:
         last = self.latest.get(reading.meter_id)

@@ -30,7 +30,9 @@ U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
-class Record:
+class RawRecord:
+    """What a bridge received, waiting in the spool until Kafka has it: the bytes and where they came from."""
+
     driver: str
     key: str
     origin: str
@@ -81,7 +83,7 @@ class Spool:
         os.replace(tmp, self.dir / "cursor")
 
     # writing --------------------------------------------------------------------------------------------
-    def append(self, record: Record) -> None:
+    def append(self, record: RawRecord) -> None:
         header = json.dumps({"driver": record.driver, "key": record.key, "origin": record.origin,
                              "received_at": record.received_at.isoformat()}).encode()
         path = self._path(self._active)
@@ -108,7 +110,7 @@ class Spool:
                 self._save_cursor()
 
     # reading ---------------------------------------------------------------------------------------------
-    def _records(self, segment: int, offset: int) -> Iterator[tuple[Record, int]]:
+    def _records(self, segment: int, offset: int) -> Iterator[tuple[RawRecord, int]]:
         """Complete records of a segment from `offset`, with the offset after each."""
         try:
             data = self._path(segment).read_bytes()
@@ -125,7 +127,7 @@ class Spool:
             if end > len(data):
                 return  # a record still being written (or cut by a crash): wait / skip
             value = data[pos + 8 + hlen: end]
-            yield Record(header["driver"], header["key"], header["origin"],
+            yield RawRecord(header["driver"], header["key"], header["origin"],
                          datetime.fromisoformat(header["received_at"]), value), end
             pos = end
 

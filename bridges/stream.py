@@ -21,8 +21,9 @@ from typing import Literal
 import serial
 
 from bridges.kafka import RawProducer
-from bridges.spool import Record, Spool, deliver_spool, stop_sender
+from bridges.spool import RawRecord, Spool, deliver_spool, stop_sender
 from pipeline.drivers import DRIVERS
+from pipeline.retry import Backoff
 
 log = logging.getLogger(__name__)
 READ_BYTES = 4096
@@ -98,7 +99,7 @@ class StreamBridge:
         self._key = device or port.name
         self._producer = producer
         self._spool = spool
-        self._delay = 1.0  # back-off before opening the port again
+        self._backoff = Backoff()  # before opening the port again
 
     async def _read(self, stop: asyncio.Event) -> None:
         framer = self._framer()
@@ -106,9 +107,9 @@ class StreamBridge:
         chunks = _tcp_chunks(tcp, self._port.silence_seconds, stop) if tcp else _serial_chunks(self._port, stop)
         async for chunk in chunks:
             if chunk:  # bytes came: the next loss waits from the start of the back-off again
-                self._delay = 1.0
+                self._backoff.reset()
             for payload in framer.feed(chunk):
-                self._spool.append(Record(self._driver, self._key, self._port.name, datetime.now(UTC), payload))
+                self._spool.append(RawRecord(self._driver, self._key, self._port.name, datetime.now(UTC), payload))
 
     async def run(self, stop: asyncio.Event) -> None:
         sender = asyncio.create_task(deliver_spool(self._spool, self._producer, [self._driver], stop))
@@ -117,11 +118,11 @@ class StreamBridge:
                 try:
                     await self._read(stop)
                 except (serial.SerialException, OSError) as exc:
-                    log.warning("%s: %s; opening it again in %.0fs", self._port.name, exc, self._delay)
+                    wait = self._backoff.next()
+                    log.warning("%s: %s; opening it again in %.0fs", self._port.name, exc, wait)
                     try:
-                        await asyncio.wait_for(stop.wait(), timeout=self._delay)
+                        await asyncio.wait_for(stop.wait(), timeout=wait)
                     except TimeoutError:
                         pass
-                    self._delay = min(self._delay * 2, 30.0)
         finally:
             await stop_sender(sender)

@@ -1,5 +1,5 @@
-"""`create_app(settings)`: the Faust app with its topics and agents wired (STYLE 6). Nothing here runs
-at import time; `wattstream.__main__` builds the settings and the app, tests build their own."""
+"""`create_app(settings)`: the Faust app with its topics and agents wired (docs/architecture.md). Nothing here runs
+at import time; `wattstream worker` builds the settings and the app, tests build their own."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from pipeline.agents.decode import register_decode
 from pipeline.agents.faust_internals import fetch_promptly, restore_tables_to_the_real_end
 from pipeline.agents.outbox import Outlet
 from pipeline.agents.surplus import register_surplus
+from pipeline.brokers import KafkaSettings
 from pipeline.drivers import DRIVERS
-from pipeline.logic.plausible import Limits
-from pipeline.settings import KafkaSettings, Settings
-from pipeline.sinks import Sink, SinkRejected, SinkUnavailable
+from pipeline.errors import SinkRejected, SinkUnavailable
+from pipeline.settings import Settings
+from pipeline.sinks import Sink
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.influx import InfluxSink
 
@@ -64,19 +65,19 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
-    plant = settings.plant()
+    meters_file = settings.read_meters_file()
     deadletter = topic(topics.DEADLETTER)
-    config = plant.driver_config()
+    config = meters_file.driver_config()
     chosen = sink or build_sink(settings)
     health.SINK_FAILURES.labels(chosen.name)  # reported (as 0) from the start, not from the first failure
-    limits = {meter.meter_id: Limits.of(meter) for meter in plant.meter}
+    limits = {meter.meter_id: meter.limits() for meter in meters_file.meter}
     outlet = Outlet(settings.kafka.connection())  # the agents' outputs (`agents.outbox`)
-    roles = plant.roles()
+    feeds = meters_file.feeds()
     for name, driver in DRIVERS.items():
         register_decode(app, outlet, topic(topics.raw_topic(name)), deadletter, chosen, settings, name, driver,
-                        config, limits, roles)
+                        config, limits, feeds)
     site_readings = topic(topics.SITE_READINGS)
-    register_surplus(app, outlet, site_readings, deadletter, chosen, settings, plant.sites(), roles)
+    register_surplus(app, outlet, site_readings, deadletter, chosen, settings, meters_file.sites(), feeds)
     produced = [topic(name) for name in (topics.READINGS, topics.READINGS_5M, topics.AVERAGES_10M, topics.SURPLUS)]
 
     class Outlets(mode.Service):

@@ -21,11 +21,11 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.logic.surplus import MAX_GAP_US, SiteState, on_command, on_reading, power_of
-from pipeline.logic.windows import MeterState, WindowConfig, step, to_us
-from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal, Values
-from pipeline.settings import MetersFile
-from pipeline.sites import Role, Site
+from pipeline.logic.surplus import MAX_GAP_US, NO_FEED, Role, SiteState, on_command, on_reading, power_of
+from pipeline.logic.windows import MeterState, WindowConfig, step
+from pipeline.meters_file import MetersFile
+from pipeline.models import SOC, ModeCommand, Reading, SurplusSignal, Values, to_us
+from pipeline.sites import Site
 
 Emit = Literal["debounce", "averages", "surplus"]
 Controller = Callable[[Site, SiteState, Reading, Role], SurplusSignal | None]
@@ -131,7 +131,7 @@ class SimBattery:
 
 @dataclass
 class Backtest:
-    plant: MetersFile
+    meters_file: MetersFile
     windows: WindowConfig = field(default_factory=WindowConfig)
     simulate_charger: bool = False
     battery: SimBattery | None = None  # simulated for each site (a copy each)
@@ -143,8 +143,8 @@ class Backtest:
     _batteries: dict[str, SimBattery] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._roles = self.plant.roles()
-        self._site_settings = self.plant.sites()
+        self._feeds = self.meters_file.feeds()
+        self._site_settings = self.meters_file.sites()
 
     def run(self, records: Iterable[Reading | ModeCommand], emit: Emit) -> Iterator[BaseModel]:
         for record in records:
@@ -163,7 +163,7 @@ class Backtest:
                     yield from result.averages
 
     def _surplus(self, reading: Reading) -> Iterator[SurplusSignal]:
-        site_name, role = self._roles.get(reading.meter_id, ("", "other"))
+        site_name, role = self._feeds.get(reading.meter_id, NO_FEED)
         site = self._site_settings.get(site_name)
         if site is None:
             return

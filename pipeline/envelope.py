@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from pipeline import topics
-from pipeline.errors import FrameError
+from pipeline.errors import FrameError, Reason
 
 VERSION = b"1"
 U16, U32 = struct.Struct(">H"), struct.Struct(">I")
@@ -43,7 +43,7 @@ class Item(NamedTuple):
 
 
 class EnvelopeError(FrameError):
-    reason = "envelope"
+    reason = Reason.ENVELOPE
 
 
 def pack(items: Sequence[Item]) -> bytes:

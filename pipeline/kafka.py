@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.brokers import Connection
+from pipeline.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,15 @@ async def ensure_topics(kafka: Connection, names: Iterable[str], partitions: int
 
 
 async def ensure_topics_when_reachable(kafka: Connection, names: Iterable[str], partitions: int) -> None:
-    """`ensure_topics`, trying again every 2 s until Kafka answers."""
+    """`ensure_topics`, trying again every 2 s until Kafka answers (steady: it is expected any moment)."""
+    backoff = Backoff(2.0, 2.0)
     while True:
         try:
             await ensure_topics(kafka, names, partitions)
             return
         except KafkaError as exc:
-            log.warning("Kafka at %s not reachable (%s); retrying", kafka["bootstrap_servers"], exc)
-            await asyncio.sleep(2)
+            log.warning("waiting for Kafka at %s (%s); retrying", kafka["bootstrap_servers"], exc)
+            await asyncio.sleep(backoff.next())
 
 
 async def end_offsets(kafka: Connection, partitions: list[TopicPartition],

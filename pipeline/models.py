@@ -1,4 +1,4 @@
-"""The models of DESIGN §3, one definition each. Their JSON is the public format on Kafka.
+"""The models, one definition each. Their JSON is the public format on Kafka.
 
 SI units only; cumulative energies are exact integers (Wh, varh), never floats. Timestamps are
 UTC-aware; on the wire they are ISO 8601 with a `Z` and millisecond precision where the value has it.
@@ -7,7 +7,7 @@ Unknown values are omitted from the JSON.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -38,6 +38,19 @@ def format_ts(value: datetime) -> str:
     value = value.astimezone(UTC)
     spec = "seconds" if not value.microsecond else "milliseconds" if not value.microsecond % 1000 else "microseconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the epoch: event times in state, windows and line protocol (exact, no float)."""
+    return (ts - EPOCH) // US
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + us * US
 
 
 UtcDatetime = Annotated[
@@ -145,7 +158,7 @@ class Average(BaseModel):
         return [("total", self.total), *self.phases.items()]
 
 
-Mode = Literal["off", "pv", "minpv", "now"]  # a charger's charge mode (DESIGN §4)
+Mode = Literal["off", "pv", "minpv", "now"]  # a charger's charge mode (docs/charging.md)
 MODES: tuple[Mode, ...] = get_args(Mode)
 
 
@@ -166,7 +179,7 @@ class ChargerDecision(BaseModel):
 
 
 class SurplusSignal(BaseModel):
-    """The PV-surplus decision for one site at one grid reading (DESIGN §4). `chargers` holds each
+    """The PV-surplus decision for one site at one grid reading (docs/charging.md). `chargers` holds each
     charger's own decision; the top-level `charge`, `phases`, `current_a` and `reason` are those of the
     site's first charger (its only one, usually) and `power_w` is what all of them may draw together."""
 

@@ -20,8 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
 from pipeline.brokers import Connection
+from pipeline.errors import SinkRejected
 from pipeline.models import Average, Reading, SurplusSignal
-from pipeline.sinks import Debounced, Record, Sink, SinkRejected, write_all
+from pipeline.sinks import Debounced, Record, Sink, write_all
 
 log = logging.getLogger(__name__)
 

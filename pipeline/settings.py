@@ -4,23 +4,23 @@ plus a meters file (TOML) listing the meters. Built once in the entry point and 
 Examples: `WATTSTREAM_KAFKA_BOOTSTRAP=kafka:9092`, `WATTSTREAM_MQTT_HOST=mosquitto`,
 `WATTSTREAM_INFLUX_URL=http://influxdb:8086` (+ `_TOKEN`, `_ORG`, `_BUCKET`),
 `WATTSTREAM_METERS_FILE=meters.toml`. Secrets are `SecretStr`: masked in every repr and log line.
+Every WATTSTREAM_* variable is read here and nowhere else (`load_settings`); a wrong value or meters file
+is a `ConfigError`, said in one line without the values given.
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from types import MappingProxyType
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pipeline.brokers import KafkaSettings, MqttSettings, Section
-from pipeline.drivers import DRIVERS, Config, broute, routes
-from pipeline.drivers.config import aes_key
-from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
-from pipeline.sites import NAME, Charger, Role, Site
+from pipeline.drivers import broute
+from pipeline.errors import ConfigError, problems
+from pipeline.logic.windows import WindowConfig
+from pipeline.meters_file import MetersFile
 
 
 class InfluxSettings(Section):
@@ -71,12 +71,23 @@ class PublishSettings(Section):
     discovery_prefix: str = "homeassistant"  # Home Assistant's MQTT discovery prefix
 
 
+class DecodeSettings(Section):
+    """`wattstream decode`: one AES key (32 hex digits) for every meter of its input, instead of the meters
+    file's (`--key` does the same, but a command line is visible to other users)."""
+
+    key: SecretStr | None = None
+
+
 class WindowSettings(Section):
-    """DESIGN §4: the debounce interval, the averaging window and its grace period (seconds)."""
+    """The debounce interval, the averaging window and its grace period (seconds)."""
 
     debounce_seconds: int = Field(default=300, gt=0)
     average_seconds: int = Field(default=600, gt=0)
     grace_seconds: float = Field(default=60.0, ge=0)
+
+    def config(self) -> WindowConfig:
+        return WindowConfig(debounce_us=self.debounce_seconds * 1_000_000, window_us=self.average_seconds * 1_000_000,
+                            grace_us=int(self.grace_seconds * 1_000_000))
 
 
 class WorkerSettings(Section):
@@ -103,88 +114,6 @@ class WorkerSettings(Section):
     rebalance_timeout: float = Field(default=30.0, gt=0)
 
 
-class Meter(Section):
-    """One entry of the meters file."""
-
-    driver: str
-    device: str  # the device id as the bridge sees it (IAMMETER SN, ...)
-    role: Role = "other"
-    site: str = Field(default="home", pattern=NAME)
-    charger: str | None = None  # role "charger": the [[charger]] it measures (not needed when the site has one)
-    key: SecretStr | None = None  # EVN / encrypted P1 decryption key (hex; `device` = the system title)
-    state_topic: str | None = None  # `wattstream publish`: this meter's state here (default <base>/<meter>/state)
-    # Plausibility limits: a reading beyond them (or a register rising faster than this power could
-    # count) is implausible and goes to the dead letters instead of the sinks.
-    max_power_w: float = Field(default=50_000.0, gt=0)  # active, apparent and reactive, total and per phase
-    max_current_a: float = Field(default=100.0, gt=0)  # |current| of every scope (phase, total)
-
-    @model_validator(mode="after")
-    def _known_driver(self) -> Meter:
-        if self.driver not in DRIVERS:
-            raise ValueError(f"meter {self.device}: no driver {self.driver!r} (there are {', '.join(sorted(DRIVERS))})")
-        return self
-
-    @property
-    def meter_id(self) -> str:
-        return f"{self.driver}:{self.device}"
-
-
-class MetersFile(Section):
-    """The meters file: `[[meter]]`, `[[site]]`, `[[charger]]` and `[[mqtt_json]]` entries."""
-
-    meter: tuple[Meter, ...] = ()
-    site: tuple[Site, ...] = ()
-    charger: tuple[Charger, ...] = ()
-    mqtt_json: tuple[JsonMapping, ...] = ()
-
-    @model_validator(mode="after")
-    def _mappings_compile(self) -> MetersFile:
-        routes(self.driver_config())  # a topic without a device level, or taken already, is found now
-        return self
-
-    @model_validator(mode="after")
-    def _chargers_fit(self) -> MetersFile:
-        if any(site.loadpoints for site in self.site):
-            raise ValueError("a [[site]] names no chargers: each [[charger]] names its site")
-        names = [(c.site, c.name) for c in self.charger]
-        if len(set(names)) < len(names):
-            raise ValueError("two [[charger]] entries of one site have the same name")
-        ours = [c.mqtt_topic for c in self.charger if c.format == "wattstream"]
-        if len(set(ours)) < len(ours):  # each takes its own decision
-            raise ValueError("two wattstream chargers on one topic: give each its own `topic`")
-        sites = {site.name: site for site in self.site}
-        for charger in self.charger:
-            lp = charger.loadpoint(sites.get(charger.site, Site(name=charger.site)))
-            if lp.min_current_a > lp.max_current_a:
-                raise ValueError(f"charger {lp.name}: min_current_a is above max_current_a")
-        return self
-
-    def driver_config(self) -> Config:
-        """What the drivers need of this file: the meters' keys (by device id, upper case) and the mappings.
-        Errors never show a key."""
-        keys = {meter.device.upper(): aes_key(meter.key.get_secret_value(), meter.meter_id)
-                for meter in self.meter if meter.key is not None}
-        return Config(MappingProxyType(keys), Mappings.of(self.mqtt_json))
-
-    def sites(self) -> dict[str, Site]:
-        """Every site a grid meter names, with its `[[site]]` settings (defaults if it has none)."""
-        configured = {site.name: site for site in self.site}
-        names = {m.site for m in self.meter if m.role == "grid"} | set(configured)
-        sites = {}
-        for name in sorted(names):
-            site = configured.get(name, Site(name=name))
-            ours = [c for c in self.charger if c.site == name and c.driven]
-            meters = [m for m in self.meter if m.site == name and m.role == "charger"]
-            driven = sorted((c.loadpoint(site, tuple(m.meter_id for m in meters if m.charger == c.name or (
-                m.charger is None and len(ours) == 1))) for c in ours), key=lambda lp: (-lp.priority, lp.name))
-            sites[name] = site.model_copy(update={"loadpoints": tuple(driven)})  # validated already
-        return sites
-
-    def roles(self) -> dict[str, tuple[str, Role]]:
-        """meter_id → (site, role) of the meters that feed a site's surplus (grid, pv, charger, battery)."""
-        return {m.meter_id: (m.site, m.role) for m in self.meter if m.role != "other"}
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WATTSTREAM_",
@@ -203,44 +132,33 @@ class Settings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     broute: BrouteSettings = BrouteSettings()
     publish: PublishSettings = PublishSettings()
+    decode: DecodeSettings = DecodeSettings()
     meters_file: Path | None = None
 
     @property
     def worker_datadir(self) -> Path:
         return self.worker.datadir or self.files.dir / "worker"
 
-    def plant(self) -> MetersFile:
+    def read_meters_file(self) -> MetersFile:
         """The meters file's entries (none when no file is configured)."""
-        return load_meters(self.meters_file) if self.meters_file else MetersFile()
+        return MetersFile.load(self.meters_file) if self.meters_file else MetersFile()
 
 
-def load_meters(path: Path) -> MetersFile:
-    """Read a meters file:
-
-    ```toml
-    [[meter]]
-    driver = "iammeter"
-    device = "DA2BED94"
-    role = "grid"          # grid | pv | charger | other
-    site = "home"
-    max_power_w = 50000    # plausibility limits (defaults); also max_current_a = 100
-
-    [[site]]
-    name = "home"
-    phases = "auto"
-    max_current_a = 16
-
-    [[charger]]
-    name = "garage"
-    site = "home"
-    format = "openevse"    # openevse | goe | openwb | evcc | wattstream
-    ```
-    """
+def load_settings() -> Settings:
+    """`Settings()` from the environment and `.env`; a wrong value is a `ConfigError` naming its variable."""
     try:
-        return MetersFile.model_validate(tomllib.loads(path.read_text()))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"meters file {path}: {exc}") from exc
-    except ValidationError as exc:  # said without the values given: they may hold a key
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors(include_input=False, include_url=False))
-        raise ValueError(f"meters file {path}: {problems}") from None
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"settings: {problems(exc, _variable)}") from None
+    except SettingsError as exc:  # a value that is not the JSON its field needs (WATTSTREAM_BROUTE_POLLS)
+        raise ConfigError(f"settings: {exc}") from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a place in `Settings` (("kafka", "partitions") → WATTSTREAM_KAFKA_PARTITIONS)."""
+    config = Settings.model_config
+    section, *inner = map(str, loc)
+    name = f"{config.get('env_prefix', '')}{section}".upper()
+    if section in Settings.model_fields and hasattr(Settings.model_fields[section].annotation, "model_fields"):
+        return name + (f"{config.get('env_nested_delimiter', '_')}{'.'.join(inner)}".upper() if inner else "_*")
+    return name

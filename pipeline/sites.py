@@ -13,8 +13,6 @@ from pipeline.logic.loadpoint import Loadpoint, Phases
 from pipeline.models import Mode
 
 NAME = r"^[^/+#]+$"  # site and charger names are MQTT topic levels
-# The part a meter plays for its site
-Role = Literal["grid", "pv", "charger", "battery", "other"]
 ChargerFormat = Literal["openevse", "goe", "openwb", "evcc", "wattstream"]
 
 

@@ -1,4 +1,4 @@
-"""Every Kafka topic and header name of wattstream (DESIGN §2). Bridges import this leaf too.
+"""Every Kafka topic and header name of wattstream (docs/architecture.md). Bridges import this leaf too.
 
 Keys: raw topics are keyed by device id (or the origin when the bridge does not know the device),
 `meter.readings`, `.5m` and `meter.averages.10m` by `meter_id`, `meter.readings.site` (the grid, PV and
@@ -36,8 +36,8 @@ H_COMMAND: Final = "command"
 COMMAND_MODE: Final = b"mode"
 
 # Headers added on dead-letter records (the value and the original headers are kept unchanged).
-H_STAGE: Final = "stage"  # frame | decrypt | decode | check | sink | surplus
-H_REASON: Final = "reason"  # a short fixed name for the kind of failure (`implausible`, `checksum`, ...)
+H_STAGE: Final = "stage"  # where it failed: `pipeline.errors.Stage`
+H_REASON: Final = "reason"  # the kind of failure: `pipeline.errors.Reason`
 H_ERROR: Final = "error"  # what exactly, human readable
 H_SOURCE_TOPIC: Final = "source_topic"
 

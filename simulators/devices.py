@@ -11,11 +11,18 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from dsmr_parser.parsers import TelegramParser
 
 Message = tuple[str, bytes]
+
+
+class Device(Protocol):
+    """What each device here does: its messages for a cycle of `dt_s` seconds."""
+
+    def messages(self, now: datetime, dt_s: float) -> list[Message]: ...
 
 
 @dataclass

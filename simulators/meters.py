@@ -24,11 +24,12 @@ from zoneinfo import ZoneInfo
 from Crypto.Cipher import AES
 
 from bridges.mqtt import new_client
+from pipeline.brokers import MqttSettings
 from pipeline.models import SOC
-from pipeline.settings import MqttSettings
 from pipeline.sites import DEFAULT_TOPICS
 from simulators.devices import (
     MQTT_JSON_METERS_TOML,
+    Device,
     SimulatedAdw300,
     SimulatedOpenDtu,
     SimulatedP1,
@@ -203,7 +204,7 @@ class SimulatedSite:
         return (BATTERY_TOPIC.replace("+", self.battery_id),
                 json.dumps({"power": round(self.battery_w, 1), "soc": round(self.soc, 1)}).encode())
 
-    def follow(self, decision: bytes) -> None:
+    def follow(self, decision: bytes | bytearray) -> None:
         """A `wattstream` charger message: draw what the decision allows (the car follows at once)."""
         try:
             signal = json.loads(decision)
@@ -255,7 +256,7 @@ def run_simulator(settings: MqttSettings, interval: float, stop_after: float | N
     client.connect_async(settings.host, settings.port)
     client.loop_start()
     iammeters, evn = [*default_meters(), *site.meters], SimulatedEvn()
-    more_devices = (*default_adw300(), SimulatedShellyPro3em(), SimulatedOpenDtu(), SimulatedP1())
+    more_devices: tuple[Device, ...] = (*default_adw300(), SimulatedShellyPro3em(), SimulatedOpenDtu(), SimulatedP1())
     started = last = time.time()
     try:
         while stop_after is None or time.time() - started < stop_after:

@@ -1,4 +1,4 @@
-"""Real servers for the tests (DESIGN §8), each on a free port with its own temp dir, torn down at the
+"""Real servers for the tests (docs/development.md), each on a free port with its own temp dir, torn down at the
 end: Tansu (Kafka), Debian's mosquitto and influxd 1.6 (+ the v2-write forwarder). A server that is
 missing or does not start fails the test run with the reason — nothing is skipped."""
 

@@ -9,7 +9,7 @@ current reaches the trigger (min current x min(1, PV ratio)) plus a hysteresis o
 falls to the trigger, but not within the minimum charge time (600 s) after a start; the current set is the
 unsmoothed available current rounded down, within [min, max]. One phase, no battery rules, no modes.
 
-`python -m tests.reference_divert [DAY ...]` prints the comparison table of the README."""
+`python -m tests.reference_divert [DAY ...]` prints the comparison table of docs/charging.md."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass, field
 
 from pipeline.backtest import Backtest, SimBattery, Summary, read_records
-from pipeline.logic.surplus import SiteState, on_reading, power_of
+from pipeline.logic.surplus import Role, SiteState, on_reading, power_of
+from pipeline.meters_file import Meter, MetersFile
 from pipeline.models import ChargerDecision, Reading, SurplusSignal
-from pipeline.settings import Meter, MetersFile
-from pipeline.sites import Role, Site
+from pipeline.sites import Site
 from tests.profiles import PROFILES
 
 ATTACK_S, DECAY_S, PV_RATIO, MIN_CHARGE_S, HYSTERESIS_A = 20.0, 600.0, 1.1, 600.0, 0.5
@@ -81,13 +81,13 @@ class Reference:
 
 # A single-phase charger of 6-32 A, the reference's setting; ours with the same limits and its defaults.
 SITE = Site(phases=1, min_current_a=6, max_current_a=32)
-PLANT = MetersFile(meter=(Meter(driver="iammeter", device="GRID", role="grid"),
-                          Meter(driver="iammeter", device="PV", role="pv")), site=(SITE,))
+METERS_FILE = MetersFile(meter=(Meter(driver="iammeter", device="GRID", role="grid"),
+                                Meter(driver="iammeter", device="PV", role="pv")), site=(SITE,))
 
 
 @functools.cache
 def day(name: str, reference: bool, battery: bool) -> Summary:
-    backtest = Backtest(PLANT, simulate_charger=True, battery=SimBattery() if battery else None,
+    backtest = Backtest(METERS_FILE, simulate_charger=True, battery=SimBattery() if battery else None,
                         controller=Reference() if reference else on_reading)
     errors: list[str] = []
     with gzip.open(PROFILES / f"{name}.jsonl.gz") as source:
@@ -104,7 +104,7 @@ def row(name: str, summary: Summary) -> str:
 
 
 def table(days: list[str]) -> list[str]:
-    """The README's table: each day without and with a battery, ours and the reference's."""
+    """The table of docs/charging.md: each day without and with a battery, ours and the reference's."""
     lines = ["| day | kWh from surplus | from the battery | from the grid | starts | sessions < 10 min |",
              "|---|---|---|---|---|---|"]
     for name in days:

@@ -71,7 +71,7 @@ def test_healthchecks_and_start_order_by_health() -> None:
     assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "influxdb-tokens"}
     assert set(SERVICES["influxdb-tokens"]["depends_on"]) == {"influxdb"}
     assert set(SERVICES["bridge"]["depends_on"]) == {"kafka", "mosquitto"}
-    assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (README "Pipeline health")
+    assert "9108" in SERVICES["worker"]["healthcheck"]["test"][-1]  # /metrics (docs/operations.md, "Pipeline health")
     assert set(SERVICES["mosquitto"]["depends_on"]) == {"mqtt-users"}  # the password file first
 
 

@@ -1,4 +1,4 @@
-"""The public JSON of `Reading` (DESIGN §3)."""
+"""The public JSON of `Reading` (docs/architecture.md)."""
 
 import json
 from datetime import UTC, datetime, timedelta, timezone

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.logic.plausible import Limits
-from pipeline.settings import KafkaSettings, MqttSettings, Settings, load_meters
+from pipeline.meters_file import MetersFile
+from pipeline.settings import KafkaSettings, MqttSettings, Settings
 from pipeline.sites import Charger, Site
 from tests.mqtt import certificates
 
@@ -37,7 +38,7 @@ def test_meters_file(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "DA2BED94"\nrole = "grid"\n\n'
                     '[[meter]]\ndriver = "evn"\ndevice = "SAGY"\nkey = "00112233445566778899AABBCCDDEEFF"\n')
-    grid, evn = load_meters(path).meter
+    grid, evn = MetersFile.load(path).meter
     assert grid.meter_id == "iammeter:DA2BED94" and grid.role == "grid" and grid.site == "home"
     assert evn.key is not None and "0011" not in repr(evn)
 
@@ -46,7 +47,7 @@ def test_meters_file_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "iammeter"\nrole = "boss"\n')
     with pytest.raises(ValueError, match=r"meters\.toml"):
-        load_meters(path)
+        MetersFile.load(path)
 
 
 def test_sites_and_chargers(tmp_path: Path) -> None:
@@ -55,44 +56,41 @@ def test_sites_and_chargers(tmp_path: Path) -> None:
                     '[[meter]]\ndriver = "iammeter"\ndevice = "P"\nrole = "pv"\nsite = "barn"\n\n'
                     '[[site]]\nname = "home"\nphases = "auto"\n\n'
                     '[[charger]]\nname = "123456"\nsite = "barn"\nformat = "goe"\n')
-    plant = load_meters(path)
-    sites = plant.sites()
+    meters_file = MetersFile.load(path)
+    sites = meters_file.sites()
     assert sites["barn"].phases == 3 and sites["home"].phases == "auto"  # barn: defaults
-    assert plant.roles() == {"iammeter:G": ("barn", "grid"), "iammeter:P": ("barn", "pv")}
-    assert plant.charger[0].mqtt_topic == "/go-eCharger/123456/ids/set"
+    assert meters_file.feeds() == {"iammeter:G": ("barn", "grid"), "iammeter:P": ("barn", "pv")}
+    assert meters_file.charger[0].mqtt_topic == "/go-eCharger/123456/ids/set"
 
 
 def test_site_delays_must_let_an_overdraw_end_within_the_disable_delay(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[site]]\nname = "home"\nphase_down_delay_seconds = 300\n')
     with pytest.raises(ValueError, match="phase_down_delay_seconds"):
-        load_meters(path)
+        MetersFile.load(path)
 
 
-def test_readme_lists_every_setting() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_configuration_page_lists_every_setting() -> None:
+    """docs/configuration.md names every WATTSTREAM_* variable in full."""
+    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     settings = Settings()
-    missing = []
+    wanted = []
     for section in type(settings).model_fields:
         fields = getattr(type(getattr(settings, section)), "model_fields", {})
-        # a row names a variable in full or, after the first of its section, as `_NAME`
-        missing += [f"WATTSTREAM_{section.upper()}_{name.upper()}" for name in fields
-                    if f"WATTSTREAM_{section.upper()}_{name.upper()}`" not in readme
-                    and f"_{name.upper()}`" not in readme]
-        if not fields and f"WATTSTREAM_{section.upper()}`" not in readme:
-            missing.append(f"WATTSTREAM_{section.upper()}")
-    assert not missing
+        wanted += [f"WATTSTREAM_{section.upper()}_{name.upper()}" for name in fields] if fields \
+            else [f"WATTSTREAM_{section.upper()}"]
+    assert [name for name in wanted if f"`{name}`" not in page] == []
 
 
 def test_meter_limits(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "A"\n\n'
                     '[[meter]]\ndriver = "adw300"\ndevice = "B"\nmax_power_w = 120000\nmax_current_a = 250\n')
-    assert [Limits.of(meter) for meter in load_meters(path).meter] == \
+    assert [meter.limits() for meter in MetersFile.load(path).meter] == \
         [Limits(), Limits(max_power_w=120_000.0, max_current_a=250.0)]
     path.write_text('[[meter]]\ndriver = "iammeter"\ndevice = "A"\nmax_power_w = 0\n')
     with pytest.raises(ValueError, match="max_power_w"):
-        load_meters(path)
+        MetersFile.load(path)
 
 
 def test_kafka_over_tls_and_sasl_the_same_for_every_client_and_for_faust(monkeypatch: pytest.MonkeyPatch,
@@ -137,14 +135,14 @@ def test_meter_keys_reach_the_drivers_but_no_repr(tmp_path: Path) -> None:
     path = tmp_path / "meters.toml"
     path.write_text('[[meter]]\ndriver = "dsmr"\ndevice = "534147677001bd54"\n'
                     'key = "D491470F47126332B07D1923B3504188"\n')
-    plant = load_meters(path)
-    config = plant.driver_config()
+    meters_file = MetersFile.load(path)
+    config = meters_file.driver_config()
     assert config.keys == {"534147677001BD54": bytes.fromhex("D491470F47126332B07D1923B3504188")}
-    shown = f"{plant!r} {plant} {config!r} {config}"
+    shown = f"{meters_file!r} {meters_file} {config!r} {config}"
     assert "D491470F" not in shown.upper() and repr(bytes.fromhex("D491470F"))[2:-1] not in shown
     path.write_text('[[meter]]\ndriver = "dsmr"\ndevice = "x"\nkey = "D491470F47126332"\n')
     with pytest.raises(ValueError, match="the key of dsmr:x must be 32 hex digits") as error:
-        load_meters(path).driver_config()
+        MetersFile.load(path).driver_config()
     assert "D491470F" not in str(error.value)
 
 
@@ -153,7 +151,7 @@ def test_a_meters_file_mistake_never_shows_a_key(tmp_path: Path) -> None:
     path.write_text('[[meter]]\ndriver = "evm"\ndevice = "5341475905E990F3"\n'
                     'key = "00112233445566778899AABBCCDDEEFF"\n')
     with pytest.raises(ValueError, match="no driver 'evm'") as error:
-        load_meters(path)
+        MetersFile.load(path)
     assert "00112233" not in str(error.value) and error.value.__cause__ is None and error.value.__suppress_context__
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP, EventT, StreamT
@@ -14,9 +14,10 @@ from pipeline.agents.deadletter import send_deadletter
 from pipeline.agents.faust_internals import save_confirmed, seek
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.agents.state import Batch
+from pipeline.errors import Reason, SinkRejected, Stage
 from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
-from pipeline.sinks import Record, Rejected, SinkRejected, record_json, record_key
+from pipeline.sinks import Record, Rejected, record_json, record_key
 
 # A batch is applied in parts of at most this many bytes of input (each with its outputs confirmed and
 # its sink write), so that a batch of envelopes (`pipeline.envelope`: a record may carry a thousand
@@ -30,13 +31,14 @@ def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
 
     async def rejected(record: Record, exc: SinkRejected) -> None:
         await send_deadletter(deadletter, key=record_key(record), value=record_json(record), headers={},
-                              source_topic=source_topic, stage="sink", reason="rejected", error=str(exc))
+                              source_topic=source_topic, stage=Stage.SINK, reason=Reason.REJECTED, error=str(exc))
 
     return rejected
 
 
 def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,
-                     process: Callable[[Sequence[EventT], Batch], Awaitable[None]], *, batched: bool = True) -> None:
+                     process: Callable[[Sequence[EventT[bytes]], Batch], Awaitable[None]], *,
+                     batched: bool = True) -> None:
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
     `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
     in order per partition (`Progress`). `process` applies the events (a batch's `parts`, one after the
@@ -51,7 +53,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     void = False  # the partitions were revoked while the batch ran: what it did is not this worker's any more
     saved_at = time.monotonic()
 
-    async def run(events: Sequence[EventT]) -> None:
+    async def run(events: Sequence[EventT[bytes]]) -> None:
         nonlocal busy, void
         busy, void = True, False
         try:
@@ -105,8 +107,10 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         if not busy:
             checkpoint(now=True)
 
-    app.on_partitions_revoked.connect(on_revoked)
-    app.on_before_shutdown.connect(stopping)
+    # mode types a handler as a mypy_extensions Callable `(sender, *args, signal=, **kwargs)` that mypy matches
+    # no function to, not even one of exactly that signature
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(stopping)  # type: ignore[arg-type]
 
     async def tick() -> None:
         if not busy:
@@ -123,7 +127,10 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
 
     async def batches(stream: StreamT[bytes]) -> None:
         if batched:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            # Faust types an agent's stream as its `StreamT` interface, which does not declare `take_events`;
+            # the stream it passes is a `faust.Stream` (the app's default `Stream` class), which has it
+            batching = cast("faust.Stream[bytes]", stream)
+            async for events in batching.take_events(settings.batch_size, within=settings.batch_seconds):
                 await run(events)
         else:
             async for event in stream.events():
@@ -134,7 +141,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
     app.timer(RESEEK_SECONDS, name=f"{name}-tick")(tick)
 
 
-def parts(events: Sequence[EventT], most: int = PART_BYTES) -> list[Sequence[EventT]]:
+def parts(events: Sequence[EventT[bytes]], most: int = PART_BYTES) -> list[Sequence[EventT[bytes]]]:
     """`events` in order, cut where their values pass `most` bytes (each part at least one event)."""
     cut, size, start = [], 0, 0
     for i, event in enumerate(events):

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from faust.types import EventT, TopicT
 
 from pipeline import topics
 from pipeline.drivers import reading
-from pipeline.errors import NotAReading
+from pipeline.errors import NotAReading, Reason, Stage
 from pipeline.health import DEADLETTERS
 from pipeline.models import Reading
 
@@ -26,8 +25,8 @@ def header_map(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
 
 
 async def send_deadletter(
-    deadletter: TopicT[Any, Any], *, key: bytes | None, value: bytes | None,
-    headers: Mapping[str, bytes], source_topic: str, stage: str, reason: str, error: str,
+    deadletter: TopicT, *, key: bytes | None, value: bytes | None,
+    headers: Mapping[str, bytes], source_topic: str, stage: Stage, reason: Reason, error: str,
 ) -> None:
     """Returns once Kafka has it (before the agent saves its progress past the record)."""
     log.warning("dead letter: stage=%s source=%s key=%r error=%s", stage, source_topic, key, error)
@@ -49,7 +48,7 @@ async def send_deadletter(
     await sent
 
 
-async def parse_reading(event: EventT, deadletter: TopicT[Any, Any], source_topic: str) -> Reading | None:
+async def parse_reading(event: EventT[bytes], deadletter: TopicT, source_topic: str) -> Reading | None:
     """The event's `Reading`, or None after sending the event to the dead-letter topic."""
     try:
         return reading.parse(event.value)

@@ -36,18 +36,18 @@ from pipeline.drivers import Config, Driver, Received
 from pipeline.errors import Implausible, IngestError
 from pipeline.health import READINGS
 from pipeline.logic.plausible import Limits, Plausibility, check
-from pipeline.logic.windows import MeterState, WindowConfig
+from pipeline.logic.surplus import Feed
+from pipeline.logic.windows import MeterState
 from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading, format_ts
 from pipeline.settings import Settings
 from pipeline.sinks import Debounced, Position, Record, Sink, write_all
-from pipeline.sites import Role
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits()  # a meter the meters file does not list
 
 
-def received_at(headers: dict[str, bytes], event: EventT) -> datetime:
+def received_at(headers: Mapping[str, bytes], event: EventT[bytes]) -> datetime:
     """The bridge's receive time; the Kafka record time when the header is missing or malformed."""
     raw = headers.get(topics.H_RECEIVED_AT)
     if raw:
@@ -72,7 +72,7 @@ class SinkPositions:
         self._sink, self._batch = sink, batch
         self._kept: dict[str, tuple[str | None, int | None]] = {}  # source → (history, first offset missing)
 
-    def _position(self, event: EventT) -> tuple[str, tuple[str | None, int | None]]:
+    def _position(self, event: EventT[bytes]) -> tuple[str, tuple[str | None, int | None]]:
         tp = event.message.tp
         source = f"{tp.topic}/{tp.partition}"
         if source not in self._kept:
@@ -80,11 +80,11 @@ class SinkPositions:
             self._kept[source] = history, kept.offset if kept is not None and kept.history == history else None
         return source, self._kept[source]
 
-    def written(self, event: EventT) -> bool:
+    def written(self, event: EventT[bytes]) -> bool:
         first_missing = self._position(event)[1][1]
         return first_missing is not None and event.message.offset < first_missing
 
-    def through(self, events: Sequence[EventT]) -> dict[str, Position]:
+    def through(self, events: Sequence[EventT[bytes]]) -> dict[str, Position]:
         """The sink's position once it has written what this batch gives it."""
         ends: dict[str, int] = {}
         for event in events:
@@ -130,15 +130,15 @@ class DeviceState:
 def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
                     settings: Settings,
                     name: str, driver: Driver, config: Config, limits: Mapping[str, Limits],
-                    roles: Mapping[str, tuple[str, Role]]) -> None:
+                    feeds: Mapping[str, Feed]) -> None:
     """The agent of one driver's raw topic (batches, each record once: `agents.batches`). Every output
     is confirmed by Kafka, and the batch written to the sink, before the entries are saved; readings
     and site readings carry their position (`agents.state`), so the consumers downstream know a repeat
     after a kill."""
-    step, keep_state_on_error = driver.step, driver.keep_state_on_error
+    decode, keep_state_on_error = driver.decode, driver.keep_state_on_error
     source = topics.raw_topic(name)
     decoded_count = READINGS.labels(name)
-    window_config = WindowConfig.of(settings.windows)
+    window_config = settings.windows.config()
     retry = settings.worker.retry_max_seconds
     rejected = dead_lettering(deadletter, source)
 
@@ -146,12 +146,12 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         await send_deadletter(deadletter, key=key, value=value, headers=headers, source_topic=source,
                               stage=exc.stage, reason=exc.reason, error=str(exc))
 
-    async def run_decoder(event: EventT, key: bytes, payload: bytes, headers: Mapping[str, bytes],
+    async def run_decoder(event: EventT[bytes], key: bytes, payload: bytes, headers: Mapping[str, bytes],
                           state: DeviceState) -> list[Reading]:
         """The payload's readings (the driver's own state in `state.decoder`); none after a dead letter."""
         device = key.decode("utf-8", "replace") if key else None
         try:
-            decoded = step(Received(payload, received_at(headers, event), device,
+            decoded = decode(Received(payload, received_at(headers, event), device,
                                     headers.get(topics.H_ORIGIN, b"").decode("utf-8", "replace")),
                            bytes.fromhex(state.decoder), config)
         except Exception as exc:  # a decoder's bug too: it must not stop the partition for good
@@ -189,10 +189,10 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         if result.late:
             log.info("late reading of %s at %s left out of its closed window (%d so far)",
                      meter, reading.ts, windows.late)
-        if meter in roles:
-            await out.send(topics.SITE_READINGS, roles[meter][0].encode(), value, place)
+        if meter in feeds:
+            await out.send(topics.SITE_READINGS, feeds[meter].site.encode(), value, place)
 
-    async def process(events: Sequence[EventT], batch: Batch) -> None:
+    async def process(events: Sequence[EventT[bytes]], batch: Batch) -> None:
         out = Outbox(outlet)
         records: list[Record] = []
         has = SinkPositions(sink, batch)

@@ -54,7 +54,7 @@ FAUST_VERSION = "0.15.3"  # the version whose behaviour the test pins (pyproject
 
 
 @contextmanager
-def as_current(event: EventT) -> Iterator[None]:
+def as_current(event: EventT[Any]) -> Iterator[None]:
     token = _current_event.set(weakref.ref(event))
     try:
         yield
@@ -70,12 +70,13 @@ def restore_tables_to_the_real_end() -> None:
     instead of ListOffsets, which Tansu answers short: Faust would stop restoring a table before its
     last records (measured: 7 of 50 keys back after a restart) and a standby would fail its consistency
     check. Patches the aiokafka consumer thread's `_highwaters`, for every app in the process; idempotent."""
-    thread = aiokafka_driver.AIOKafkaConsumerThread
+    # Any: a method of the class is replaced below, an assignment mypy refuses on the class's own type
+    thread: Any = aiokafka_driver.AIOKafkaConsumerThread
     if getattr(thread._highwaters, "wattstream", False):
         return
 
     async def _highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]:
-        listed = await original(self, partitions)
+        listed: Mapping[TP, int] = await original(self, partitions)
         if self.consumer.in_transaction:  # not used by wattstream
             return listed
         kafka = {"bootstrap_servers": aiokafka_driver.server_list(self.transport.url, self.transport.default_port),
@@ -103,7 +104,8 @@ def restore_tables_to_the_real_end() -> None:
 def fetch_promptly(max_wait_ms: int) -> None:
     """Make the consumer Faust builds for a worker wait at most `max_wait_ms` for a fetch to fill (for
     every app in the process; the last call wins). aiokafka reads `_fetch_max_wait_ms` when it starts."""
-    thread = aiokafka_driver.AIOKafkaConsumerThread
+    # Any: a method of the class is replaced below, an assignment mypy refuses on the class's own type
+    thread: Any = aiokafka_driver.AIOKafkaConsumerThread
     create = getattr(thread._create_worker_consumer, "wattstream_original", thread._create_worker_consumer)
 
     def _create_worker_consumer(self: Any, transport: Any) -> Any:
@@ -115,7 +117,7 @@ def fetch_promptly(max_wait_ms: int) -> None:
     thread._create_worker_consumer = _create_worker_consumer
 
 
-async def save_confirmed(table: Any, event: EventT, key: bytes, value: bytes, within: float = 30.0) -> None:
+async def save_confirmed(table: Any, event: EventT[Any], key: bytes, value: bytes, within: float = 30.0) -> None:
     """`table[key] = value` as if while processing `event` (memory store), once Kafka has the changelog
     record: a failed delivery raises, and the table does not have the value then."""
     await asyncio.wait_for(table.send_changelog(event.message.partition, key, value), within)

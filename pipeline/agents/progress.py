@@ -1,6 +1,6 @@
 """Every record of an input partition applied once, in order, across stops, restarts and rebalances.
 
-Faust alone does not give that. Measured with the restart test on Tansu (issue 4 note): records fetched
+Faust alone does not give that. Measured with the restart test on Tansu: records fetched
 while a worker starts were dropped when Faust cleared its stream queues on resuming flow
 (faust-streaming#596, open) and the agent went on with later offsets; records still queued at a stop or
 rebalance are skipped *and acked*, and Faust then commits past them. Either way, records were never
@@ -54,7 +54,7 @@ class Progress:
         self.waiting: dict[TP, tuple[int, float]] = {}  # partition → (offset sent back to, when)
         self.arrived: dict[TP, float] = {}  # partition → when an event of it last arrived (or was awaited)
         self.applied: dict[TP, int] = {}  # partition → the next offset to apply, newer than the table
-        self._last: dict[TP, EventT] = {}  # partition → its last applied event, since the last save
+        self._last: dict[TP, EventT[bytes]] = {}  # partition → its last applied event, since the last save
 
     @staticmethod
     def key(tp: TP) -> bytes:
@@ -83,19 +83,19 @@ class Progress:
         value = self.table.get(self.history_key(tp))
         return value.decode() if value else None
 
-    def new_histories(self, admitted: Sequence[EventT]) -> list[tuple[EventT, bytes, bytes]]:
+    def new_histories(self, admitted: Sequence[EventT[bytes]]) -> list[tuple[EventT[bytes], bytes, bytes]]:
         """(event, key, value): the history to save for each partition of `admitted` that has none, as
         if while processing its first event (`faust_internals.save_confirmed`), before the events are
         applied."""
-        first: dict[TP, EventT] = {}
+        first: dict[TP, EventT[bytes]] = {}
         for event in admitted:
             first.setdefault(event.message.tp, event)
         return [(event, self.history_key(tp), uuid.uuid4().hex.encode())
                 for tp, event in first.items() if self.history(tp) is None]
 
-    async def admit(self, events: Sequence[EventT]) -> list[EventT]:
+    async def admit(self, events: Sequence[EventT[bytes]]) -> list[EventT[bytes]]:
         """The events to apply now: each partition's next offsets in order, none twice, none past a gap."""
-        admitted: list[EventT] = []
+        admitted: list[EventT[bytes]] = []
         expected: dict[TP, int] = {}
         now = self._clock()
         for event in events:
@@ -130,7 +130,7 @@ class Progress:
         value = self.table.get(self.key(tp))
         return int(value) if value else None
 
-    def advance(self, admitted: Sequence[EventT]) -> None:
+    def advance(self, admitted: Sequence[EventT[bytes]]) -> None:
         """The admitted events are applied (in memory)."""
         now = self._clock()
         for event in admitted:

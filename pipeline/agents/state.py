@@ -1,5 +1,5 @@
 """Per-key agent state that says by itself which input it has applied, so that no kill between two
-saves makes a restarted worker skip or repeat input (DESIGN §4).
+saves makes a restarted worker skip or repeat input (docs/architecture.md says how).
 
 Each agent keeps one changelogged table. Every key in it (a raw topic's device, a meter, a site) has
 one `Entry`: the agent's state for that key, the input position (partition, offset, and the payload's
@@ -93,9 +93,9 @@ class Batch:
         self.table = table
         self.history = history
         self.entries: dict[bytes, Entry] = {}
-        self._last: dict[bytes, EventT] = {}  # changed since the last save → its last event
+        self._last: dict[bytes, EventT[bytes]] = {}  # changed since the last save → its last event
 
-    def take(self, key: bytes, event: EventT, headers: Mapping[str, bytes] | None = None,
+    def take(self, key: bytes, event: EventT[bytes], headers: Mapping[str, bytes] | None = None,
              item: int = 0) -> Entry | None:
         """The entry of `key` to apply `event` (its payload `item` if it is an envelope) to, or None when
         it must not be applied: the key's saved state holds it already (read again after a kill), or it

@@ -20,36 +20,37 @@ from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, parse_reading, send_deadletter
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.agents.state import Batch, Entry
-from pipeline.logic.surplus import SiteState, on_command, on_reading
+from pipeline.errors import Reason, Stage
+from pipeline.logic.surplus import NO_FEED, Feed, SiteState, on_command, on_reading
 from pipeline.models import ModeCommand
 from pipeline.settings import Settings
 from pipeline.sinks import Record, Sink, write_all
-from pipeline.sites import Role, Site
+from pipeline.sites import Site
 
 
 def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT, deadletter: faust.TopicT, sink: Sink,
                      settings: Settings,
-                     sites: Mapping[str, Site], roles: Mapping[str, tuple[str, Role]]) -> None:
+                     sites: Mapping[str, Site], feeds: Mapping[str, Feed]) -> None:
     rejected = dead_lettering(deadletter, topics.SITE_READINGS)
 
-    async def dead(event: EventT, reason: str, error: str) -> None:
+    async def dead(event: EventT[bytes], reason: Reason, error: str) -> None:
         await send_deadletter(deadletter, key=event.key, value=event.value, headers=header_map(event.headers),
-                              source_topic=topics.SITE_READINGS, stage="surplus", reason=reason, error=error)
+                              source_topic=topics.SITE_READINGS, stage=Stage.SURPLUS, reason=reason, error=error)
 
-    async def command(event: EventT, headers: dict[str, bytes], batch: Batch) -> None:
+    async def command(event: EventT[bytes], headers: dict[str, bytes], batch: Batch) -> None:
         """A charger's mode set (`wattstream charger`): into the site's state, decided on at the next grid
         reading."""
         try:
             mode = ModeCommand.from_json(event.value)
         except ValidationError as exc:
-            await dead(event, "bad_command", f"not a mode command: {exc.errors(include_input=False)[0]['msg']}")
+            await dead(event, Reason.BAD_COMMAND, f"not a mode command: {exc.errors(include_input=False)[0]['msg']}")
             return
         site = sites.get(mode.site)
         if event.key != mode.site.encode():
-            await dead(event, "bad_command", f"mode set for site {mode.site!r} under another key")
+            await dead(event, Reason.BAD_COMMAND, f"mode set for site {mode.site!r} under another key")
             return
         if site is None:
-            await dead(event, "no_site", f"mode set for site {mode.site!r}, which the meters file does not have")
+            await dead(event, Reason.NO_SITE, f"mode set for site {mode.site!r}, which the meters file does not have")
             return
         entry = batch.take(mode.site.encode(), event, headers)
         if entry is None:
@@ -57,9 +58,9 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
         try:
             on_command(site, _state(entry), mode)
         except ValueError as exc:
-            await dead(event, "no_charger", str(exc))
+            await dead(event, Reason.NO_CHARGER, str(exc))
 
-    async def process(events: Sequence[EventT], batch: Batch) -> None:
+    async def process(events: Sequence[EventT[bytes]], batch: Batch) -> None:
         signals: list[Record] = []
         out = Outbox(outlet)
         for event in events:
@@ -70,10 +71,10 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
             reading = await parse_reading(event, deadletter, topics.SITE_READINGS)
             if reading is None:
                 continue
-            site_name, role = roles.get(reading.meter_id, ("", "other"))
+            site_name, role = feeds.get(reading.meter_id, NO_FEED)
             site = sites.get(site_name)
             if site is None:  # the meters file changed since the reading was forwarded
-                await dead(event, "no_site", f"{reading.meter_id} feeds no site in the meters file")
+                await dead(event, Reason.NO_SITE, f"{reading.meter_id} feeds no site in the meters file")
                 continue
             entry = batch.take(site_name.encode(), event, headers)
             if entry is None:

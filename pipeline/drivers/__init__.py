@@ -1,4 +1,4 @@
-"""Pure decoders, one module per meter family (STYLE 1), and `DRIVERS`: the one table every consumer of
+"""Pure decoders, one module per meter family (docs/meters/), and `DRIVERS`: the one table every consumer of
 raw payloads — the worker, `wattstream decode`, the MQTT bridge — routes through.
 
 A driver is one signature, `step(received, state, config) -> Decoded`:
@@ -39,7 +39,8 @@ class Decoded(NamedTuple):
     notice: str | None = None  # worth a log line, not an error (B-route energy waiting for its scaling)
 
 
-Step = Callable[[Received, bytes, Config], Decoded]
+# A payload, its key's state and what the meters file gives the drivers → readings and the next state
+Decode = Callable[[Received, bytes, Config], Decoded]
 
 
 class Framer(Protocol):
@@ -48,17 +49,17 @@ class Framer(Protocol):
 
 @dataclass(frozen=True)
 class Driver:
-    step: Step
+    decode: Decode
     keep_state_on_error: bool = False  # after a dead letter: keep the state (B-route scaling) or forget it
     routes: tuple[Route, ...] = ()  # MQTT subscriptions the bridge forwards to this driver's raw topic
     framer: Callable[[], Framer] | None = None  # cuts a byte stream (serial, TCP, stdin) into payloads
 
 
-def _stateless(decode: Callable[..., list[Reading]]) -> Step:
-    def step(received: Received, _state: bytes, _config: Config) -> Decoded:
+def _stateless(decode: Callable[..., list[Reading]]) -> Decode:
+    def decode_payload(received: Received, _state: bytes, _config: Config) -> Decoded:
         return Decoded(decode(received.payload, received_at=received.at, device_id=received.device))
 
-    return step
+    return decode_payload
 
 
 def _evn(received: Received, state: bytes, config: Config) -> Decoded:

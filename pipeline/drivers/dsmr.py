@@ -2,7 +2,7 @@
 Smarty and other AES-128-GCM encrypted P1), parsed by the `dsmr-parser` library, which knows every
 version's telegram layout and checks the CRC16; this module picks the layout and maps the result, and
 decrypts an encrypted frame with the general-glo-ciphering EVN's meters use too (`dlms`).
-docs/meters-dsmr.md says what a user sees.
+docs/meters/dsmr.md says what a user sees.
 
 A payload is one telegram: the text from `/` to `!CRC` as the meter sends it, or an encrypted frame
 (general-glo-ciphering, first byte 0xDB) as bytes or hex. The key of an encrypted meter comes from the

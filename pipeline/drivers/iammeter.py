@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from pipeline.errors import FrameError, shorten
+from pipeline.errors import FrameError, WattstreamError, shorten
 from pipeline.models import MAX_INTEGER, PHASES, Phase, Reading
 
 DRIVER: Final = "iammeter"
@@ -39,7 +39,7 @@ class _Number(str):
     __slots__ = ()
 
 
-class _Inexact(Exception):
+class _Inexact(WattstreamError):
     """The fast parse (JSON numbers as floats) cannot tell this energy's exact Wh: parse exactly."""
 
 

@@ -1,7 +1,7 @@
 """Any MQTT device whose payloads are JSON or one number per topic, mapped to `Reading` fields by the
 meters file (`[[mqtt_json]]`, the idea of Telegraf's `json_v2` + `topic_parsing`, in our terms), with
 shipped presets for common devices (`mqtt_json_presets`); the mappings and their checks are in
-`mqtt_json_mapping`. docs/meters-mqtt-json.md says what a user writes.
+`mqtt_json_mapping`. docs/meters/mqtt-json.md says what a user writes.
 
 A mapping names a topic pattern whose `+` level is the device (`device`: another level's index, or a
 fixed name), and either

@@ -37,9 +37,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.logic.windows import MAX_CLOCK_AHEAD, to_us
-from pipeline.models import MAX_INTEGER, SOC, Reading, Values, format_ts
-from pipeline.settings import Meter
+from pipeline.logic.windows import MAX_CLOCK_AHEAD
+from pipeline.models import MAX_INTEGER, SOC, Reading, Values, format_ts, to_us
 
 REPLACEMENT_READINGS = 3
 REPLACEMENT_SECONDS = 60
@@ -58,16 +57,12 @@ Register = tuple[int, int]  # (value, event time in µs) of one `scope.field`
 
 @dataclass(frozen=True)
 class Limits:
-    """One meter's physical limits (from its meters-file entry)."""
+    """One meter's physical limits (from its meters-file entry: `pipeline.settings.Meter.limits`; a meter
+    the file does not list gets `Limits()`)."""
 
     max_power_w: float = 50_000.0  # about a 3 x 63 A household connection, with margin
     max_current_a: float = 100.0
     register_slack_wh: int = 1000
-
-    @classmethod
-    def of(cls, meter: Meter) -> Limits:
-        """The limits of a meters-file entry (a meter the file does not list gets `Limits()`)."""
-        return cls(max_power_w=meter.max_power_w, max_current_a=meter.max_current_a)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The PV-surplus controller of DESIGN §4: one decision per grid reading of a site, a pure function of
+"""The PV-surplus controller: one decision per grid reading of a site, a pure function of
 the site's readings, its chargers' mode commands and their event times (the state is passed in and out,
 JSON in a changelogged table).
 
@@ -7,19 +7,73 @@ the house battery charges at or above its priority SoC, minus what it discharges
 not surplus); averaged over a sliding window, minus the residual power kept as a reserve. The chargers
 share it by priority: each one decides (`logic.loadpoint`, as evcc does without its known faults) on
 what the ones before it left, so a lower one takes what a higher one cannot use. The house battery may
-hold or start only the first charger.
+hold or start only the first charger. docs/charging.md says how it behaves and why.
+
+A site's settings come in as any object with the attributes of `SiteConfig` (the meters file's
+`pipeline.sites.Site`, built from its `[[site]]` and `[[charger]]` entries); this module does not read
+settings itself.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pipeline.logic.loadpoint import Available, ChargerState, Gate, Loadpoint, Timing, decide
-from pipeline.logic.windows import from_us, to_us
-from pipeline.models import SOC, ChargerDecision, ModeCommand, Reading, SurplusSignal
-from pipeline.sites import Role, Site
+from pipeline.models import SOC, ChargerDecision, ModeCommand, Reading, SurplusSignal, from_us, to_us
+
+# The part a meter plays for its site
+Role = Literal["grid", "pv", "charger", "battery", "other"]
+
+
+class Feed(NamedTuple):
+    """A meter that feeds a site's surplus: the site and the part it plays there."""
+
+    site: str
+    role: Role
+
+
+NO_FEED = Feed("", "other")
+
+
+class SiteConfig(Protocol):
+    """What the controller reads of a site's settings (`pipeline.sites.Site` has them all)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def chargers(self) -> tuple[Loadpoint, ...]: ...  # highest priority first
+    @property
+    def charger_draw(self) -> Literal["meter", "setpoint"]: ...
+    @property
+    def window_seconds(self) -> float: ...
+    @property
+    def residual_w(self) -> float: ...
+    @property
+    def battery_priority_soc(self) -> float: ...
+    @property
+    def battery_buffer_soc(self) -> float | None: ...
+    @property
+    def battery_start_soc(self) -> float | None: ...
+    @property
+    def enable_delay_seconds(self) -> float: ...
+    @property
+    def disable_delay_seconds(self) -> float: ...
+    @property
+    def phase_up_delay_seconds(self) -> float: ...
+    @property
+    def down_delay_seconds(self) -> float: ...
+    @property
+    def phase_up_margin_w(self) -> float: ...
+    @property
+    def phase_switch_interval_seconds(self) -> float: ...
+    @property
+    def min_charge_seconds(self) -> float: ...
+    @property
+    def stop_window_seconds(self) -> float: ...
+    @property
+    def start_margin_w(self) -> float: ...
 
 STALE_US = 300_000_000  # a PV, charger or battery value older than this (event time) no longer counts
 MAX_GAP_US = 300_000_000  # a longer gap between two grid readings is not counted as charging time
@@ -70,14 +124,14 @@ def _recent(values: dict[str, tuple[int, float]], now: int) -> float | None:
     return sum(fresh) if fresh else None
 
 
-def timing(site: Site) -> Timing:
+def timing(site: SiteConfig) -> Timing:
     return Timing(site.enable_delay_seconds, site.disable_delay_seconds, site.phase_up_delay_seconds,
                   site.down_delay_seconds, site.phase_up_margin_w, site.phase_switch_interval_seconds,
                   site.min_charge_seconds, site.stop_window_seconds,
                   site.start_margin_w)
 
 
-def on_command(site: Site, state: SiteState, command: ModeCommand) -> None:
+def on_command(site: SiteConfig, state: SiteState, command: ModeCommand) -> None:
     """Apply a mode set for one of the site's chargers: the next grid reading decides under it."""
     lp = next((lp for lp in site.chargers if lp.name == command.charger), None)
     if lp is None:
@@ -90,7 +144,7 @@ def on_command(site: Site, state: SiteState, command: ModeCommand) -> None:
         st.set_mode(command.mode, target, until)
 
 
-def on_reading(site: Site, state: SiteState, reading: Reading, role: Role) -> SurplusSignal | None:
+def on_reading(site: SiteConfig, state: SiteState, reading: Reading, role: Role) -> SurplusSignal | None:
     """Apply one reading of a site's meter; a grid reading gives a decision (state mutated in place)."""
     power = power_of(reading)
     if power is None:

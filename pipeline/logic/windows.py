@@ -1,4 +1,4 @@
-"""Per-meter stream logic of DESIGN §4: the 5-minute debounce and the 10-minute event-time averages.
+"""Per-meter stream logic: the 5-minute debounce and the 10-minute event-time averages.
 
 Both are pure functions of a meter's readings and their event times, with the state passed in and out
 (`MeterState`, JSON in a changelogged table), so a restarted worker, a second worker and `wattstream
@@ -11,14 +11,11 @@ Times are integer microseconds since the epoch inside the state (exact, cheap to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from pipeline.models import Average, Reading, Stats
-from pipeline.settings import WindowSettings
+from pipeline.models import Average, Reading, Stats, from_us, to_us
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-US = timedelta(microseconds=1)
 CUMULATIVE = frozenset({"energy_import_wh", "energy_export_wh",
                         "reactive_energy_import_varh", "reactive_energy_export_varh"})
 # A reading stamped this far after its arrival has a broken clock: it would push the watermark ahead
@@ -26,24 +23,11 @@ CUMULATIVE = frozenset({"energy_import_wh", "energy_export_wh",
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 
 
-def to_us(ts: datetime) -> int:
-    return (ts - EPOCH) // US
-
-
-def from_us(us: int) -> datetime:
-    return EPOCH + us * US
-
-
 @dataclass(frozen=True)
 class WindowConfig:
     debounce_us: int = 300_000_000  # 5 min buckets
     window_us: int = 600_000_000  # 10 min windows
     grace_us: int = 60_000_000  # a window closes when the watermark passes end + grace
-
-    @classmethod
-    def of(cls, settings: WindowSettings) -> WindowConfig:
-        return cls(debounce_us=settings.debounce_seconds * 1_000_000, window_us=settings.average_seconds * 1_000_000,
-                   grace_us=int(settings.grace_seconds * 1_000_000))
 
 
 class FieldAcc:

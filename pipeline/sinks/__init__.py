@@ -1,4 +1,4 @@
-"""Sinks behind one small protocol (STYLE 7): `async write(batch)`; the agent batches and retries.
+"""Sinks behind one small protocol: `async write(batch)`; the agent batches and retries.
 
 A batch holds `Record`s: readings, debounced readings, averages and surplus signals; each sink maps
 every kind it stores (InfluxDB: all four measurements; files: the daily and the 10-minute `sum` file).
@@ -23,8 +23,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from pipeline.errors import SinkRejected, SinkUnavailable
 from pipeline.health import SINK_FAILURES, SINK_WRITE
 from pipeline.models import Average, Reading, SurplusSignal
+from pipeline.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +61,6 @@ class Position(NamedTuple):
     offset: int
 
 
-class SinkUnavailable(Exception):
-    """Transient: the target is down, slow or overloaded. Retry later."""
-
-
-class SinkRejected(Exception):
-    """Permanent: the target refuses this data (e.g. a field type conflict)."""
-
-
 class Sink(Protocol):
     name: str
 
@@ -86,7 +80,7 @@ Rejected = Callable[[Record, SinkRejected], Awaitable[None]]
 async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float,
                         through: Mapping[str, Position] | None = None) -> None:
     """Write until it succeeds; SinkRejected passes through."""
-    backoff = 0.5
+    backoff = Backoff(0.5, max_backoff)
     while True:
         started = time.monotonic()
         try:
@@ -98,10 +92,9 @@ async def write_holding(sink: Sink, batch: Sequence[Record], max_backoff: float,
             raise
         except SinkUnavailable as exc:
             SINK_FAILURES.labels(sink.name).inc()
-            log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s",
-                        sink.name, len(batch), backoff, exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff)
+            wait = backoff.next()
+            log.warning("sink %s unavailable, holding %d records, retry in %.1fs: %s", sink.name, len(batch), wait, exc)
+            await asyncio.sleep(wait)
 
 
 async def write_all(sink: Sink, batch: Sequence[Record], max_backoff: float, rejected: Rejected,

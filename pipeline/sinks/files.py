@@ -23,9 +23,10 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pipeline.errors import SinkUnavailable
 from pipeline.models import Average, Reading
 from pipeline.settings import FilesSettings
-from pipeline.sinks import Position, Record, SinkUnavailable
+from pipeline.sinks import Position, Record
 from pipeline.sinks.journal import Journal
 
 
@@ -99,9 +100,9 @@ class FileSink:
             journal.restore()  # what a kill, or a failed attempt of this batch, left behind
             journal.begin(by_file)
             lengths = {}
-            for path, lines in by_file.items():
+            for path, texts in by_file.items():
                 with path.open("a", encoding="utf-8") as out:
-                    out.write("\n".join(lines) + "\n")
+                    out.write("\n".join(texts) + "\n")
                     out.flush()
                     os.fsync(out.fileno())
                     lengths[path.name] = out.tell()

@@ -17,29 +17,24 @@ from __future__ import annotations
 
 import functools
 import gzip
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, cast
 
 import aiohttp
-from influxdb_client import WritePrecision, WriteService
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
-from pipeline.models import Average, Reading, SurplusSignal
+from pipeline.errors import SinkRejected, SinkUnavailable
+from pipeline.models import Average, Reading, SurplusSignal, to_us
 from pipeline.settings import InfluxSettings
-from pipeline.sinks import Debounced, Position, Record, SinkRejected, SinkUnavailable
+from pipeline.sinks import Debounced, Position, Record
 from pipeline.sinks.line_protocol import Field, line, series
 
 MEASUREMENT = "readings"
 # Microseconds: readings of one meter that arrive in the same millisecond (a serial burst) stay apart.
 PRECISION = WritePrecision.US
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(ts: datetime) -> int:
-    return (ts - EPOCH) // timedelta(microseconds=1)
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def _meter_series(measurement: str, meter: str, driver: str, phase: str) -> str:
     return series(measurement, {"meter": meter, "driver": driver, "phase": phase})
@@ -53,16 +48,16 @@ def _lines(out: list[str], prefix: str, fields: Mapping[str, Field], ts_us: int)
 
 def reading_lines(reading: Reading, measurement: str = MEASUREMENT) -> list[str]:
     """A reading → one line per scope that has values (pure)."""
-    ts_us = _us(reading.ts)
+    ts_us = to_us(reading.ts)
     out: list[str] = []
     for phase, values in reading.scopes():
-        fields: dict[str, Field] = {**values.present(), **reading.extra} if phase == "total" else values.present()
+        fields: Mapping[str, Field] = {**values.present(), **reading.extra} if phase == "total" else values.present()
         _lines(out, _meter_series(measurement, reading.meter_id, reading.driver, phase), fields, ts_us)
     return out
 
 
 def average_lines(average: Average) -> list[str]:
-    ts_us = _us(average.start)
+    ts_us = to_us(average.start)
     out: list[str] = []
     for phase, stats in average.scopes():
         if phase == "total":
@@ -85,7 +80,7 @@ def surplus_lines(signal: SurplusSignal) -> list[str]:
         value = getattr(signal, name)
         if value is not None:
             fields[name] = float(value)
-    ts_us = _us(signal.ts)
+    ts_us = to_us(signal.ts)
     out: list[str] = []
     _lines(out, series("surplus", {"site": signal.site}), fields, ts_us)
     for name, decision in signal.chargers.items():
@@ -110,6 +105,20 @@ def lines(record: Record) -> list[str]:
 GZIP_LEVEL = 1  # a quarter of level 9's CPU (the client's default) for a slightly larger body, on a LAN
 
 
+# What the sink calls of influxdb-client, typed: the client's methods have no annotations, and mypy strict
+# calls no untyped function. `_write_service` is its `WriteService` seen so (the one cast).
+class _WriteService(Protocol):
+    async def post_write_async(self, org: str, bucket: str, body: bytes, *, precision: str, content_encoding: str,
+                               content_type: str, async_req: bool, _return_http_data_only: bool) -> object: ...
+
+
+class _Client(Protocol):  # InfluxDBClientAsync as such
+    async def close(self) -> None: ...
+
+
+_write_service = cast("Callable[[object], _WriteService]", WriteService)
+
+
 def body(lines: list[str]) -> bytes:
     """What a write posts: the lines, gzipped."""
     return gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL)
@@ -122,8 +131,8 @@ class InfluxSink:
         if not settings.url:
             raise ValueError("InfluxSink needs WATTSTREAM_INFLUX_URL")
         self._settings = settings
-        self._client: InfluxDBClientAsync | None = None
-        self._service: WriteService | None = None
+        self._client: _Client | None = None
+        self._service: _WriteService | None = None
 
     def written(self, source: str) -> None:
         """None: no position kept, the same record always overwrites the same points."""
@@ -146,8 +155,9 @@ class InfluxSink:
                 token = s.api_token()
             except OSError as exc:  # compose writes the token file when InfluxDB is up: wait for it
                 raise SinkUnavailable(f"InfluxDB token file unreadable: {exc}") from exc
-            self._client = InfluxDBClientAsync(url=s.url, token=token, org=s.org, timeout=s.timeout_ms)
-            self._service = WriteService(self._client.api_client)
+            client = InfluxDBClientAsync(url=s.url, token=token, org=s.org, timeout=s.timeout_ms)
+            self._client = client
+            self._service = _write_service(client.api_client)
         try:
             await self._service.post_write_async(
                 org=self._settings.org, bucket=self._settings.bucket, body=body, precision=PRECISION,

@@ -4,7 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridges.spool import Record, Spool
+from bridges.spool import RawRecord, Spool
 
 AT = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -25,8 +25,8 @@ class FakeProducer:
         return True
 
 
-def record(i: int) -> Record:
-    return Record("lines", "k", "/dev/ttyUSB0", AT, b"u,t,%d" % i)
+def record(i: int) -> RawRecord:
+    return RawRecord("lines", "k", "/dev/ttyUSB0", AT, b"u,t,%d" % i)
 
 
 def drain(spool: Spool, want: int) -> list[bytes]:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pipeline.drivers import DRIVERS, Config, Received, routes
 from pipeline.drivers.mqtt_json_mapping import JsonMapping, Mappings
 from pipeline.errors import FrameError, IngestError, MissingField, UnknownField
+from pipeline.meters_file import MetersFile
 from pipeline.models import Reading, Values
-from pipeline.settings import load_meters
 from tests.frames import FRAMES
 
 AT = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def decode(messages: list[tuple[str, bytes]], cfg: Config) -> list[Reading]:
         if route is None:
             continue
         device = route.key(topic)
-        decoded = DRIVERS["mqtt_json"].step(Received(payload, AT, device, topic), states.get(device, b""), cfg)
+        decoded = DRIVERS["mqtt_json"].decode(Received(payload, AT, device, topic), states.get(device, b""), cfg)
         states[device] = decoded.state
         out += decoded.readings
     return out
@@ -149,7 +149,7 @@ def test_own_mapping_time_array_and_fixed_device() -> None:
 def test_what_does_not_match_its_mapping(topic: str, payload: bytes, error: type[IngestError], message: str) -> None:
     cfg = config({"preset": "shelly_pro_3em"}, {"preset": "opendtu"})
     with pytest.raises(error, match=message):
-        DRIVERS["mqtt_json"].step(Received(payload, AT, "dev", topic), b"", cfg)
+        DRIVERS["mqtt_json"].decode(Received(payload, AT, "dev", topic), b"", cfg)
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -163,7 +163,7 @@ def test_meters_file_mistakes_are_found_on_loading(tmp_path: Path, entry: str, m
     path = tmp_path / "meters.toml"
     path.write_text(f"[[mqtt_json]]\n{entry}\n")
     with pytest.raises(ValueError, match=re.escape(message)):
-        load_meters(path)
+        MetersFile.load(path)
 
 
 def test_scales_are_exact() -> None:
@@ -190,8 +190,9 @@ def test_state_of_other_mappings_and_of_an_older_meters_file() -> None:
     readings = decode(stream, cfg)  # one device, x, in three mappings: each keeps its own round
     assert [(r.total.power_w, r.extra) for r in readings] == [
         (9.0, {}), (1.0, {"t": 20.0}), (5.0, {}), (6.0, {}), (2.0, {"t": 21.0})]
-    older = DRIVERS["mqtt_json"].step(Received(b"3", AT, "x", "a/x/p"), b'{"a/+": {"at": "2026-05-01T09:00:00+00:00", '
-                                      b'"values": {"extra.gone": "1", "power_w": "1"}, "known": ["extra.gone"]}}', cfg)
+    stale = (b'{"a/+": {"at": "2026-05-01T09:00:00+00:00", '
+             b'"values": {"extra.gone": "1", "power_w": "1"}, "known": ["extra.gone"]}}')
+    older = DRIVERS["mqtt_json"].decode(Received(b"3", AT, "x", "a/x/p"), stale, cfg)
     assert [(r.total.power_w, r.extra) for r in older.readings] == [(1.0, {}), (3.0, {})]  # `gone`: left out
 
 
@@ -200,7 +201,7 @@ def test_not_finite_numbers_are_not_numbers() -> None:
     for topic, payload in (("shellies/s/emeter/0/total", b"NaN"), ("shellies/s/emeter/0/total", b"-Infinity"),
                            ("j/x", b'{"e": "sNaN"}'), ("j/x", b'{"e": "Infinity"}')):
         with pytest.raises(UnknownField, match="is not a number"):
-            DRIVERS["mqtt_json"].step(Received(payload, AT, "s", topic), b"", cfg)
+            DRIVERS["mqtt_json"].decode(Received(payload, AT, "s", topic), b"", cfg)
 
 
 def test_a_topic_taken_already_or_a_bad_zone_is_a_meters_file_mistake(tmp_path: Path) -> None:
@@ -210,7 +211,7 @@ def test_a_topic_taken_already_or_a_bad_zone_is_a_meters_file_mistake(tmp_path: 
                            ('topic = "a/+"\ndevice = 4\nfields = {power_w = "p"}', "a/+: has no level 4")):
         path.write_text(f"[[mqtt_json]]\n{entry}\n")
         with pytest.raises(ValueError, match=re.escape(message)):
-            load_meters(path)
+            MetersFile.load(path)
 
 
 FUZZ = config({"preset": "shelly_pro_3em"}, {"preset": "opendtu"}, {"preset": "tasmota_sml"})
@@ -224,7 +225,7 @@ def test_arbitrary_messages_in_any_order_only_ingest_errors(messages: list[tuple
     state = b""
     for topic, payload in messages:
         try:
-            state = DRIVERS["mqtt_json"].step(Received(payload, AT, "dev", topic), state, FUZZ).state
+            state = DRIVERS["mqtt_json"].decode(Received(payload, AT, "dev", topic), state, FUZZ).state
         except IngestError:
             pass
 
@@ -234,7 +235,7 @@ def test_a_number_too_large_for_a_meter_is_refused_before_any_arithmetic() -> No
                  {"topic": "v/+", "values": {"energy_import_wh": "e"}})
     for topic, payload in (("j/x", b'{"e": 1e400}'), ("j/x", b'{"e": "1e999990"}'), ("v/x/e", b"1e999990")):
         with pytest.raises(UnknownField, match="is out of range"):
-            DRIVERS["mqtt_json"].step(Received(payload, AT, "x", topic), b"", cfg)
+            DRIVERS["mqtt_json"].decode(Received(payload, AT, "x", topic), b"", cfg)
     [reading] = decode([("j/x", b'{"e": 999999999999999}')], cfg)
     assert reading.total.energy_import_wh == 999_999_999_999_999_000
 
@@ -248,13 +249,13 @@ def test_mappings_that_would_trip_the_bridge_are_refused(tmp_path: Path) -> None
              "one value per topic under solar/+ in two entries")):
         path.write_text(f"[[mqtt_json]]\n{entries}\n")
         with pytest.raises(ValueError, match=re.escape(message)):
-            load_meters(path)
+            MetersFile.load(path)
     path.write_text('[[mqtt_json]]\npreset = "opendtu"\nvalues = {"extra.efficiency_pct" = "0/efficiency"}\n')
-    assert "solar/+/0/efficiency" in routes(load_meters(path).driver_config())
+    assert "solar/+/0/efficiency" in routes(MetersFile.load(path).driver_config())
 
 
 def test_a_device_state_keeps_only_the_mappings_there_are() -> None:
     cfg = config({"topic": "a/+", "values": {"power_w": "p"}})
     stale = b'{"gone/+": {"at": "2026-05-01T09:00:00+00:00", "values": {"power_w": "7"}, "known": []}}'
-    decoded = DRIVERS["mqtt_json"].step(Received(b"1", AT, "x", "a/x/p"), stale, cfg)
+    decoded = DRIVERS["mqtt_json"].decode(Received(b"1", AT, "x", "a/x/p"), stale, cfg)
     assert list(json.loads(decoded.state)) == ["a/+"]

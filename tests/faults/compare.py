@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import topics
-from pipeline.logic.windows import WindowConfig, from_us, to_us
-from pipeline.models import Average, Reading, SurplusSignal
+from pipeline.logic.windows import WindowConfig
+from pipeline.models import Average, Reading, SurplusSignal, from_us, to_us
 from pipeline.settings import FilesSettings
 from pipeline.sinks.files import FileSink, average_lines, reading_lines
 from tests.faults.stream import Reference

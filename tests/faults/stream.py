@@ -1,4 +1,4 @@
-"""Faults as a test tool (DESIGN §8): a deterministic raw stream, its fault-free reference computed offline
+"""Faults as a test tool (docs/development.md): a deterministic raw stream, its fault-free reference computed offline
 with the worker's own pure code, and the record-by-record comparison of what a run left in InfluxDB, Kafka
 and the daily files with that reference.
 
@@ -26,8 +26,8 @@ from pipeline.backtest import Backtest
 from pipeline.drivers import DRIVERS, Received, iammeter
 from pipeline.logic.surplus import SiteState, on_reading
 from pipeline.logic.windows import MeterState, WindowConfig, step
+from pipeline.meters_file import MetersFile
 from pipeline.models import Average, Reading, SurplusSignal
-from pipeline.settings import MetersFile
 from simulators.meters import SimulatedEvn
 from tests.profiles import hour_of
 
@@ -85,7 +85,7 @@ class Raw:
         return raw_headers(self.driver, self.origin or f"device/{self.device}/realtime", self.received_at)
 
 
-def plant() -> MetersFile:
+def meters_file() -> MetersFile:
     return MetersFile.model_validate(tomllib.loads(SITE_METERS))
 
 
@@ -259,11 +259,11 @@ def _broute(start: datetime, seconds: int) -> list[Raw]:
 
 def decode_all(raws: Iterable[Raw]) -> list[Reading]:
     """The readings of `raws` in order, decoded with the drivers' table entries and per-device state."""
-    config = plant().driver_config()
+    config = meters_file().driver_config()
     states: dict[tuple[str, str], bytes] = {}
     readings = []
     for raw in raws:
-        decoded = DRIVERS[raw.driver].step(Received(raw.payload, raw.received_at, raw.device, raw.origin),
+        decoded = DRIVERS[raw.driver].decode(Received(raw.payload, raw.received_at, raw.device, raw.origin),
                                            states.get((raw.driver, raw.device), b""), config)
         states[raw.driver, raw.device] = decoded.state
         readings += decoded.readings
@@ -278,7 +278,7 @@ class Stream:
 
 def generate(meters: int, minutes: int, start: datetime = START) -> Stream:
     raws = [raw for index in range(meters) for raw in _meter(index, start, minutes * 60)]
-    site, loop = _site(start, minutes, plant())
+    site, loop = _site(start, minutes, meters_file())
     decoder_state = [*_evn(start, minutes * 60), *_broute(start, minutes * 60)]
     return Stream(sorted([*raws, *site, *decoder_state], key=lambda r: (r.received_at, r.device)), loop)
 
@@ -307,6 +307,6 @@ def reference(stream: Stream, meters: MetersFile, config: WindowConfig | None = 
         if result.debounced:
             debounced.append(reading)
         averages += result.averages
-    site = sorted((r for r in readings if r.meter_id in meters.roles()), key=lambda r: r.ts)
+    site = sorted((r for r in readings if r.meter_id in meters.feeds()), key=lambda r: r.ts)
     decisions = [s for s in Backtest(meters, config).run(site, "surplus") if isinstance(s, SurplusSignal)]
     return Reference(readings, debounced, averages, decisions)

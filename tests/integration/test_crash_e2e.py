@@ -1,6 +1,6 @@
-"""Trustworthy under faults (DESIGN §4, §8): the worker killed with SIGKILL at seeded random moments while
-every agent is busy, started again, and what it left in InfluxDB, Kafka and the daily files compared record
-by record with the fault-free reference (`tests.faults`: the same pure code, offline).
+"""Trustworthy under faults (docs/development.md): the worker killed with SIGKILL at seeded random moments
+while every agent is busy, started again, and what it left in InfluxDB, Kafka and the daily files compared
+record by record with the fault-free reference (`tests.faults`: the same pure code, offline).
 
 Variants: one worker, two workers in one group (one of them killed, the others go on; partitions move after
 the session timeout), and the file sink; three workers in one group when chosen. The raw payloads go to
@@ -41,7 +41,8 @@ from bridges.kafka import RawProducer
 from pipeline import topics
 from pipeline.kafka import ensure_topics
 from pipeline.logic.windows import WindowConfig
-from pipeline.settings import KafkaSettings, load_meters
+from pipeline.meters_file import MetersFile
+from pipeline.settings import KafkaSettings
 from tests.conftest import Process, Stack
 from tests.faults import compare
 from tests.faults import stream as faulty
@@ -88,7 +89,7 @@ assert len(VARIANTS) == len(CHOSEN), f"WATTSTREAM_FAULT_VARIANTS: one of {CHOSEN
 def scenario() -> tuple[faulty.Stream, faulty.Reference, dict[str, Counter[str]]]:
     """The stream, its reference and the reference's daily files (once per session)."""
     given = faulty.generate(METERS, MINUTES)
-    ref = faulty.reference(given, faulty.plant())
+    ref = faulty.reference(given, faulty.meters_file())
     starts, stops = ref.starts_and_stops()
     assert starts >= 1 and stops >= 1, f"the car never starts and stops ({starts}, {stops}): the site test is vacuous"
     assert [s.model_copy(update={"pv_w": None}) for s in ref.decisions] == \
@@ -340,7 +341,7 @@ def test_outputs_are_the_fault_free_reference_after_sigkills(variant: Variant, s
     given, ref, lines = scenario()
     meters_file = tmp_path / "meters.toml"
     meters_file.write_text(faulty.SITE_METERS)
-    assert load_meters(meters_file) == faulty.plant()
+    assert MetersFile.load(meters_file) == faulty.meters_file()
     files = tmp_path / "files"
     env = {**stack.env, "WATTSTREAM_METERS_FILE": str(meters_file)}
     if variant.sink == "files":

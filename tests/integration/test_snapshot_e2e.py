@@ -14,8 +14,8 @@ from pathlib import Path
 from pipeline import topics
 from pipeline.backtest import Backtest
 from pipeline.brokers import KafkaSettings
+from pipeline.meters_file import MetersFile
 from pipeline.models import Reading, SurplusSignal
-from pipeline.settings import load_meters
 from tests.conftest import Stack
 from tests.integration.test_windows_e2e import window_start
 from tests.kafka import produce
@@ -79,7 +79,7 @@ def check_outputs(stack: Stack, readings: list[Reading], meters: Path) -> None:
     rows = influx.wait_rows("SELECT power_w FROM readings_5m WHERE phase = 'total' GROUP BY meter", count=len(firsts))
     assert sorted((row["meter"], at(row["time"])) for row in rows) == sorted((m, r.ts) for (m, _), r in firsts.items())
 
-    expected = [s for s in Backtest(load_meters(meters)).run(readings, "surplus") if isinstance(s, SurplusSignal)]
+    expected = [s for s in Backtest(MetersFile.load(meters)).run(readings, "surplus") if isinstance(s, SurplusSignal)]
     surplus = influx.wait_rows("SELECT surplus_w, charging, reason FROM surplus", count=len(expected))
     assert [(at(row["time"]), row["reason"]) for row in surplus] == [(s.ts, s.reason) for s in expected]
 

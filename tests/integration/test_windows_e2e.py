@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pipeline import topics
 from pipeline.backtest import Backtest
+from pipeline.meters_file import MetersFile
 from pipeline.models import Average, Reading, SurplusSignal
-from pipeline.settings import load_meters
 from tests.conftest import Stack
 from tests.kafka import consume, produce
 from tests.profiles import METERS, hour_of
@@ -62,7 +62,7 @@ def test_windows_and_surplus_survive_a_worker_restart_exactly_once(stack: Stack,
 
     # surplus: one decision per grid reading, none lost or repeated across the restart, the same as the
     # offline backtest
-    expected = [s for s in Backtest(load_meters(meters)).run(readings, "surplus") if isinstance(s, SurplusSignal)]
+    expected = [s for s in Backtest(MetersFile.load(meters)).run(readings, "surplus") if isinstance(s, SurplusSignal)]
     signals = [SurplusSignal.from_json(v) for _, v in asyncio.run(consume(bootstrap, topics.SURPLUS, len(expected)))]
     assert sorted(s.ts for s in signals) == [s.ts for s in expected]
     # (the PV value shown depends on how the two meters' partitions interleaved)

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.backtest import Backtest, read_records
 from pipeline.logic.surplus import SiteState, on_reading
+from pipeline.meters_file import Meter, MetersFile
 from pipeline.models import Reading, SurplusSignal
-from pipeline.settings import Meter, MetersFile
 from pipeline.sites import Site
 from tests.profiles import PROFILES
 
@@ -20,9 +20,9 @@ T0 = datetime(2025, 6, 21, 10, tzinfo=UTC)
 
 
 def replay(day: str, site: Site) -> tuple[Backtest, list[SurplusSignal]]:
-    plant = MetersFile(meter=(Meter(driver="iammeter", device="GRID", role="grid"),
-                              Meter(driver="iammeter", device="PV", role="pv")), site=(site,))
-    backtest = Backtest(plant, simulate_charger=True)
+    meters_file = MetersFile(meter=(Meter(driver="iammeter", device="GRID", role="grid"),
+                                    Meter(driver="iammeter", device="PV", role="pv")), site=(site,))
+    backtest = Backtest(meters_file, simulate_charger=True)
     errors: list[str] = []
     with gzip.open(PROFILES / f"{day}.jsonl.gz") as source:
         signals = [s for s in backtest.run(read_records(source, errors), "surplus")

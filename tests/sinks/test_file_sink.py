@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import SinkUnavailable
 from pipeline.models import Reading, Values
 from pipeline.settings import FilesSettings
-from pipeline.sinks import Position, SinkUnavailable
+from pipeline.sinks import Position
 from pipeline.sinks.files import FileSink
 
 

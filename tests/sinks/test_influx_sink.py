@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.errors import SinkRejected, SinkUnavailable
 from pipeline.models import Reading, Values
 from pipeline.settings import InfluxSettings
-from pipeline.sinks import SinkRejected, SinkUnavailable
 from pipeline.sinks.influx import InfluxSink
 from tests.conftest import Influx
 from wattstream.embedded.servers import free_port

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from pipeline.errors import SinkUnavailable
 from pipeline.settings import InfluxSettings
-from pipeline.sinks import SinkUnavailable
 from pipeline.sinks.influx import InfluxSink
 from wattstream.embedded.servers import free_port
 

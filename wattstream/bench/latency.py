@@ -26,6 +26,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bridges.follow import read_to_end
 from pipeline import envelope, topics
@@ -60,14 +61,14 @@ class Answers:
 
     def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         now, wall = time.monotonic(), time.time()
-        watts = round(SurplusSignal.from_json(message.payload).grid_w)
+        watts = round(SurplusSignal.from_json(bytes(message.payload)).grid_w)
         self.at.setdefault(watts, now)
         self.wall.setdefault(watts, wall)
         self.any.set()
 
 
 def _client(port: int, name: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{os.getpid()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{os.getpid()}")
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client

@@ -41,13 +41,14 @@ from bridges.kafka import RawProducer
 from pipeline import envelope, topics
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.app import create_app
+from pipeline.brokers import KafkaSettings
 from pipeline.drivers import iammeter
 from pipeline.kafka import ensure_topics
 from pipeline.logic.plausible import Limits, Plausibility, check
 from pipeline.logic.windows import MeterState, WindowConfig
 from pipeline.logic.windows import step as window_step
 from pipeline.models import Reading
-from pipeline.settings import InfluxSettings, KafkaSettings, Settings, WorkerSettings
+from pipeline.settings import InfluxSettings, Settings, WorkerSettings
 from pipeline.sinks import Position, Record
 from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker

@@ -1,1 +1,2 @@
-"""The `wattstream` subcommands that have outgrown `wattstream.__main__`, one module each."""
+"""The `wattstream` subcommands, one module each: its `add_parser(sub)` declares the arguments, the settings
+it reads (listed by its `--help`) and the function that runs it (`common.add_command`)."""

