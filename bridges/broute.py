@@ -28,7 +28,7 @@ import serial
 from bridges.kafka import RawProducer
 from bridges.spool import RawRecord, Spool, deliver_spool, stop_sender
 from pipeline.drivers import broute
-from pipeline.errors import WattstreamError
+from pipeline.errors import ConfigError, WattstreamError
 from pipeline.retry import Backoff
 from pipeline.settings import BrouteSettings
 
@@ -75,7 +75,7 @@ class BrouteSession:
     def __init__(self, port: str, settings: BrouteSettings, baudrate: int = 115200) -> None:
         if not (settings.id and settings.id.get_secret_value()) or not (
                 settings.password and settings.password.get_secret_value()):  # unset, or empty in .env
-            raise ValueError("the B-route bridge needs WATTSTREAM_BROUTE_ID and WATTSTREAM_BROUTE_PASSWORD")
+            raise ConfigError("the B-route bridge needs WATTSTREAM_BROUTE_ID and WATTSTREAM_BROUTE_PASSWORD")
         self._port_name = port
         self._settings = settings
         self._baudrate = baudrate

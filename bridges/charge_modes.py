@@ -1,20 +1,14 @@
-"""Charge modes over MQTT, for `wattstream charger`: what a user (or Home Assistant) sets, and what the
-chargers' mode state and discovery look like. Pure; `bridges.charger` runs it.
-
-- `wattstream/<site>/<charger>/mode/set` (the user, Home Assistant's `select`): `off`, `pv`, `minpv`,
-  `now`, or JSON `{"mode": "now", "target_kwh": 10}` or `{"mode": "now", "until": "2026-12-07T17:00+01:00"}`;
-- `wattstream/<site>/<charger>/target/set` (Home Assistant's `number`): kWh — `now` until that much
-  was charged; `0`: back to `pv`;
-- `wattstream/<site>/<charger>/mode` and `.../target` (retained, by wattstream): the mode and kWh target
-  in force, as the worker decided under them (`0`: no target);
-- `wattstream/<site>/<charger>/mode/error` (retained, by wattstream): why the last set was refused;
-  empty once one is taken.
+"""Charge modes over MQTT, for `wattstream charger`: what a user (or Home Assistant) sets on
+`wattstream/<site>/<charger>/mode/set` and `.../target/set`, and what the chargers' retained mode state
+(`.../mode`, `.../target`, `.../mode/error`) and Home Assistant discovery look like. Pure;
+`bridges.charger` runs it. The topics and payloads: docs/charging.md, "Charge modes".
 
 A set becomes a `ModeCommand` in `meter.readings.site` (keyed by site): the worker applies it in order
 with the site's readings and keeps it in the site's state, so it survives a restart of every process.
-Only the chargers the controller drives (`Charger.driven`) have modes; a set for another one, an
-unknown mode or a target that cannot be parsed is refused with a log line and `mode/error`, and the
-mode in force stays.
+Only the chargers the controller drives (`Charger.driven`) have modes. A set for any other charger is
+refused with a log line only: its topics are not wattstream's to write. For a driven charger, an
+unknown mode or a target that cannot be parsed is refused with a log line and, retained, on
+`mode/error`. Either way the mode in force stays.
 """
 
 from __future__ import annotations

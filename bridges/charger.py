@@ -102,9 +102,7 @@ def _mode(decision: ChargerDecision) -> tuple[str, float | None, datetime | None
 
 
 async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
-    chargers = settings.read_meters_file().charger
-    if not chargers:
-        raise SystemExit("no [[charger]] in the meters file (WATTSTREAM_METERS_FILE)")
+    chargers = settings.read_meters_file().charger  # (`wattstream charger` refuses a file without one)
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     kafka = settings.kafka.connection()

@@ -106,27 +106,8 @@ class MetersFile(Section):
 
     @classmethod
     def load(cls, path: Path) -> MetersFile:
-        """Read a meters file:
-
-        ```toml
-        [[meter]]
-        driver = "iammeter"
-        device = "DA2BED94"
-        role = "grid"          # grid | pv | charger | other
-        site = "home"
-        max_power_w = 50000    # plausibility limits (defaults); also max_current_a = 100
-
-        [[site]]
-        name = "home"
-        phases = "auto"
-        max_current_a = 16
-
-        [[charger]]
-        name = "garage"
-        site = "home"
-        format = "openevse"    # openevse | goe | openwb | evcc | wattstream
-        ```
-        """
+        """Read and check a meters file (every entry and key: docs/configuration.md, "The meters file").
+        A wrong file is a `ConfigError` that names the problem without the values given."""
         try:
             return cls.model_validate(tomllib.loads(path.read_text()))
         except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -1,9 +1,9 @@
 """Every Kafka topic and header name of wattstream (docs/architecture.md). Bridges import this leaf too.
 
 Keys: raw topics are keyed by device id (or the origin when the bridge does not know the device),
-`meter.readings`, `.5m` and `meter.averages.10m` by `meter_id`, `meter.readings.site` (the grid, PV and
-charger meters' readings, forwarded) and `power.surplus` by site — so one meter's
-records stay in order on one partition and its state lives in one worker.
+`meter.readings`, `.5m` and `meter.averages.10m` by `meter_id`, `meter.readings.site` (the grid, PV,
+charger and battery meters' readings, forwarded, and the chargers' mode sets) and `power.surplus` by
+site — so one meter's records stay in order on one partition and its state lives in one worker.
 """
 
 from typing import Final

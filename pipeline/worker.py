@@ -3,10 +3,11 @@ the stack of every thread and asyncio task to stderr (for a worker that hangs)."
 
 from __future__ import annotations
 
-import logging
 import signal
 
 import faust
+
+from pipeline.logs import toggle_debug
 
 
 class Worker(faust.Worker):
@@ -19,13 +20,6 @@ class Worker(faust.Worker):
 
     def _on_sigusr2(self) -> None:  # mode's own enters pdb, which a worker without a terminal cannot use
         self.add_future(self._cry())
-
-
-def toggle_debug() -> None:
-    """USR1: flip the root logger between DEBUG and INFO (kei's convention)."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO if root.level == logging.DEBUG else logging.DEBUG)
-    root.warning("log level now %s", logging.getLevelName(root.level))
 
 
 def run_worker(app: faust.App, loglevel: str) -> None:

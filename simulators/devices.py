@@ -156,4 +156,3 @@ class SimulatedP1:
 
 
 MQTT_JSON_METERS_TOML = '[[mqtt_json]]\npreset = "shelly_pro_3em"\n\n[[mqtt_json]]\npreset = "opendtu"\n'
-

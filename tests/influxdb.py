@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, spawn
+from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, start_server
 
 INFLUXD_CONF = """\
 reporting-disabled = true
@@ -127,7 +127,7 @@ def start_influxdb(workdir: Path, database: str, port: int | None = None) -> Ser
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "influxdb.conf"
     conf.write_text(INFLUXD_CONF.format(dir=workdir, port=port, rpc_port=free_port()))
-    server = spawn("influxd", [binary, "-config", str(conf)], workdir, port)
+    server = start_server("influxd", [binary, "-config", str(conf)], workdir, port)
     deadline = time.monotonic() + 30
     while True:
         try:

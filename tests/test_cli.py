@@ -34,6 +34,7 @@ def test_help_lists_the_options_and_the_settings_of_the_subcommand(tmp_path: Pat
     result = wattstream(tmp_path, "bridge", "serial", "--help", WATTSTREAM_KAFKA_PASSWORD="hunter2")
     assert result.returncode == 0
     assert "--port PORT" in result.stdout and "--framing" in result.stdout
+    assert "(default 115200)" in result.stdout  # an option's default
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip().startswith("WATTSTREAM_")}
     assert "(default localhost:9092)" in lines["WATTSTREAM_KAFKA_BOOTSTRAP"]
     assert "(secret)" in lines["WATTSTREAM_KAFKA_PASSWORD"] and "hunter2" not in result.stdout
@@ -63,6 +64,18 @@ def test_a_wrong_meters_file_is_one_line_and_exit_status_2(tmp_path: Path, comma
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"wattstream {' '.join(command)}: meters file meters.toml: ") and named in line
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["bridge", "broute", "--port", "/dev/null"], "needs WATTSTREAM_BROUTE_ID and WATTSTREAM_BROUTE_PASSWORD"),
+    (["bridge", "p1", "--port", "tcp://nowhere"], "tcp://"),
+], ids=["broute-without-id", "p1-bad-address"])
+def test_a_bridge_refuses_what_it_cannot_use_in_one_line(tmp_path: Path, argv: list[str], said: str) -> None:
+    result = wattstream(tmp_path, *argv)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"wattstream {' '.join(argv[:2])}: ") and said in line
+    assert not (tmp_path / "data").exists()  # nothing made for it (its spool)
 
 
 def test_a_wrong_setting_names_its_variable(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import struct
 import subprocess
@@ -15,9 +16,25 @@ from tests.profiles import PROFILES, hour_of
 METERS = '[[meter]]\ndriver = "iammeter"\ndevice = "GRID"\nrole = "grid"\n\n[[site]]\nname = "home"\nphases = "auto"\n'
 
 
-def backtest(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+ROOT = Path(__file__).parent.parent
+
+
+def backtest(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "wattstream", "backtest", *args], input=stdin,
-                          capture_output=True, timeout=120, check=False)
+                          capture_output=True, timeout=120, check=False, cwd=cwd)
+
+
+def test_the_example_of_the_commands_page_runs() -> None:
+    """docs/commands.md's backtest example, exactly as written there, run from the repository root."""
+    examples = [line for line in (ROOT / "docs" / "commands.md").read_text().splitlines()
+                if line.startswith("wattstream backtest tests/profiles/")]
+    assert len(examples) == 1, examples
+    words = shlex.split(examples[0].split(">", 1)[0])
+    assert words[:2] == ["wattstream", "backtest"]
+    result = backtest(*words[2:], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    signals = [json.loads(line) for line in result.stdout.splitlines()]
+    assert signals and all("surplus_w" in s and s["site"] == "home" for s in signals)
 
 
 def test_surplus_on_a_recorded_day_with_the_summary(tmp_path: Path) -> None:

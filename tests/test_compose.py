@@ -108,6 +108,18 @@ def test_profiles_demo_charger_and_serial() -> None:
     assert demo.endswith(demo_meters_toml())  # the demo's meters file is what the simulators need
 
 
+def test_every_service_that_reads_the_meters_file_has_it() -> None:
+    """The worker, `bridge mqtt`, `publish` and `charger` read WATTSTREAM_METERS_FILE at start (and end
+    with exit status 2 when it is not there): each of them mounts it where the setting says."""
+    readers = {"worker", "bridge mqtt", "publish", "charger"}
+    for name, service in SERVICES.items():
+        command = service.get("command")
+        words = " ".join(command[:2]) if isinstance(command, list) else command
+        if service.get("build") == "." and words in readers:
+            path = service["environment"]["WATTSTREAM_METERS_FILE"]
+            assert f"./meters.toml:{path}:ro" in service.get("volumes", []), name
+
+
 def test_mounted_paths_exist_and_volumes_are_declared() -> None:
     for name, service in SERVICES.items():
         for volume in service.get("volumes", []):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipeline.brokers import KafkaSettings, MqttSettings
 from pipeline.logic.plausible import Limits
 from pipeline.meters_file import MetersFile
-from pipeline.settings import KafkaSettings, MqttSettings, Settings
+from pipeline.settings import Settings
 from pipeline.sites import Charger, Site
 from tests.mqtt import certificates
 

@@ -1,4 +1,5 @@
-"""`wattstream` — the one entry point. Builds `Settings()` (nothing else does) and runs the subcommand.
+"""`wattstream` — the one entry point. Builds the settings from the environment and runs the subcommand
+(only the benchmark's worker process builds its own).
 
     wattstream run                 the embedded default: brokers, simulated meters, bridge, worker, files
     wattstream worker              the Faust worker (decode, sinks)

@@ -1,7 +1,8 @@
-"""How every `wattstream` command but the Faust worker runs until it is told to stop: INT, TERM and HUP stop
-it cleanly, USR1 toggles debug logging (`wattstream run` sends USR1 to all its children), and a command
-may give USR1 and USR2 more to do (the embedded run forwards USR1 to its children and rotates Kafka on
-USR2); without a handler USR2 keeps its default (it ends the process).
+"""How every `wattstream` command that runs until it is told to stop (the bridges, `charger`, `publish`,
+`simulate`, `run`) stops: INT, TERM and HUP stop it cleanly, USR1 toggles debug logging (`wattstream
+run` sends USR1 to all its children), and a command may give USR1 and USR2 more to do (the embedded run
+forwards USR1 to its children and rotates Kafka on USR2); without a handler USR2 keeps its default (it
+ends the process).
 
 `run_until_signal(main)` runs the coroutine `main(stop)` on a new event loop until it returns: a stop
 signal sets `stop`, and `main` ends as soon as it sees it. `block_until_signal(main)` is the same for
@@ -11,10 +12,11 @@ in it, which ends it.
 The Faust worker (`pipeline.worker.Worker`) keeps Faust's own handling, to the same effect (INT/TERM/HUP
 stop it, USR1 toggles debug logging; USR2 writes every thread's and task's stack): Faust installs its
 handlers on its loop when it starts, and stops its services in order. Its wait for Kafka, before Faust
-starts, runs here.
+starts, runs here. The commands that end by themselves (`decode`, `backtest`, `replay`, `bench`) keep
+Python's default: Ctrl-C ends them.
 
-USR1 stays ignored outside these (set at the import of `wattstream.__main__`, before the imports that take
-seconds): its default would end the process.
+USR1 stays ignored outside these (set at the import of `wattstream.__main__`, before the imports that
+take seconds): its default would end the process.
 """
 
 from __future__ import annotations
@@ -24,22 +26,16 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from pipeline.logs import toggle_debug
+
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _toggle_debug() -> Callable[[], None]:
-    """USR1 by default: what the Faust worker does on USR1 (flip the root logger between DEBUG and INFO).
-    Imported when a command starts (it imports Faust), not with the parser."""
-    from pipeline.worker import toggle_debug
-
-    return toggle_debug
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]], *, usr1: Callable[[], None] | None = None,
                      usr2: Callable[[], None] | None = None) -> T:
     """`main(stop)` on a new event loop until it returns (its result); INT/TERM/HUP set `stop`."""
-    on_usr1 = usr1 or _toggle_debug()
+    on_usr1 = usr1 or toggle_debug
 
     async def runner() -> T:
         stop = asyncio.Event()
@@ -59,7 +55,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]], *, usr1: Cal
 
 def block_until_signal(main: Callable[[], T], *, usr1: Callable[[], None] | None = None) -> T | None:
     """`main()` until it returns (its result) or a stop signal ends it (None)."""
-    on_usr1 = usr1 or _toggle_debug()
+    on_usr1 = usr1 or toggle_debug
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.default_int_handler)
     signal.signal(signal.SIGUSR1, lambda _sig, _frame: on_usr1())
@@ -78,3 +74,13 @@ def _after() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+
+
+async def first_of(*waits: Awaitable[object], within: float | None = None) -> None:
+    """Until the first of `waits` is done, at most `within` seconds; the others are cancelled (a stop
+    beside what a command waits for)."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,12 +1,12 @@
 """A raw topic → everything it feeds, in one agent per driver (one agent per input topic: every agent
 boundary a reading crosses costs more than all the logic applied to it).
 
-Per batch of raw records: the driver's step (`pipeline.drivers.DRIVERS`) on the exact bytes the bridge
-received, with the driver's per-key state (EVN's incomplete telegram, B-route's scaling, the values a
-one-value-per-topic MQTT device has sent in this round); the check that
+Per batch of raw records: the driver's `decode` (`Driver.decode` in `pipeline.drivers.DRIVERS`) on the
+exact bytes the bridge received, with the driver's per-key state (EVN's incomplete telegram, B-route's
+scaling, the values a one-value-per-topic MQTT device has sent in this round); the check that
 each reading can be physically true (`logic.plausible`); the meter's debounce and event-time windows
 (`logic.windows`). Out go the readings (`meter.readings`), the debounced readings (`.5m`), the closed
-windows (`meter.averages.10m`) and the readings of a site's grid / PV / charger meter
+windows (`meter.averages.10m`) and the readings of a site's grid, PV, charger and battery meters
 (`meter.readings.site`, keyed by site, where the surplus agent decides); the readings, debounced
 readings and averages are written to the sink. Undecodable input and implausible readings go to the
 dead-letter topic; the agent keeps going.

@@ -1,29 +1,18 @@
 """Every record of an input partition applied once, in order, across stops, restarts and rebalances.
 
-Faust alone does not give that. Measured with the restart test on Tansu: records fetched
-while a worker starts were dropped when Faust cleared its stream queues on resuming flow
-(faust-streaming#596, open) and the agent went on with later offsets; records still queued at a stop or
-rebalance are skipped *and acked*, and Faust then commits past them. Either way, records were never
-applied and a restarted worker did not read them again.
+Faust alone does not give that. Measured with the restart test on Tansu: records fetched while a worker
+starts were dropped when Faust cleared its stream queues on resuming flow
+(https://github.com/faust-streaming/faust/issues/596) and the agent went on with later offsets; records
+still queued at a stop or rebalance are skipped *and acked*, and Faust then commits past them. Either
+way, records were never applied and a restarted worker did not read them again.
 
 So each batch agent keeps, per input partition, the next offset to apply in its changelogged table
-(`agents.state`: the same table as its per-key state, written after the states of a batch, to the
-same changelog partition). An event below it was applied already (a replay after Faust committed less
-than was done) and is dropped; an event above it means records went missing: the consumer is sent
-back to the expected offset and later events are dropped until that one arrives. The only gap accepted
-is records deleted by retention before any worker read them (logged). Faust's own offset commits then
-only decide where reading starts.
-
-Faust acks the events dropped that way, and may commit past records that were never applied. A worker
-that takes the partition over starts there; if nothing newer comes (a quiet meter, a backlog that was
-all there already) no event ever shows the gap. So a partition whose end is past its saved progress
-and of which nothing arrived for `STUCK_SECONDS` is sent back too (`catch_up`).
-
-Each partition also gets a history in the table (`new_histories`): a random id, saved and confirmed before
-anything read from the partition is applied. A Kafka started afresh (the embedded run's new broker
-after a restart or a rotation) numbers its records from 0 again and has no history yet, so a sink's position tagged with
-the history (`sinks.Position`) is never taken for a different Kafka's, while one written just before a
-kill, before any progress was saved, still counts."""
+(`agents.state`: the same table as its per-key state, written after the states of a batch), and a
+history (`new_histories`: a random id saved before anything of the partition is applied) that tells a
+Kafka started afresh from the one a sink's position (`sinks.Position`) was written against. What is
+done with an event below the progress, a gap above it (`admit`, `retry`), a partition Faust committed
+past (`catch_up`) and records deleted by retention: docs/architecture.md, "Nothing lost: in the
+worker" and "What is not covered"."""
 
 from __future__ import annotations
 

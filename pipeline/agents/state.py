@@ -1,29 +1,16 @@
 """Per-key agent state that says by itself which input it has applied, so that no kill between two
-saves makes a restarted worker skip or repeat input (docs/architecture.md says how).
+saves makes a restarted worker skip or repeat input.
 
-Each agent keeps one changelogged table. Every key in it (a raw topic's device, a meter, a site) has
-one `Entry`: the agent's state for that key, the input position (partition, offset, and the payload's
-place in an envelope) of the last event
-applied to it, and, for input another agent produced, the last upstream position taken from each
-upstream partition. The partitions' progress and history (`agents.progress`) live in the same table.
-A worker can be killed between any two changelog writes and then reads its input again from the saved
-progress; this is why each piece is there:
-
-- an entry is one record: a key's state and the offset it has applied are never apart;
-- states and progress are kept in memory and written every `checkpoint_seconds`, at a clean stop and
-  before partitions are revoked (a kill repeats what came after the last checkpoint, see below);
-- a checkpoint's progress is written after its states, to the same changelog partition (the states are
-  written as if processing their key's last event, `faust_internals.as_current`): Kafka keeps one
-  partition's records in order, and aiokafka sends one batch per partition at a time, so a saved
-  progress means its states are saved too;
-- states written after the last saved progress (a kill in the middle of a save) already hold events
-  the worker reads again: an event at or below its key's offset (and place in an envelope) is skipped
-  (`Batch.take`); entries are saved only between records, so an entry holds all of its key's payloads
-  in an envelope or none;
-- outputs are confirmed before the state is saved, so a kill in between sends them again, the same
-  ones (the logic is deterministic and starts from the same state): each carries the position of the
-  input record it came from and its index among that record's outputs (`topics.H_POSITION`), and the
-  agent downstream skips a position it has taken already.
+Each agent keeps one changelogged table. Every key in it (a decode agent's raw record key: a device id,
+else the origin, and a meter id on `meter.raw.reading`; the surplus agent's: a site) has one `Entry`:
+the agent's state for that key, the input position (partition, offset, and the payload's place in an
+envelope) of the last event applied to it, and, for input another agent produced, the last upstream
+position taken from each upstream partition. The partitions' progress and history (`agents.progress`)
+live in the same table. `Batch.take` skips an event its key's entry holds already, or an upstream
+position it has taken; `Batch.save` writes each changed entry as if while processing its key's last
+event (`faust_internals.as_current`), so that it lands in that event's changelog partition. Why each
+piece is there, and how checkpoints, kills and repeats play out: docs/architecture.md, "Nothing
+doubled: each record applied once" and "Nothing doubled: outputs repeated after a kill".
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Pure decoders, one module per meter family (docs/meters/), and `DRIVERS`: the one table every consumer of
 raw payloads — the worker, `wattstream decode`, the MQTT bridge — routes through.
 
-A driver is one signature, `step(received, state, config) -> Decoded`:
+Every entry's `Driver.decode` has one signature, `decode(received, state, config) -> Decoded`:
 - `received`: the payload's exact bytes, when the bridge received it, the record key (the device id the
   bridge saw) and where it came from (MQTT topic, serial port);
 - `state`: what the driver left for the next payload of the same key (`b""` at first): EVN's incomplete
   telegram, B-route's scaling, the values a one-value-per-topic device has sent so far;
 - `config`: what the meters file says about the meters (keys, JSON mappings).
-It returns the readings and the new state. Stateless drivers ignore the state. No I/O, asyncio, paho,
-serial or Kafka here, so every driver runs in a plain unit test and in `wattstream decode`.
+It returns the readings, the new state and, where something is worth a log line, a notice. Stateless
+drivers ignore the state. No I/O, asyncio, paho, serial or Kafka here, so every driver runs in a plain
+unit test and in `wattstream decode`.
 """
 
 from __future__ import annotations

@@ -3,16 +3,12 @@ Wi-SUN dongle hands them over in `ERXUDP` (ECHONET Lite spec part 2 ch. 3; Appen
 smart electric energy meter class"; EPC semantics as in kjmat/keilog and smdn/Smdn.Net.EchonetLite).
 
 `EHD(1081) | TID(2) | SEOJ(3) | DEOJ(3) | ESV | OPC | {EPC PDC EDT}*OPC`. Responses (ESV 72 Get_Res,
-73 INF, 52 Get_SNA) from the meter become a `Reading`:
-- E7 instantaneous power → `power_w` (signed int32); E8 R/T currents (signed int16 * 0.1 A) → L1/L2
-  `current_a` (the R and T lines of Japan's single-phase three-wire service);
-- E0/E3 cumulative energy normal/reverse → `energy_import_wh`/`energy_export_wh` = raw * D3 * E1 unit
-  (exact integer Wh); EA/EB fixed-time energy → the same fields, `ts` from their own timestamp;
-- D3 coefficient, D7 digits and E1 unit are scaling state per meter (`Scaling`), carried by the caller
-  (the pipeline keeps it in a changelogged table; `wattstream decode broute` across lines).
-Energy before D3 and E1 are known is not guessed: it is left out and counted (`Decoded.unscaled`).
-Sentinels (FFFFFFFE no data; 7FFE/7FFF/8000 for currents; 80000000/7FFFFFFF/7FFFFFFE for power) → None.
-Meter clocks (EA/EB) are Asia/Tokyo.
+73 INF, 52 Get_SNA) from the meter become readings; which EPC (`EPCS`) becomes which field, the
+no-data sentinels and the meter's clock (Asia/Tokyo): docs/meters/broute.md.
+
+D3 coefficient, D7 digits and E1 unit are scaling state per meter (`Scaling`), carried by the caller
+(the pipeline keeps it in a changelogged table; `wattstream decode broute` across lines). Energy
+before D3 and E1 are known is not guessed: it is left out and counted (`FrameResult.unscaled`).
 """
 
 from __future__ import annotations
@@ -187,7 +183,7 @@ EPCS: Final[Mapping[int, Callable[[bytes, int, _Properties], None]]] = MappingPr
 
 
 @dataclass(frozen=True)
-class Decoded:
+class FrameResult:
     readings: list[Reading]
     scaling: Scaling
     unscaled: int  # energy values left out because D3/E1 were not known yet
@@ -203,11 +199,11 @@ def _binary(payload: bytes) -> bytes:
         return payload  # `parse_frame` says what is wrong with it
 
 
-def decode(payload: bytes, *, received_at: datetime, device_id: str | None, scaling: Scaling) -> Decoded:
+def decode(payload: bytes, *, received_at: datetime, device_id: str | None, scaling: Scaling) -> FrameResult:
     """One ECHONET Lite frame (binary or hex) → readings (zero or more) and the meter's updated scaling."""
     frame = parse_frame(_binary(payload))
     if frame.seoj != SMART_METER or frame.esv not in RESPONSES:
-        return Decoded([], scaling, 0)  # requests, node-profile notices (D5): nothing to record
+        return FrameResult([], scaling, 0)  # requests, node-profile notices (D5): nothing to record
     if not device_id:
         raise FrameError("broute frame without a device id")
     acc = _Properties(scaling)
@@ -237,4 +233,4 @@ def decode(payload: bytes, *, received_at: datetime, device_id: str | None, scal
             continue
         readings.append(Reading.build({"meter_id": meter_id, "driver": DRIVER, "ts": when,
                                        "received_at": received_at, "total": {name: wh}}))
-    return Decoded(readings, scaling, unscaled)
+    return FrameResult(readings, scaling, unscaled)

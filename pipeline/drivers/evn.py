@@ -2,17 +2,12 @@
 M110, MA309; also TINETZ/VKW/Salzburg Kaifa layouts): M-Bus long frames → general-glo-ciphering
 (AES-128-GCM) → data-notification → `Reading`. Sources: tests/frames/evn/README.md.
 
-The ESP8266 bridge publishes the raw bytes as hex on `sensors/smartmeter`: hex text (any case, spaces
-allowed) or the raw binary frames are both accepted. `decode` takes one whole telegram per message;
+The ESP8266 bridge publishes the raw bytes on `sensors/smartmeter`: hex text (any case, spaces allowed)
+or the raw binary frames are both accepted. `decode` takes one whole telegram per message;
 `decode_stream` carries an incomplete telegram over to the next message (the worker keeps it per origin).
 The meter is named by its system title (`evn:5341475905E990F3`), known before decryption, so the key
-can be looked up by it; keys come from the meters file (`device` = system title).
-
-Values (OBIS, value * 10^scaler in the unit sent): 1.8.0/2.8.0 → energy import/export Wh (exact
-integers), 1.7.0 - 2.7.0 → `power_w`, 32/52/72.7.0 → L1..L3 voltage, 31/51/71.7.0 → L1..L3 current,
-13.7.0 → power factor, 14.7.0 → frequency, 3.8.0/4.8.0 → reactive energies. A meter that sends only L1
-voltage/current (single phase) fills `total`. `ts` = the notification's clock (deviation applied, else
-Europe/Vienna), else the register 0-0:1.0.0, else the receive time.
+can be looked up by it; keys come from the meters file (`device` = system title). Which OBIS code
+becomes which field, the clock and what is refused: docs/meters/evn.md.
 """
 
 from __future__ import annotations

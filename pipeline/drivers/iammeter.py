@@ -2,17 +2,10 @@
 
 Spec: IAMMETER/appstore docs/monitorjson-api.md (one JSON for HTTP, MQTT `device/<SN>/realtime`, TCP);
 legacy lowercase `data`: lewei50/iammeter Tools/Local API-IAMMETER; see tests/frames/iammeter/README.md.
-
-Accepted shapes:
-- `Data`: one row (single phase) → `Reading.total`.
-- `Datas` (some firmware spell it `Data` too): 3 rows = phases A, B, C → `L1`..`L3`; a 4th row is the
-  net-metering (NEM) result and becomes `total` (power, net import/export, frequency, PF). Without it,
-  `total` is the algebraic sum of the phase powers and of the phase energies (the meter's own total
-  in normal mode), with phase A's frequency.
-- `data`: the legacy 5-number row (WEM3162 local API).
-- optional `EA.Reactive`: per phase [reactive power, inductive kvarh, capacitive kvarh]. The document
-  says kvar but its sample magnitudes (-119 beside 200 W loads) are var: we take the value as var.
-  Inductive energy maps to `reactive_energy_import_varh`, capacitive to `..._export_varh`.
+The shapes accepted (`Data`, `Datas` with or without the net-metering row, the legacy `data`,
+`EA.Reactive`) and what each becomes: docs/meters/iammeter.md. Where the document and its samples
+disagree: it says kvar for `EA.Reactive`, but its sample magnitudes (-119 beside 200 W loads) are var,
+so the value is taken as var.
 
 The meter has no clock: `ts` is the bridge's receive time. Energies arrive in kWh with up to three
 decimals and become exact integer Wh (decimal arithmetic, no float rounding).

@@ -1,16 +1,9 @@
-"""Serial line sensors (Arduino, XBee, TWELite and the like): one reading per line.
+"""Serial line sensors (Arduino, XBee, TWELite and the like): one reading per line, either the form of
+the classic Raspberry Pi logger (kjmat/keilog: `UnitID,SensorID,Value`, a fourth field ignored) or a
+JSON object. The forms, the names allowed, what goes to `total` and what to `extra`:
+docs/meters/serial-lines.md.
 
-Accepted forms (one line, UTF-8, CR/LF ends; blank lines and lines starting with `#` are skipped by
-the framer):
-
-1. `UnitID,SensorID,Value` — the classic Raspberry Pi logger's form (kjmat/keilog), e.g.
-   `greenhouse,temperature_c,21.5`. A fourth field (keilog's DataID) is allowed and ignored.
-2. A JSON object: `{"unit": "greenhouse", "temperature_c": 21.5, "humidity_pct": 40}` — `unit` (or
-   `id`) names the device, every other numeric member is a sensor.
-
-The meter id is `lines:<UnitID>`. A sensor named like a `Reading` field (`power_w`, `voltage_v`,
-`energy_import_wh`, ...) goes to `total`; any other to `extra` (put the unit in the name:
-`temperature_c`, `humidity_pct`). The device has no clock: `ts` = receive time. Where a line has no
+The meter id is `lines:<UnitID>`. The device has no clock: `ts` = receive time. Where a line has no
 unit id, the bridge's device id (the serial port's configured name) is used.
 """
 

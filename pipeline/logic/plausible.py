@@ -1,33 +1,18 @@
 """Plausibility of readings: values that cannot be physically true never reach the sinks as if true.
 
 Pure, like `windows`: one meter's reading and its small state (`Plausibility`, JSON in a table) in, a
-reason or None out; the only clock is the readings' event time. The rules:
+reason or None out; the only clock is the readings' event time. The rules, with their limits and why
+each is what it is, are in docs/architecture.md, "Nothing implausible"; here they are numbered:
 
-0. Time: a reading stamped more than `windows.MAX_CLOCK_AHEAD` after it arrived comes from a meter
-   whose clock is wrong (it would make every later reading look out of order).
-1. Ranges, in every scope (`total`, `L1`..`L3`): every number finite (in `extra` too, which is not
-   checked otherwise but for a battery's state of charge, 0..100 %); voltage 50..1000 V (1000 V: the
-   low-voltage limit); frequency 45..65 Hz (50 and 60 Hz grids); power factor -1..1; |current| at most
-   the meter's `max_current_a`; |active|, |apparent| and |reactive power| at most its `max_power_w`;
-   registers 0..2**63-1. 0 V means "no supply on this phase" (a three-phase meter on a single-phase
-   supply): accepted when the scope carries nothing (|I| <= 0.05 A; |P|, |S|, |Q| <= 1 W, VA, var). So
-   is 0 Hz (a meter without supply), and only where no voltage is measured: the scope's own voltage is
-   0, or it has none and no scope is above 0 V.
-2. Registers (energy and reactive energy, import and export, each scope) against the last accepted
-   value of the same scope and field: never backwards, and never up by more than the meter could count,
-   `max_power_w` x the event time between + `register_slack_wh` (B-route meters count in steps of up to
-   1 kWh; a flipped ciphertext byte or an overflow is far bigger). A register's first value is accepted.
-   A reading older than the last accepted one (out of order) must lie between that value minus what the
-   meter could count in between, and that value; it is accepted without moving the last values.
-3. A replaced meter or a reset counter: a reading whose registers fail rule 2 against the accepted
-   series starts a candidate series. Each following reading that fails against the accepted series but
-   passes the same rules against the candidate (the candidate as "last") extends it; one that fails
-   against both starts the candidate again from itself. When the candidate has `REPLACEMENT_READINGS`
-   readings spanning at least `REPLACEMENT_SECONDS` of event time, it becomes the accepted series: that
-   reading is accepted and the registers go on from it. The readings before stay implausible (dead
-   letters). A reading that passes against the accepted series and moves one of its registers forward
-   drops the candidate (a glitch that jumped away and back: the old series goes on); readings without
-   registers (B-route power every 10 s between energies every 5 min) or out of order leave it alone.
+0. Time: a reading stamped more than `windows.MAX_CLOCK_AHEAD` after it arrived.
+1. Ranges, in every scope (`total`, `L1`..`L3`): finite numbers, voltage, frequency, power factor,
+   current and power within the meter's `Limits`, registers 0..2**63-1, and when 0 V and 0 Hz mean
+   "no supply on this phase".
+2. Registers against the last accepted value of the same scope and field: never backwards, never up by
+   more than the meter could count (`max_power_w` x the event time between + `register_slack_wh`).
+3. A replaced meter or a reset counter: readings that fail rule 2 against the accepted series but agree
+   with each other form a candidate series, accepted after `REPLACEMENT_READINGS` readings spanning
+   `REPLACEMENT_SECONDS`.
 Only accepted readings change the accepted series; a reading failing rule 1 changes nothing.
 """
 
@@ -57,8 +42,8 @@ Register = tuple[int, int]  # (value, event time in µs) of one `scope.field`
 
 @dataclass(frozen=True)
 class Limits:
-    """One meter's physical limits (from its meters-file entry: `pipeline.settings.Meter.limits`; a meter
-    the file does not list gets `Limits()`)."""
+    """One meter's physical limits (from its meters-file entry: `pipeline.meters_file.Meter.limits`; a
+    meter the file does not list gets `Limits()`)."""
 
     max_power_w: float = 50_000.0  # about a 3 x 63 A household connection, with margin
     max_current_a: float = 100.0

@@ -1,15 +1,11 @@
 """File sink in the format of the classic Raspberry Pi logger (kjmat/keilog `FileRecorder`), the
-default when no InfluxDB is configured.
+default when no InfluxDB is configured: a daily `YYYYMMDD-<name>.txt`, one line per value, and a
+daily `sumYYYYMMDD-<name>.txt`, one line per sensor and closed window. The line formats:
+docs/operations.md, "What the sinks hold".
 
-A daily file `YYYYMMDD-<name>.txt` per event-time day, one line per value:
-`YYYY/MM/DD hh:mm:ss,UnitID,SensorID,Value,DataID` with UnitID = meter id, SensorID = the field name
-(prefixed `L1.`..`L3.` for phases), Value rounded to 4 decimals (energies as exact integers), and
-DataID = the driver. Times are event times in the configured zone (default: the machine's zone),
-where keilog used the time it dequeued a value.
-
-A daily `sumYYYYMMDD-<name>.txt` with one line per sensor and closed window (10 minutes):
-`YYYY/MM/DD hh:m0,UnitID,SensorID,Average` (the window's start); energy counters appear as
-`<field>_delta`, the Wh of that window, since the average of a counter means nothing.
+Two choices differ from keilog: times are event times in the configured zone (keilog used the time it
+dequeued a value), and energy counters appear in the sum file as `<field>_delta`, the Wh of the
+window, since the average of a counter means nothing.
 
 Appending is made exact across kills by the `Journal` in the same directory: no line twice, none lost.
 """

@@ -1,16 +1,9 @@
 """InfluxDB sink: the v2 write API through `influxdb-client`, gzip, microsecond precision; the
 line protocol written directly (`sinks.line_protocol`).
 
-- `readings` and `readings_5m` (the debounced ones): one point per reading and scope, tags `meter`,
-  `driver`, `phase` (`total`, `L1`..`L3`); fields as in `Values` (energies as integers), `extra` sensors
-  on the total point; timestamp = event time.
-- `averages_10m`: one point per meter, window and scope, same tags, timestamp = window start; fields
-  `<field>_mean`, `_min`, `_max`, `_count` and, for energy counters, `<field>_delta` (the window's Wh).
-- `surplus`: tag `site`; fields `grid_w`, `pv_w`, `charger_w`, `battery_w`, `battery_soc`, `surplus_w`,
-  `charging` (0/1), `phases`, `current_a`, `power_w`, `reason`; timestamp = the grid reading's event time.
-- `charger`: tags `site`, `charger`; each charger's decision: `charging`, `phases`, `current_a`,
-  `power_w`, `mode`, `charged_kwh`, `reason`; the same timestamp.
-The same record always maps to the same points (idempotent).
+Measurements `readings`, `readings_5m`, `averages_10m`, `surplus` and `charger`: their tags, fields and
+timestamps (event times) are in docs/operations.md, "What the sinks hold". The same record always maps
+to the same points (idempotent), so a record written again after a kill changes nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +28,8 @@ from pipeline.sinks.line_protocol import Field, line, series
 MEASUREMENT = "readings"
 # Microseconds: readings of one meter that arrive in the same millisecond (a serial burst) stay apart.
 PRECISION = WritePrecision.US
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _meter_series(measurement: str, meter: str, driver: str, phase: str) -> str:
     return series(measurement, {"meter": meter, "driver": driver, "phase": phase})

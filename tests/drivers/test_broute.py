@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.drivers.broute import Decoded, Scaling, decode, parse_frame
+from pipeline.drivers.broute import FrameResult, Scaling, decode, parse_frame
 from pipeline.errors import FrameError, IngestError, UnknownField
 from tests.frames import vectors
 
@@ -23,7 +23,7 @@ def response(*properties: tuple[int, str], esv: int = 0x72) -> bytes:
 UNKNOWN = Scaling()
 
 
-def run(frame: bytes, scaling: Scaling = UNKNOWN) -> Decoded:
+def run(frame: bytes, scaling: Scaling = UNKNOWN) -> FrameResult:
     return decode(frame, received_at=AT, device_id="M1", scaling=scaling)
 
 

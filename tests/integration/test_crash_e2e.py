@@ -39,10 +39,10 @@ import pytest
 
 from bridges.kafka import RawProducer
 from pipeline import topics
+from pipeline.brokers import KafkaSettings
 from pipeline.kafka import ensure_topics
 from pipeline.logic.windows import WindowConfig
 from pipeline.meters_file import MetersFile
-from pipeline.settings import KafkaSettings
 from tests.conftest import Process, Stack
 from tests.faults import compare
 from tests.faults import stream as faulty

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bridges.kafka import raw_headers
 from pipeline import topics
+from pipeline.brokers import KafkaSettings
 from pipeline.kafka import ensure_topics
-from pipeline.settings import KafkaSettings
 from tests.conftest import Process, Stack
 from tests.kafka import produce
 from wattstream.embedded.servers import start_tansu

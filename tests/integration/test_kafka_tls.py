@@ -15,7 +15,7 @@ import pytest
 from bridges.follow import follow
 from bridges.kafka import RawProducer
 from pipeline import topics
-from pipeline.settings import KafkaSettings
+from pipeline.brokers import KafkaSettings
 from tests.mqtt import certificates
 from wattstream.embedded.servers import free_port, start_tansu
 

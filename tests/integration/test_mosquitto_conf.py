@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from bridges.mqtt import new_client, publishing_client
-from pipeline.settings import MqttSettings
+from pipeline.brokers import MqttSettings
 from tests.mqtt import certificates
 from wattstream.embedded.servers import Server, free_port, start_mosquitto
 

@@ -269,7 +269,8 @@ def test_a_clock_far_ahead_of_the_arrival_is_implausible() -> None:
 # --- captured vectors: real data passes -----------------------------------------------------------------
 
 def captured_readings() -> list[Reading]:
-    """Every reading the drivers decode from tests/frames/*/vectors.json (copies of ../shared/vectors)."""
+    """Every reading the drivers decode from tests/frames/{iammeter,adw300,evn}/vectors.json (the captured
+    payloads and frames; each directory's README.md says where they come from)."""
     out: list[Reading] = []
     decoders = {"iammeter": iammeter.decode, "adw300": adw300.decode, "evn": evn.decode}
     for driver in ("iammeter", "adw300", "evn"):

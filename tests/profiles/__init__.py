@@ -1,4 +1,4 @@
-"""Recorded days of a grid and a PV meter (`generate.py`): `clear`, `clouds`, `loads`."""
+"""Generated days of a grid and a PV meter (`generate.py`): `clear`, `clouds`, `loads`."""
 
 import gzip
 from pathlib import Path
@@ -6,22 +6,7 @@ from pathlib import Path
 from pipeline.models import Reading
 
 PROFILES = Path(__file__).parent
-# the meters file of the recorded site
-METERS = """
-[[meter]]
-driver = "iammeter"
-device = "GRID"
-role = "grid"
-
-[[meter]]
-driver = "iammeter"
-device = "PV"
-role = "pv"
-
-[[site]]
-name = "home"
-phases = "auto"
-"""
+METERS = (PROFILES / "meters.toml").read_text()  # the meters file of the generated site
 
 
 def hour_of(day: str, hour: int) -> list[Reading]:

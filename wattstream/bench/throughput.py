@@ -59,7 +59,7 @@ from wattstream.embedded.servers import rss_mb, start_tansu
 METERS = 100  # default of --meters
 PARTITIONS = 4
 RAW = topics.raw_topic("iammeter")
-Stats = list[tuple[float, int, list[float]]]  # per sink write: time, readings, latencies (ms)
+SinkStats = list[tuple[float, int, list[float]]]  # per sink write: time, readings, latencies (ms)
 Payload = tuple[str, bytes, datetime]  # device, payload, received_at
 
 
@@ -90,7 +90,7 @@ class LineSink(InfluxSink):
         self._stats.close()
 
 
-def read_stats(stats: Path) -> Stats:
+def read_stats(stats: Path) -> SinkStats:
     if not stats.exists():
         return []
     rows = []
@@ -213,7 +213,7 @@ def bench_worker(bootstrap: str, workdir: Path) -> None:
     run_worker(create_app(settings, sink=LineSink(workdir / "stats.txt")), "warning")
 
 
-def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> Stats:
+def wait_count(stats: Path, count: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> SinkStats:
     deadline = time.monotonic() + timeout
     while True:
         rows = read_stats(stats)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def add_parser(sub: Subparsers) -> None:
     bench = add_command(sub, "bench", help="throughput and latency beside a plain aiokafka baseline",
                         settings=("worker.log_level",), run=run_bench)
-    bench.add_argument("--count", type=int, default=50_000)
+    bench.add_argument("--count", type=int, default=50_000, help="payloads of the throughput run")
     bench.add_argument("--rate", type=float, help="payloads/s of the latency run (default: half the throughput, "
                        "at most 1000)")
     bench.add_argument("--profile", action="store_true", help="also record a py-spy profile of the worker")

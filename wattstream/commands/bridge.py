@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from wattstream.commands.common import add_command, kafka_reachable
 from wattstream.signals import run_until_signal
@@ -81,14 +81,13 @@ def run_stream(settings: Settings, args: argparse.Namespace) -> int:
     """`serial` (line sensors) and `p1` (DSMR telegrams)."""
     from bridges.stream import Port, StreamBridge
 
-    producer, spool = _producer(settings), _spool(settings, args)
     seven = args.framing == "7E1"
     try:
         port = Port(args.port, args.baud, 7 if seven else 8, "E" if seven else "N",
                     silence_seconds=60.0 if args.kind == "p1" else None)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    except ValueError as exc:  # checked before anything is made for it (its spool)
+        raise ConfigError(str(exc)) from None
+    producer, spool = _producer(settings), _spool(settings, args)
     run_until_signal(StreamBridge("lines" if args.kind == "serial" else "dsmr", port, args.device, producer,
                                   spool).run)
     return 0

@@ -15,6 +15,7 @@ from pydantic_core import to_json
 
 from pipeline.brokers import KafkaSettings
 from pipeline.settings import Settings
+from wattstream.signals import first_of
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -28,9 +29,20 @@ def add_command(sub: Subparsers, name: str, *, help: str, run: Run, settings: It
     `args.run(settings, args)` runs it (after logging is set up, unless `logs` is False); `args.parser` is
     this parser (its errors show its usage)."""
     parser = sub.add_parser(name, help=help, description=description or help, epilog=settings_help(*settings),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=_Formatter)
     parser.set_defaults(run=run, logs=logs, parser=parser)
     return parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The description and the settings as written; each option with its default, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+                and "%(default)" not in text:
+            text += " (default %(default)s)"
+        return text
 
 
 def settings_help(*names: str) -> str:
@@ -78,11 +90,7 @@ async def kafka_reachable(kafka: KafkaSettings, stop: asyncio.Event) -> bool:
     from pipeline.kafka import ensure_topics_when_reachable
 
     waiting = asyncio.create_task(ensure_topics_when_reachable(kafka.connection(), [], kafka.partitions))
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiting, stopped], return_when=asyncio.FIRST_COMPLETED)
-    for task in (waiting, stopped):
-        task.cancel()
-    await asyncio.gather(waiting, stopped, return_exceptions=True)
+    await first_of(waiting, stop.wait())
     if waiting.cancelled():
         return False
     waiting.result()  # (anything but Kafka not answering: raised)

@@ -6,18 +6,11 @@ bridge driving a simulated RL7023 dongle (each on a pseudo-terminal), and the ch
 the simulated site's car (plus an OpenEVSE and a go-e topic to look at), as child processes (logs
 under `<files dir>/logs/`), and shows live in the terminal what flows through `meter.readings`,
 `power.surplus` and `meter.deadletter`.
-INT/TERM/HUP stop everything in order; USR1 toggles debug logging in every process; USR2 rotates Kafka.
-With `WATTSTREAM_INFLUX_URL` set the worker writes to that InfluxDB, else to the daily files.
 
-Made to run for months. Tansu keeps every record in memory and never deletes one, so the run starts a
-new, empty one when the old one holds more than `--kafka-mb` (a rotation): it stops every Kafka client,
-the worker cleanly, takes a snapshot of what the pipeline needs to go on (`embedded.snapshot`), starts
-the new Tansu on the same port, produces the snapshot into it and starts the clients again. A stop of
-the run ends with the same snapshot, and the next start begins from it. Meanwhile MQTT messages wait in
-mosquitto for the bridge's session, kept on disk under `<files dir>/state/mqtt/`, across a rotation
-and a restart of the run. A kill of the run (or a power cut) loses what its Kafka held: the readings
-of its last second not written yet and the open windows (a snapshot is only ever taken from a worker
-that stopped cleanly).
+Made to run for months, although Tansu keeps every record in memory and never deletes one: the run
+starts a new, empty one from a snapshot of what the pipeline needs to go on (`embedded.snapshot`) when
+the old one holds more than `--kafka-mb`, and a stop ends with the same snapshot. The signals, the
+rotation, where the state is kept and what a kill loses: docs/operations.md, "The embedded run".
 """
 
 from __future__ import annotations
@@ -37,15 +30,15 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from pipeline.brokers import Connection, KafkaSettings
+from pipeline.logs import toggle_debug
 from pipeline.settings import Settings
-from pipeline.worker import toggle_debug
 from simulators.meters import demo_meters_toml, run_line_sensor
 from simulators.rl7023 import SimulatedRl7023
 from wattstream.embedded import snapshot
 from wattstream.embedded.children import Children
 from wattstream.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
 from wattstream.embedded.view import LiveView, show, watch
-from wattstream.signals import run_until_signal
+from wattstream.signals import first_of, run_until_signal
 
 DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
 DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
@@ -254,7 +247,7 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     watching = asyncio.create_task(watch(kafka.server.address, view))
     try:
         while not stop.is_set():
-            await _first(stop, rotate, within=ROTATE_CHECK_SECONDS)
+            await first_of(stop.wait(), rotate.wait(), within=ROTATE_CHECK_SECONDS)
             if kafka.server.proc.poll() is not None:
                 print(f"!! Tansu exited with {kafka.server.proc.returncode}; see {kafka.server.log}", flush=True)
                 stop.set()
@@ -273,11 +266,3 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     await kafka.stop_clients(children)
     return 0 if await kafka.take() else 1
 
-
-async def _first(*events: asyncio.Event, within: float) -> None:
-    """Until one of `events` is set, at most `within` seconds."""
-    waits = [asyncio.create_task(event.wait()) for event in events]
-    await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    for wait in waits:
-        wait.cancel()
-    await asyncio.gather(*waits, return_exceptions=True)

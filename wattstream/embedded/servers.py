@@ -74,7 +74,7 @@ class Server:
                 self.proc.wait()
 
 
-def spawn(name: str, argv: list[str], workdir: Path, port: int, ready_timeout: float = 30) -> Server:
+def start_server(name: str, argv: list[str], workdir: Path, port: int, ready_timeout: float = 30) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
@@ -113,7 +113,7 @@ def tansu_binary() -> str:
 def start_tansu(workdir: Path, port: int | None = None, advertised_port: int | None = None) -> Server:
     """`advertised_port`: where clients are told to connect instead of `port` (a proxy in front of it)."""
     port = port or free_port()
-    return spawn("tansu", [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+    return start_server("tansu", [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
                             "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
                             "--storage-engine", "memory://tansu/"],
                   workdir, port)
@@ -141,13 +141,13 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
     for inside, here in sorted((mounts or {}).items(), key=lambda mount: -len(mount[0])):  # deepest first
         config = re.sub(re.escape(inside.rstrip("/")) + r"(?=/|\s|$)", str(here), config)
     conf.write_text(config)
-    return spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+    return start_server("mosquitto", [binary, "-c", str(conf)], workdir, port)
 
 
 def start_amqtt(workdir: Path, port: int | None = None) -> Server:
     """The Python MQTT broker, for machines without mosquitto (embedded run only)."""
     port = port or free_port()
-    return spawn("amqtt", [sys.executable, "-m", "wattstream.embedded.amqtt_broker", str(port)], workdir, port)
+    return start_server("amqtt", [sys.executable, "-m", "wattstream.embedded.amqtt_broker", str(port)], workdir, port)
 
 
 def start_mqtt_broker(workdir: Path, port: int | None = None) -> Server:

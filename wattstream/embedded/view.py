@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline import topics
 from pipeline.models import Reading, SurplusSignal
+from pipeline.retry import Backoff
 
 STATUS_EVERY = 5.0
 
@@ -72,12 +73,13 @@ async def watch(bootstrap: str, view: LiveView) -> None:
     """Feed `view` from Kafka until cancelled."""
     consumer = AIOKafkaConsumer(topics.READINGS, topics.SURPLUS, topics.DEADLETTER, bootstrap_servers=bootstrap,
                                 auto_offset_reset="latest", enable_auto_commit=False)
+    backoff = Backoff(1.0, 1.0)  # the embedded Kafka is starting: it answers within seconds
     while True:
         try:
             await consumer.start()
             break
         except KafkaError:
-            await asyncio.sleep(1)
+            await asyncio.sleep(backoff.next())
     try:
         while True:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
