@@ -23,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from pipeline import topics
 from pipeline.brokers import KafkaSettings
 from tests.influxdb import influx_query
+from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,13 +117,7 @@ class Worker:
         return generation, found
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.influxdb import forwarder_url, influx_query, start_influxdb
+from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, start_mosquitto, start_tansu
 
 
@@ -107,14 +108,7 @@ class Process:
             time.sleep(0.2)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_child(self.proc)
 
 
 class Stack:
