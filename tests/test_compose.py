@@ -112,12 +112,15 @@ def test_every_service_that_reads_the_meters_file_has_it() -> None:
     """The worker, `bridge mqtt`, `publish` and `charger` read WATTSTREAM_METERS_FILE at start (and end
     with exit status 2 when it is not there): each of them mounts it where the setting says."""
     readers = {"worker", "bridge mqtt", "publish", "charger"}
+    found = set()
     for name, service in SERVICES.items():
         command = service.get("command")
         words = " ".join(command[:2]) if isinstance(command, list) else command
         if service.get("build") == "." and words in readers:
+            found.add(words)
             path = service["environment"]["WATTSTREAM_METERS_FILE"]
             assert f"./meters.toml:{path}:ro" in service.get("volumes", []), name
+    assert found == readers  # each of them is a service of the stack
 
 
 def test_mounted_paths_exist_and_volumes_are_declared() -> None:

@@ -54,6 +54,7 @@ from pipeline.sinks.influx import InfluxSink, body, lines
 from pipeline.worker import run_worker
 from simulators.meters import SimulatedIammeter
 from wattstream.bench.profile import start_profiler, summarize_profile
+from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import rss_mb, start_tansu
 
 METERS = 100  # default of --meters
@@ -274,8 +275,7 @@ def run_bench(count: int, rate: float | None = None, profile: bool = False, mete
             print(summarize_profile(workdir / "profile.txt"), flush=True)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(60)
+            stop_child(proc, 60)
         tansu.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -78,7 +78,8 @@ def add_parser(sub: Subparsers) -> None:
                            settings=("meters_file", "windows", "worker.log_level"), run=run_backtest)
     backtest.add_argument("file", nargs="?", help="Reading JSON lines (.gz too), mode commands among them; "
                           "default stdin")
-    backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus")
+    backtest.add_argument("--emit", choices=["debounce", "averages", "surplus"], default="surplus",
+                          help="what to print")
     backtest.add_argument("--meters", help="the meters file (default: WATTSTREAM_METERS_FILE)")
     backtest.add_argument("--simulate-charger", action="store_true",
                           help="a day recorded without a car: each site's chargers draw what was decided")

@@ -24,7 +24,7 @@ def add_parser(sub: Subparsers) -> None:
     run.add_argument("--interval", type=float, default=2.0, help="seconds between simulated payloads")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--kafka-mb", type=float, default=256,
-                     help="start a new embedded Kafka from a snapshot when Tansu holds more than this (MB)")
+                     help="start a new embedded Kafka from a snapshot when Tansu holds more than this many MB")
 
 
 def run_embedded_default(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,12 +19,13 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def stop_child(proc: subprocess.Popen[bytes]) -> int:
-    """Its exit code: 0 after a clean stop, negative when it had to be killed."""
+def stop_child(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """TERM, and KILL if it has not ended within `timeout` seconds. Its exit code: 0 after a clean stop,
+    negative when it had to be killed."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(30)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -265,4 +265,3 @@ async def _main(kafka: Kafka, children: Children, view: LiveView, duration: floa
     await asyncio.to_thread(children.stop, ["simulator"])
     await kafka.stop_clients(children)
     return 0 if await kafka.take() else 1
-

