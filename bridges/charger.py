@@ -101,8 +101,8 @@ def _mode(decision: ChargerDecision) -> tuple[str, float | None, datetime | None
     return decision.mode, decision.target_kwh, decision.until
 
 
-async def run_chargers(settings: Settings, stop: asyncio.Event) -> None:
-    chargers = settings.read_meters_file().charger  # (`wattstream charger` refuses a file without one)
+async def run_chargers(settings: Settings, chargers: tuple[Charger, ...], stop: asyncio.Event) -> None:
+    """`chargers`: the meters file's (`wattstream charger` refuses a file without one)."""
     for charger in chargers:
         log.info("charger %s (%s) of site %s on %s", charger.name, charger.format, charger.site, charger.mqtt_topic)
     kafka = settings.kafka.connection()

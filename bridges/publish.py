@@ -20,6 +20,7 @@ from typing import Any
 from bridges.follow import follow, following
 from bridges.mqtt import publishing_client
 from pipeline import topics
+from pipeline.meters_file import MetersFile
 from pipeline.models import Reading, Values
 from pipeline.settings import Settings
 
@@ -115,9 +116,9 @@ class Publisher:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter id → its state as last published
 
     @classmethod
-    def of(cls, settings: Settings) -> Publisher:
+    def of(cls, settings: Settings, meters_file: MetersFile) -> Publisher:
         return cls(settings.publish.base_topic, settings.publish.discovery_prefix,
-                   {m.meter_id: m.state_topic for m in settings.read_meters_file().meter if m.state_topic})
+                   {m.meter_id: m.state_topic for m in meters_file.meter if m.state_topic})
 
     def messages(self, reading: Reading) -> list[tuple[str, bytes]]:
         last = self.latest.get(reading.meter_id)
@@ -137,8 +138,8 @@ class Publisher:
         return out
 
 
-async def run_publish(settings: Settings, stop: asyncio.Event) -> None:
-    publisher, client = Publisher.of(settings), publishing_client(settings.mqtt, "publish")
+async def run_publish(settings: Settings, meters_file: MetersFile, stop: asyncio.Event) -> None:
+    publisher, client = Publisher.of(settings, meters_file), publishing_client(settings.mqtt, "publish")
     consumer = await follow(settings.kafka.connection(), topics.READINGS, settings.kafka.partitions,
                             settings.worker.fetch_wait_ms)
     log.info("publishing %s to MQTT %s:%d", topics.READINGS, settings.mqtt.host, settings.mqtt.port)

@@ -19,6 +19,7 @@ from pipeline.agents.surplus import register_surplus
 from pipeline.brokers import KafkaSettings
 from pipeline.drivers import DRIVERS
 from pipeline.errors import SinkRejected, SinkUnavailable
+from pipeline.meters_file import MetersFile
 from pipeline.settings import Settings
 from pipeline.sinks import Sink
 from pipeline.sinks.files import FileSink
@@ -42,7 +43,9 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return faust.SSLCredentials(kafka.ssl_context()) if kafka.tls else None
 
 
-def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "memory://") -> faust.App:
+def create_app(settings: Settings, *, meters_file: MetersFile | None = None, sink: Sink | None = None,
+               store: str = "memory://") -> faust.App:
+    """`meters_file`: the one read already (else it is read here)."""
     restore_tables_to_the_real_end()
     fetch_promptly(settings.worker.fetch_wait_ms)
     app = faust.App(
@@ -65,7 +68,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None, store: str = "me
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
-    meters_file = settings.read_meters_file()
+    meters_file = meters_file or settings.read_meters_file()
     deadletter = topic(topics.DEADLETTER)
     config = meters_file.driver_config()
     chosen = sink or build_sink(settings)

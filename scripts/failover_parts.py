@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from pipeline import topics
 from pipeline.brokers import KafkaSettings
-from tests.influxdb import influx_query
+from pipeline.kafka import ensure_topics
+from tests.influxdb import influx_query, influx_rows
 from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server
 
@@ -152,14 +153,7 @@ class Influx:
         influx_query(server.port, f'CREATE DATABASE "{self.bucket}"')
 
     def rows(self, q: str) -> list[dict[str, object]]:
-        statement = influx_query(self.server.port, q, db=self.bucket)["results"][0]  # type: ignore[index]
-        if "error" in statement:
-            raise RuntimeError(f"InfluxQL error for {q!r}: {statement['error']}")
-        found = []
-        for series in statement.get("series", []):
-            for values in series["values"]:
-                found.append({**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))})
-        return found
+        return influx_rows(self.server.port, q, self.bucket)
 
     def counts(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
         """meter → readings (phase total) in [since, until)."""
@@ -173,12 +167,7 @@ class Influx:
 
 
 async def create_raw_topic(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(RAW, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await ensure_topics(KafkaSettings(bootstrap=bootstrap).connection(), [RAW], PARTITIONS)
 
 
 class Producer:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.influxdb import forwarder_url, influx_query, start_influxdb
+from tests.influxdb import forwarder_url, influx_query, influx_rows, start_influxdb
 from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, start_mosquitto, start_tansu
 
@@ -60,15 +60,7 @@ class Influx:
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """InfluxQL → rows as dicts (all series concatenated)."""
-        result = influx_query(self.server.port, q, db=self.bucket)
-        statement = result["results"][0]  # type: ignore[index]
-        if "error" in statement:
-            raise AssertionError(f"InfluxQL error for {q!r}: {statement['error']}")
-        rows = []
-        for series in statement.get("series", []):
-            for values in series["values"]:
-                rows.append({**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))})
-        return rows
+        return influx_rows(self.server.port, q, self.bucket)
 
     def wait_rows(self, q: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -117,6 +117,16 @@ def influx_query(port: int, q: str, db: str | None = None) -> dict[str, object]:
         return dict(json.loads(resp.read()))
 
 
+def influx_rows(port: int, q: str, db: str) -> list[dict[str, Any]]:
+    """One InfluxQL statement → its rows as dicts, tags included (all series concatenated); an error of the
+    statement raises AssertionError."""
+    statement = influx_query(port, q, db=db)["results"][0]  # type: ignore[index]
+    if "error" in statement:
+        raise AssertionError(f"InfluxQL error for {q!r}: {statement['error']}")
+    return [{**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+            for series in statement.get("series", []) for values in series["values"]]
+
+
 def start_influxdb(workdir: Path, database: str, port: int | None = None) -> Server:
     """influxd 1.6 on `port`, database created, plus the v2-write forwarder: its port is
     `server.extra[0].http.server_address[1]` (see `forwarder_url`)."""

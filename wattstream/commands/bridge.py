@@ -5,13 +5,12 @@ port from the start and spool what Kafka cannot take yet (`bridges.spool`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
-from wattstream.commands.common import add_command, kafka_reachable
+from wattstream.commands.common import add_command, run_once_kafka_answers
 from wattstream.signals import run_until_signal
 
 if TYPE_CHECKING:
@@ -69,12 +68,7 @@ def run_mqtt(settings: Settings, _args: argparse.Namespace) -> int:
 
     bridge = MqttBridge(settings.mqtt, _producer(settings), settings.read_meters_file().driver_config())
 
-    async def main(stop: asyncio.Event) -> None:
-        if await kafka_reachable(settings.kafka, stop):
-            await bridge.run(stop)
-
-    run_until_signal(main)
-    return 0
+    return run_once_kafka_answers(settings.kafka, bridge.run)
 
 
 def run_stream(settings: Settings, args: argparse.Namespace) -> int:

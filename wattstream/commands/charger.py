@@ -4,13 +4,11 @@ charge modes set over MQTT (Home Assistant) → Kafka (`bridges.charger`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
-from wattstream.commands.common import add_command, kafka_reachable
-from wattstream.signals import run_until_signal
+from wattstream.commands.common import add_command, run_once_kafka_answers
 
 if TYPE_CHECKING:
     from wattstream.commands.common import Subparsers
@@ -26,12 +24,8 @@ def add_parser(sub: Subparsers) -> None:
 def run_charger(settings: Settings, _args: argparse.Namespace) -> int:
     from bridges.charger import run_chargers
 
-    if not settings.read_meters_file().charger:
+    chargers = settings.read_meters_file().charger
+    if not chargers:
         raise ConfigError("no [[charger]] in the meters file (WATTSTREAM_METERS_FILE)")
 
-    async def main(stop: asyncio.Event) -> None:
-        if await kafka_reachable(settings.kafka, stop):
-            await run_chargers(settings, stop)
-
-    run_until_signal(main)
-    return 0
+    return run_once_kafka_answers(settings.kafka, lambda stop: run_chargers(settings, chargers, stop))

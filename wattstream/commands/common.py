@@ -1,11 +1,12 @@
 """What the command modules share: `add_command` (a subcommand's parser, its `--help` listing the settings it
-reads, generated from `pipeline.settings.Settings`) and `kafka_reachable` (a Kafka client's wait for Kafka)."""
+reads, generated from `pipeline.settings.Settings`), `kafka_reachable` (a Kafka client's wait for Kafka) and
+`run_once_kafka_answers` (a Kafka client's command: that wait, then its work until a stop signal)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
@@ -15,7 +16,7 @@ from pydantic_core import to_json
 
 from pipeline.brokers import KafkaSettings
 from pipeline.settings import Settings
-from wattstream.signals import first_of
+from wattstream.signals import first_of, run_until_signal
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -82,6 +83,18 @@ def _shown(value: Any) -> str:
     if isinstance(value, str | Path | int | float):
         return str(value) or '""'
     return to_json(value).decode()
+
+
+def run_once_kafka_answers(kafka: KafkaSettings, body: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """A Kafka client's command: wait for Kafka (`kafka_reachable`), then `body(stop)` until a stop signal
+    (`wattstream.signals.run_until_signal`). Exit status 0."""
+
+    async def main(stop: asyncio.Event) -> None:
+        if await kafka_reachable(kafka, stop):
+            await body(stop)
+
+    run_until_signal(main)
+    return 0
 
 
 async def kafka_reachable(kafka: KafkaSettings, stop: asyncio.Event) -> bool:

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import TYPE_CHECKING
 
 from pipeline.settings import Settings
-from wattstream.commands.common import add_command, kafka_reachable
-from wattstream.signals import run_until_signal
+from wattstream.commands.common import add_command, run_once_kafka_answers
 
 if TYPE_CHECKING:
     from wattstream.commands.common import Subparsers
@@ -25,11 +23,6 @@ def add_parser(sub: Subparsers) -> None:
 def run_publish(settings: Settings, _args: argparse.Namespace) -> int:
     from bridges.publish import run_publish as publish
 
-    settings.read_meters_file()  # a wrong meters file is said now, before anything starts
+    meters_file = settings.read_meters_file()  # a wrong meters file is said now, before anything starts
 
-    async def main(stop: asyncio.Event) -> None:
-        if await kafka_reachable(settings.kafka, stop):
-            await publish(settings, stop)
-
-    run_until_signal(main)
-    return 0
+    return run_once_kafka_answers(settings.kafka, lambda stop: publish(settings, meters_file, stop))

@@ -25,7 +25,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run_worker(settings: Settings, _args: argparse.Namespace) -> int:
-    settings.read_meters_file()  # a wrong meters file is said now, before anything starts
+    meters_file = settings.read_meters_file()  # a wrong meters file is said now, before anything starts
     settings.worker_datadir.mkdir(parents=True, exist_ok=True)
     if settings.worker.metrics_port:
         from prometheus_client import start_http_server
@@ -37,5 +37,5 @@ def run_worker(settings: Settings, _args: argparse.Namespace) -> int:
     from pipeline.worker import run_worker as run
 
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs on the current loop; the wait closed its own
-    run(create_app(settings), settings.worker.log_level)
+    run(create_app(settings, meters_file=meters_file), settings.worker.log_level)
     return 0
