@@ -3,21 +3,28 @@ the records the sink rejects for good (`sinks.write_all`) are dead-lettered."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP, EventT, StreamT
 
+from pipeline.agents.changelog import Changelog
 from pipeline.agents.deadletter import send_deadletter
-from pipeline.agents.faust_internals import save_confirmed, seek
+from pipeline.agents.faust_internals import seek
+from pipeline.agents.outbox import Outlet
 from pipeline.agents.progress import RESEEK_SECONDS, Progress
 from pipeline.agents.state import Batch
 from pipeline.errors import Reason, SinkRejected, Stage
 from pipeline.health import LAG, RECORDS
 from pipeline.settings import WorkerSettings
 from pipeline.sinks import Record, Rejected, record_json, record_key
+
+log = logging.getLogger(__name__)
 
 # A batch is applied in parts of at most this many bytes of input (each with its outputs confirmed and
 # its sink write), so that a batch of envelopes (`pipeline.envelope`: a record may carry a thousand
@@ -36,17 +43,19 @@ def dead_lettering(deadletter: faust.TopicT, source_topic: str) -> Rejected:
     return rejected
 
 
-def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: WorkerSettings, partitions: int,
-                     process: Callable[[Sequence[EventT[bytes]], Batch], Awaitable[None]], *,
+def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: str, settings: WorkerSettings,
+                     partitions: int, process: Callable[[Sequence[EventT[bytes]], Batch], Awaitable[None]], *,
                      batched: bool = True) -> None:
     """An agent (concurrency 1) handing `process` batches of at most `batch_size` events or
     `batch_seconds` (`batched=False`: one event at a time, for low-volume topics), each event once and
     in order per partition (`Progress`). `process` applies the events (a batch's `parts`, one after the
     other) to the entries it takes from the `Batch` and has its outputs confirmed. Every
     `checkpoint_seconds` the entries changed since the last checkpoint are saved and the progress after
-    them, in the one table `<name>-state` (`agents.state` says why); a kill repeats what came after the
-    last checkpoint, with the same outputs."""
+    them, in the one table `<name>-state` (`agents.state` says why; written through `outlet`:
+    `agents.changelog`); a kill repeats what came after the last checkpoint, with the same outputs."""
     table = app.Table(f"{name}-state", key_type=bytes, value_type=bytes, partitions=partitions)
+    changelog = Changelog(table, outlet)
+    turn = asyncio.Lock()  # a batch, or a checkpoint of the timer, a rebalance or the stop: one at a time
     progress = Progress(table, earliest=lambda tp: _earliest(app, tp), seek=lambda tp, offset: seek(app, tp, offset))
     entries = Batch(table, progress.history)
     busy = False  # applying a batch (which may hold the stream for long: a sink outage)
@@ -57,37 +66,55 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         nonlocal busy, void
         busy, void = True, False
         try:
-            admitted = await progress.admit(events)
-            if void:  # revoked while it waited for the broker
-                return
-            for event, key, value in progress.new_histories(admitted):  # in Kafka before any output
-                await save_confirmed(table, event, key, value)
+            async with turn:  # (the timer's checkpoint may be under way)
+                if void:  # revoked while it waited
+                    return
+                admitted = await progress.admit(events)
+                if void:  # revoked while it waited for the broker
+                    return
+                await changelog.write(progress.new_histories(admitted))  # in Kafka before any output
                 if void:
                     return
-            for part in parts(admitted):
-                try:
-                    await process(part, entries)
-                except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
-                    entries.drop()
-                    progress.drop()
-                    raise
-                if void:  # its outputs are out; the new owner applies it again from its checkpoint
-                    entries.drop()
-                    progress.drop()
-                    return
-                progress.advance(part)
-                RECORDS.labels(name).inc(len(part))
-                checkpoint()
+                for part in parts(admitted):
+                    try:
+                        await process(part, entries)
+                    except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
+                        entries.drop()
+                        progress.drop()
+                        raise
+                    if void:  # its outputs are out; the new owner applies it again from its checkpoint
+                        entries.drop()
+                        progress.drop()
+                        return
+                    progress.advance(part)
+                    RECORDS.labels(name).inc(len(part))
+                    await checkpoint()
         finally:
             busy = False
 
-    def checkpoint(now: bool = False) -> None:
-        """The entries changed since the last checkpoint, then the progress, when one is due."""
+    async def checkpoint(now: bool = False) -> None:
+        """(Holding `turn`.) The entries changed since the last checkpoint, then the progress, when one is
+        due. When Kafka does not confirm them, what was applied since the last checkpoint is forgotten: it
+        is applied again, as after a kill."""
         nonlocal saved_at
-        if now or time.monotonic() - saved_at >= settings.checkpoint_seconds:
-            entries.save()
-            progress.save()
-            saved_at = time.monotonic()
+        if not now and time.monotonic() - saved_at < settings.checkpoint_seconds:
+            return
+        saved_at = time.monotonic()
+        try:
+            await changelog.write(entries.changes() + progress.changes())
+        except BaseException:
+            entries.drop()
+            progress.drop()
+            raise
+
+    async def checkpoint_between_batches(now: bool = False) -> None:
+        """A checkpoint of the timer, a rebalance or the stop; one Kafka does not confirm is logged."""
+        async with turn:
+            try:
+                await checkpoint(now)
+            except KafkaError as exc:
+                log.warning("%s: checkpoint not confirmed (%r); what came after the last one is applied again",
+                            name, exc)
 
     async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved and sent, so
@@ -97,15 +124,14 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
         if busy:
             void = True
         else:
-            checkpoint(now=True)
-            await app.producer.flush()
+            await checkpoint_between_batches(now=True)
         entries.drop()
         progress.drop()
 
     async def stopping(sender: Any, **_: Any) -> None:
         """A clean stop (its streams are drained by now): what is applied is saved, nothing repeats."""
         if not busy:
-            checkpoint(now=True)
+            await checkpoint_between_batches(now=True)
 
     # mode types a handler as a mypy_extensions Callable `(sender, *args, signal=, **kwargs)` that mypy matches
     # no function to, not even one of exactly that signature
@@ -114,7 +140,7 @@ def register_batches(app: faust.App, topic: faust.TopicT, name: str, settings: W
 
     async def tick() -> None:
         if not busy:
-            checkpoint()  # what the last batches changed, also when no batch follows (a quiet topic)
+            await checkpoint_between_batches()  # what the last batches changed, also when none follows (a quiet topic)
         await progress.retry()
         for tp in app.consumer.assignment():
             if tp.topic == topic.get_topic_name():

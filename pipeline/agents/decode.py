@@ -229,4 +229,4 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         await write_all(sink, records, retry, rejected, has.through(events))
         await out.confirm()
 
-    register_batches(app, raw, f"decode-{name}", settings.worker, settings.kafka.partitions, process)
+    register_batches(app, outlet, raw, f"decode-{name}", settings.worker, settings.kafka.partitions, process)

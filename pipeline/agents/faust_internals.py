@@ -1,11 +1,5 @@
 """The one place wattstream touches Faust's private API (faust-streaming, pinned in pyproject.toml).
 
-`as_current(event)`: Faust picks a table's changelog partition from the stream's *current* event, a
-private context variable. `take_events` batches do not set it per record (it holds whatever the
-stream read last, or nothing once the stream stops), and the state of a key must go to the changelog
-partition of the events it came from, or a restarted worker would not find it. So a state is saved
-as if while processing that key's last event.
-
 `restore_tables_to_the_real_end()`: Faust restores a table up to the changelog's end as ListOffsets
 reports it; Tansu reports it short (see `pipeline.kafka.end_offsets`).
 
@@ -14,52 +8,36 @@ change it. Apache Kafka answers a waiting fetch as soon as a record arrives; Tan
 of the time (measured: p50 391 ms from produce to consume at 1500 ms, 55 ms at 250, 3 ms at 100), so
 every record would wait there before the worker sees it.
 
-`save_confirmed(table, event, key, value)`: a table write only queues its changelog record in Faust's
-buffer, and the producer's flush gives up on that buffer after 0.1 s and does not raise a failed
-delivery. This one sets the key and waits for the changelog record's own delivery.
-
 `seek(app, tp, offset)`: Faust's `Consumer.seek` calls aiokafka's (synchronous) seek from the app's thread,
 while aiokafka runs in Faust's consumer thread: a seek that lands while that thread hands out fetched
 records deletes the partition's buffer under it (`KeyError` in aiokafka's `fetched_records`, the fetcher
 crashes and the worker stops — seen once in the fault test). This seek runs in the consumer thread, like
 every other call Faust makes to aiokafka.
 
-tests/agents/test_faust_internals.py pins what this relies on: the installed version, that a table
-write inside `as_current(event)` goes to the changelog partition of `event`, in write order, that
-`save_confirmed` writes there too and returns only once the record is delivered, that
-Faust's consumer thread takes its highwaters from `end_offsets` — against a real Tansu —, that the
-consumer Faust builds waits at most `max_wait_ms` per fetch, and that Faust's own seek is still the
-unsafe one while ours runs in the consumer thread.
+(The agents' tables are written without Faust, `agents.changelog`; Faust only restores them.)
+
+tests/agents/test_faust_internals.py pins what this relies on: the installed version, that Faust's
+consumer thread takes its highwaters from `end_offsets` — against a real Tansu —, that the consumer
+Faust builds waits at most `max_wait_ms` per fetch, and that Faust's own seek is still the unsafe one
+while ours runs in the consumer thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, EventT
+from faust.types import TP
 
 from pipeline.kafka import end_offsets
 
 log = logging.getLogger(__name__)
 FAUST_VERSION = "0.15.3"  # the version whose behaviour the test pins (pyproject.toml pins the same)
-
-
-@contextmanager
-def as_current(event: EventT[Any]) -> Iterator[None]:
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 FETCH_SECONDS = 15.0  # how long the changelog ends may take before Faust's own are used
@@ -115,13 +93,6 @@ def fetch_promptly(max_wait_ms: int) -> None:
 
     _create_worker_consumer.wattstream_original = create  # type: ignore[attr-defined]
     thread._create_worker_consumer = _create_worker_consumer
-
-
-async def save_confirmed(table: Any, event: EventT[Any], key: bytes, value: bytes, within: float = 30.0) -> None:
-    """`table[key] = value` as if while processing `event` (memory store), once Kafka has the changelog
-    record: a failed delivery raises, and the table does not have the value then."""
-    await asyncio.wait_for(table.send_changelog(event.message.partition, key, value), within)
-    table.data[key] = value
 
 
 async def seek(app: Any, tp: TP, offset: int) -> bool:

@@ -69,9 +69,10 @@ class Outbox:
         self._pending: list[Awaitable[Any]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes,
-                   headers: Mapping[str, bytes] | None = None) -> None:
-        """Add the record to its partition's batch (in call order per partition)."""
-        place = (topic, await self._outlet.partition(topic, key))
+                   headers: Mapping[str, bytes] | None = None, *, partition: int | None = None) -> None:
+        """Add the record to its partition's batch (in call order per partition): `partition`, else the one
+        of `key`."""
+        place = (topic, await self._outlet.partition(topic, key) if partition is None else partition)
         listed = list(headers.items()) if headers else []
         batch = self._open.get(place)
         if batch is None or batch.append(timestamp=None, key=key, value=value, headers=listed) is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from faust.types import TP, EventT
 
-from pipeline.agents.faust_internals import as_current
+from pipeline.agents.changelog import Write
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,13 @@ class Progress:
         value = self.table.get(self.history_key(tp))
         return value.decode() if value else None
 
-    def new_histories(self, admitted: Sequence[EventT[bytes]]) -> list[tuple[EventT[bytes], bytes, bytes]]:
-        """(event, key, value): the history to save for each partition of `admitted` that has none, as
-        if while processing its first event (`faust_internals.save_confirmed`), before the events are
-        applied."""
+    def new_histories(self, admitted: Sequence[EventT[bytes]]) -> list[Write]:
+        """The history to save for each partition of `admitted` that has none, to its changelog partition,
+        before the events are applied."""
         first: dict[TP, EventT[bytes]] = {}
         for event in admitted:
             first.setdefault(event.message.tp, event)
-        return [(event, self.history_key(tp), uuid.uuid4().hex.encode())
+        return [(event.message.partition, self.history_key(tp), uuid.uuid4().hex.encode())
                 for tp, event in first.items() if self.history(tp) is None]
 
     async def admit(self, events: Sequence[EventT[bytes]]) -> list[EventT[bytes]]:
@@ -127,13 +126,13 @@ class Progress:
             self._last[event.message.tp] = event
             self.arrived[event.message.tp] = now  # (a long batch is no silence)
 
-    def save(self) -> None:
-        """After the states of what was applied are saved: the next offsets, each to the changelog
-        partition of its partition's last event."""
-        for tp, event in self._last.items():
-            with as_current(event):
-                self.table[self.key(tp)] = str(self.applied[tp]).encode()
+    def changes(self) -> list[Write]:
+        """A checkpoint's writes after the entries' (`Batch.changes`): the next offsets, each to the
+        changelog partition of its partition's last event."""
+        writes = [(event.message.partition, self.key(tp), str(self.applied[tp]).encode())
+                  for tp, event in self._last.items()]
         self._last.clear()
+        return writes
 
     def drop(self) -> None:
         """Forget what is not saved (the partitions were revoked)."""

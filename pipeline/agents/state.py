@@ -7,8 +7,8 @@ the agent's state for that key, the input position (partition, offset, and the p
 envelope) of the last event applied to it, and, for input another agent produced, the last upstream
 position taken from each upstream partition. The partitions' progress and history (`agents.progress`)
 live in the same table. `Batch.take` skips an event its key's entry holds already, or an upstream
-position it has taken; `Batch.save` writes each changed entry as if while processing its key's last
-event (`faust_internals.as_current`), so that it lands in that event's changelog partition. Why each
+position it has taken; `Batch.changes` gives each changed entry for the changelog partition of its
+key's last event (`agents.changelog` writes them), so that a restarted worker finds it there. Why each
 piece is there, and how checkpoints, kills and repeats play out: docs/architecture.md, "Nothing
 doubled: each record applied once" and "Nothing doubled: outputs repeated after a kill".
 """
@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import TP, EventT
 
 from pipeline import topics
-from pipeline.agents.faust_internals import as_current
+from pipeline.agents.changelog import Write
 
 ITEM_SHIFT = 20  # a payload gives fewer than 2**20 readings (a raw record is at most 1 MiB)
 
@@ -73,8 +73,8 @@ class Entry:
 
 class Batch:
     """The entries an agent has taken since it last dropped them (`drop`: its partitions were revoked),
-    newer than the table until `save` writes the ones changed since the last save (a checkpoint, with
-    the progress after it). `history`: the history of an input partition (`Progress.history`)."""
+    newer than the table until a checkpoint writes the ones changed since the last (`changes`, with the
+    progress after them). `history`: the history of an input partition (`Progress.history`)."""
 
     def __init__(self, table: Any, history: Callable[[TP], str | None] = lambda tp: None) -> None:
         self.table = table
@@ -105,12 +105,12 @@ class Batch:
         self.entries[key], self._last[key] = entry, event
         return entry
 
-    def save(self) -> None:
-        """Each entry changed since the last save, to the changelog partition of its key's last event."""
-        for key, event in self._last.items():
-            with as_current(event):
-                self.table[key] = self.entries[key].dump()
+    def changes(self) -> list[Write]:
+        """A checkpoint's writes: each entry changed since the last checkpoint, to the changelog partition
+        of its key's last event (from now on they count as saved)."""
+        writes = [(event.message.partition, key, self.entries[key].dump()) for key, event in self._last.items()]
         self._last.clear()
+        return writes
 
     def drop(self) -> None:
         """Forget what is not saved: the partitions went to another worker (or come back from one), which

@@ -87,7 +87,7 @@ def register_surplus(app: faust.App, outlet: Outlet, site_readings: faust.TopicT
         await write_all(sink, signals, settings.worker.retry_max_seconds, rejected)
         await out.confirm()  # before the state says these decisions were made
 
-    register_batches(app, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
+    register_batches(app, outlet, site_readings, "surplus", settings.worker, settings.kafka.partitions, process,
                      batched=False)
 
 

@@ -1,6 +1,6 @@
-"""Pins what `pipeline.agents.faust_internals` relies on in Faust's private API: a table write inside
-`as_current(event)` goes to the changelog partition of that event, in the order of the writes, and
-outside it Faust refuses the write. A Faust upgrade that changes this fails here first."""
+"""Pins what `pipeline.agents.faust_internals` relies on in Faust's private API. A Faust upgrade that
+changes it fails here first. (That Faust restores a table from the records `agents.changelog` writes:
+tests/integration/test_changelog_e2e.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
 
 import faust
 import pytest
@@ -23,79 +21,16 @@ from yarl import URL
 
 from pipeline.agents.faust_internals import (
     FAUST_VERSION,
-    as_current,
     fetch_promptly,
     restore_tables_to_the_real_end,
-    save_confirmed,
     seek,
 )
 from pipeline.kafka import end_offsets, start
 from wattstream.embedded.servers import Server
 
 
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-class Event:  # weak-referenceable, like Faust's events
-    def __init__(self, partition: int, offset: int) -> None:
-        self.message = Message("input", partition, offset)
-
-
 def test_the_installed_faust_is_the_pinned_one() -> None:
     assert faust.__version__ == FAUST_VERSION
-
-
-def test_a_table_write_goes_to_the_changelog_partition_of_the_current_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = faust.App("pin", broker="kafka://127.0.0.1:9", store="memory://", autodiscover=False)
-    table = app.Table("state", key_type=bytes, value_type=bytes, partitions=4)
-    sent: list[tuple[int | None, Any, Any]] = []
-
-    def send_soon(*, key: Any, value: Any, partition: int | None, **_: Any) -> SimpleNamespace:
-        sent.append((partition, key, value))
-        return SimpleNamespace(message=SimpleNamespace(partition=partition))  # a FutureMessage, as Faust reads it
-
-    monkeypatch.setattr(table.changelog_topic, "send_soon", send_soon)
-    # (Faust checks that the input topic has as many partitions as the changelog; that needs a broker)
-    monkeypatch.setattr(table, "_verify_source_topic_partitions", lambda topic: None)
-    first, second = Event(partition=2, offset=10), Event(partition=3, offset=7)
-    with as_current(first):
-        table[b"a"] = b"1"
-    with as_current(second):
-        table[b"b"] = b"2"
-    with as_current(first):
-        table[b"progress"] = b"11"
-    assert sent == [(2, b"a", b"1"), (3, b"b", b"2"), (2, b"progress", b"11")]
-    assert table[b"a"] == b"1"
-    with pytest.raises(TypeError, match="outside of stream"):  # so no write can go to a wrong partition
-        table[b"c"] = b"3"
-
-
-def test_a_confirmed_save_waits_for_its_changelog_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = faust.App("pin-confirmed", broker="kafka://127.0.0.1:9", store="memory://", autodiscover=False)
-    table = app.Table("state", key_type=bytes, value_type=bytes, partitions=4)
-
-    async def scenario() -> tuple[bool, list[tuple[int | None, Any, Any]]]:
-        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        sent: list[tuple[int | None, Any, Any]] = []
-
-        def send_soon(*, key: Any, value: Any, partition: int | None, **_: Any) -> asyncio.Future[None]:
-            sent.append((partition, key, value))
-            return delivered  # Faust's FutureMessage: done once Kafka has the record
-
-        monkeypatch.setattr(table.changelog_topic, "send_soon", send_soon)
-        saving = asyncio.ensure_future(save_confirmed(table, Event(partition=3, offset=5), b"\0history/x/3", b"h1"))
-        await asyncio.sleep(0.05)
-        waited = not saving.done()
-        delivered.set_result(None)
-        await saving
-        return waited, sent
-
-    waited, sent = asyncio.run(scenario())
-    assert waited and sent == [(3, b"\0history/x/3", b"h1")] and table[b"\0history/x/3"] == b"h1"
 
 
 def test_faust_takes_the_changelog_end_from_a_fetch_not_from_tansus_short_list_offsets(tansu: Server) -> None:

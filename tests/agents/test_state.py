@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from faust.streams import _current_event
 from faust.types import TP
 
 from pipeline import topics
@@ -84,23 +83,22 @@ def test_a_malformed_position_is_taken_as_no_position() -> None:
     assert upstream({}) is None and upstream(None) is None
 
 
-def test_saved_entries_round_trip_each_with_its_keys_last_event() -> None:
-    saved: dict[bytes, tuple[bytes, int | None]] = {}
+def save(batch: Batch) -> list[tuple[int, bytes, bytes]]:
+    """A checkpoint's entry writes, into the table (`agents.changelog` does so once Kafka has them)."""
+    writes = batch.changes()
+    batch.table.update({key: value for _, key, value in writes})
+    return writes
 
-    class Table(dict[bytes, bytes]):
-        def __setitem__(self, key: bytes, value: bytes) -> None:
-            ref = _current_event.get()
-            saved[key] = (value, ref().message.partition if ref else None)
-            super().__setitem__(key, value)
 
-    table = Table()
+def test_saved_entries_round_trip_each_to_the_partition_of_its_keys_last_event() -> None:
+    table: dict[bytes, bytes] = {}
     batch = Batch(table)
     for key, partition, offset in ((b"a", 2, 0), (b"b", 3, 0), (b"a", 2, 1)):
         entry = batch.take(key, event(partition, offset), source(offset, 0))
         assert entry is not None
         entry.state = {"last": offset, "big": 2**80}  # exact integers survive
-    batch.save()
-    assert {key: partition for key, (_, partition) in saved.items()} == {b"a": 2, b"b": 3}
+    writes = save(batch)
+    assert sorted((key, partition) for partition, key, _ in writes) == [(b"a", 2), (b"b", 3)]
     again = Entry.load(table[b"a"])
     assert (again.state, again.at) == ({"last": 1, "big": 2**80}, (2, 1, 0))
     assert again.taken == {"meter.raw.iammeter/0": (1, 0)}
@@ -123,10 +121,10 @@ def test_entries_live_between_checkpoints_and_a_drop_goes_back_to_the_table() ->
         assert entry is not None
         entry.state = entry.state if isinstance(entry.state, Live) else Live()
         entry.state.count += 1
-    entries.save()  # a checkpoint: the live state's dump
+    save(entries)  # a checkpoint: the live state's dump
     assert Entry.load(table[b"a"]).state == {"count": 3}
     table_after_checkpoint = dict(table)
-    entries.save()  # nothing changed since: nothing written
+    assert save(entries) == []  # nothing changed since: nothing written
     assert table == table_after_checkpoint
     entry = entries.take(b"a", event(0, 3))
     assert entry is not None and entry.state.count == 3  # the live object, not the JSON
