@@ -5,6 +5,10 @@ A message is acknowledged to the broker only after Kafka has confirmed the recor
 between the two: while Kafka is unreachable the bridge drops its MQTT connection and the broker keeps
 the unacknowledged and newer messages for our session (clean_session=False, fixed client id) until we
 are back. paho reconnects to MQTT by itself with back-off (1 s … 60 s).
+
+A meter's QoS 0 message comes at QoS 0 unless the broker upgrades it to our subscription's QoS 1
+(mosquitto: `upgrade_outgoing_qos true`, as our mosquitto.conf has it); at QoS 0 there is nothing to
+acknowledge, and what the bridge holds when it is killed is lost. The bridge says so once.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class MqttBridge:
         self._arrived_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kafka_failed = asyncio.Event()
+        self._qos0_seen = False
         self.client = new_client(settings, settings.client_id, clean_session=False, manual_ack=True)
         self.client.reconnect_delay_set(1, 60)
         self.client.enable_logger(logging.getLogger("paho"))  # paho's own errors through our logs
@@ -104,6 +109,11 @@ class MqttBridge:
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
         message.timestamp = datetime.now(UTC).timestamp()  # receive time, wall clock
+        if message.qos == 0 and not self._qos0_seen:
+            self._qos0_seen = True
+            log.warning("MQTT message on %s came with QoS 0: the broker does not upgrade it to this bridge's "
+                        "QoS 1, so what the bridge holds when it is killed is lost (mosquitto: set "
+                        "upgrade_outgoing_qos true)", message.topic)
         with self._arrived_lock:
             self._arrived.append(message)
             first = len(self._arrived) == 1

@@ -43,8 +43,7 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return faust.SSLCredentials(kafka.ssl_context()) if kafka.tls else None
 
 
-def create_app(settings: Settings, *, meters_file: MetersFile | None = None, sink: Sink | None = None,
-               store: str = "memory://") -> faust.App:
+def create_app(settings: Settings, *, meters_file: MetersFile | None = None, sink: Sink | None = None) -> faust.App:
     """`meters_file`: the one read already (else it is read here)."""
     restore_tables_to_the_real_end()
     fetch_promptly(settings.worker.fetch_wait_ms)
@@ -52,7 +51,7 @@ def create_app(settings: Settings, *, meters_file: MetersFile | None = None, sin
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
         broker_credentials=broker_credentials(settings.kafka),
-        store=store,
+        store="memory://",  # the tables live in memory, restored from their changelogs (`agents.changelog`)
         datadir=str(settings.worker_datadir),
         topic_partitions=settings.kafka.partitions,
         key_serializer="raw",

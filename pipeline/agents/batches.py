@@ -100,8 +100,10 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
         if not now and time.monotonic() - saved_at < settings.checkpoint_seconds:
             return
         saved_at = time.monotonic()
+        states, offsets = entries.changes(), progress.changes()
         try:
-            await changelog.write(entries.changes() + progress.changes())
+            await changelog.write(states)
+            await changelog.write(offsets)  # only once Kafka has the states: a failed write may land in part
         except BaseException:
             entries.drop()
             progress.drop()
@@ -119,10 +121,14 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
     async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved and sent, so
         the next owner goes on from there. A batch still running (Faust waited for it in vain: a long
-        sink outage) is void: its state is dropped when it ends, and the last checkpoint stands."""
+        sink outage) is void: its state is dropped when it ends, and the last checkpoint stands; a table
+        write it has under way is waited for, so that none lands after the next owner has started."""
         nonlocal void
         if busy:
             void = True
+            if not await changelog.settled(settings.rebalance_timeout / 2):
+                log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
+                            "has started", name)
         else:
             await checkpoint_between_batches(now=True)
         entries.drop()

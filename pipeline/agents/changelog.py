@@ -15,28 +15,53 @@ from them at the next start as from its own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from pipeline.agents.outbox import Outbox, Outlet
+from pipeline.errors import ConfigError
 
 Write = tuple[int, bytes, bytes]  # (changelog partition, key, value)
 
 
 class Changelog:
+    """The writes of one table (the memory store: `table.data` is what Faust restores into)."""
+
     def __init__(self, table: Any, outlet: Outlet) -> None:
         self._table, self._outlet = table, outlet
         self._topic: str = table.changelog_topic.get_topic_name()
+        self._idle = asyncio.Event()  # no write under way
+        self._idle.set()
 
     async def write(self, writes: Sequence[Write]) -> None:
-        """Send `writes` and wait until Kafka has every one (a failed delivery raises, and the table keeps
-        what it had); then the table holds them (the memory store, which is what Faust restores)."""
+        """Send `writes` and wait until Kafka has every one; then the table holds them. A failed delivery
+        raises, and the table keeps what it had (Kafka may have some of them: a write is not atomic, so a
+        checkpoint writes its progress only once its entries are confirmed)."""
         if not writes:
             return
-        out = Outbox(self._outlet)
-        for partition, key, value in writes:
-            await out.send(self._topic, key, value, partition=partition)
-        await out.confirm()
+        self._idle.clear()
+        try:
+            producer = await self._outlet.producer()
+            partitions = await producer.partitions_for(self._topic)
+            if missing := {partition for partition, _, _ in writes} - partitions:
+                raise ConfigError(f"{self._topic} has no partition {min(missing)} ({len(partitions)} partitions): an "
+                                  "agent's input topic and its changelog need as many (WATTSTREAM_KAFKA_PARTITIONS)")
+            out = Outbox(self._outlet)
+            for partition, key, value in writes:
+                await out.send(self._topic, key, value, partition=partition)
+            await out.confirm()
+        finally:
+            self._idle.set()
         data = self._table.data
         for _, key, value in writes:
             data[key] = value
+
+    async def settled(self, within: float) -> bool:
+        """Wait until a write under way is confirmed or has failed (at a rebalance: none may land after the
+        next owner has started); False when it is still under way after `within` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True

@@ -96,4 +96,7 @@ class Outbox:
         """Send what is not sent yet, and wait until Kafka has every record."""
         await self.ship()
         pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
+        # every record's outcome awaited (none left unretrieved), then the first failure raised
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome

@@ -43,7 +43,7 @@ class Progress:
         self.waiting: dict[TP, tuple[int, float]] = {}  # partition → (offset sent back to, when)
         self.arrived: dict[TP, float] = {}  # partition → when an event of it last arrived (or was awaited)
         self.applied: dict[TP, int] = {}  # partition → the next offset to apply, newer than the table
-        self._last: dict[TP, EventT[bytes]] = {}  # partition → its last applied event, since the last save
+        self._last: dict[TP, EventT[bytes]] = {}  # partition → its last applied event, since the last checkpoint
 
     @staticmethod
     def key(tp: TP) -> bytes:
@@ -127,15 +127,15 @@ class Progress:
             self.arrived[event.message.tp] = now  # (a long batch is no silence)
 
     def changes(self) -> list[Write]:
-        """A checkpoint's writes after the entries' (`Batch.changes`): the next offsets, each to the
-        changelog partition of its partition's last event."""
+        """A checkpoint's writes once Kafka has the entries' (`Batch.changes`): the next offsets, each to
+        the changelog partition of its partition's last event."""
         writes = [(event.message.partition, self.key(tp), str(self.applied[tp]).encode())
                   for tp, event in self._last.items()]
         self._last.clear()
         return writes
 
     def drop(self) -> None:
-        """Forget what is not saved (the partitions were revoked)."""
+        """Forget what is not saved (the partitions were revoked, or a batch or checkpoint failed)."""
         self.applied.clear()
         self._last.clear()
         self.waiting.clear()

@@ -72,15 +72,16 @@ class Entry:
 
 
 class Batch:
-    """The entries an agent has taken since it last dropped them (`drop`: its partitions were revoked),
-    newer than the table until a checkpoint writes the ones changed since the last (`changes`, with the
-    progress after them). `history`: the history of an input partition (`Progress.history`)."""
+    """The entries an agent has taken since it last dropped them (`drop`: its partitions were revoked, or a
+    batch or checkpoint failed), newer than the table until a checkpoint writes the ones changed since the
+    last (`changes`; the progress once Kafka has them). `history`: the history of an input partition
+    (`Progress.history`)."""
 
     def __init__(self, table: Any, history: Callable[[TP], str | None] = lambda tp: None) -> None:
         self.table = table
         self.history = history
         self.entries: dict[bytes, Entry] = {}
-        self._last: dict[bytes, EventT[bytes]] = {}  # changed since the last save → its last event
+        self._last: dict[bytes, EventT[bytes]] = {}  # changed since the last checkpoint → its last event
 
     def take(self, key: bytes, event: EventT[bytes], headers: Mapping[str, bytes] | None = None,
              item: int = 0) -> Entry | None:
@@ -114,6 +115,7 @@ class Batch:
 
     def drop(self) -> None:
         """Forget what is not saved: the partitions went to another worker (or come back from one), which
-        goes on from the table."""
+        goes on from the table, or a batch or checkpoint failed (what came after the last one is applied
+        again)."""
         self.entries.clear()
         self._last.clear()

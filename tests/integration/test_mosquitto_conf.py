@@ -2,11 +2,15 @@
 compose's `mqtt-users` script writes (run here as it is): nobody gets in without an account, a meter
 publishes its readings but no charger's topic, a reader reads what wattstream publishes, and while the
 bridge's persistent session is away the broker keeps the meters' QoS 0 messages — more than mosquitto's
-default of 1000 — and hands them over when the bridge is back. With tls.conf.example and certificates
+default of 1000 — and hands them over when the bridge is back, and those the bridge held when it was
+killed come again. With tls.conf.example and certificates
 from `scripts/mqtt-certs`, wattstream's MQTT clients reach the broker over TLS."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
 import re
 import shutil
 import ssl
@@ -24,6 +28,8 @@ import yaml
 
 from bridges.mqtt import new_client, publishing_client
 from pipeline.brokers import MqttSettings
+from tests.conftest import Process
+from tests.integration.test_mqtt_bridge import raw_values
 from tests.mqtt import certificates
 from wattstream.embedded.servers import Server, free_port, start_mosquitto
 
@@ -32,6 +38,7 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 PASSWORDS = {"wattstream": "stack-secret", "meter": "meter-secret", "reader": "reader-secret",
              "control": "control-secret"}
 MESSAGES = 3000
+KILL_MESSAGES, BURST = 2000, 20
 
 
 @pytest.fixture
@@ -161,6 +168,44 @@ def test_the_broker_keeps_qos0_messages_for_an_absent_bridge(broker: Server) -> 
         bridge.disconnect()
         bridge.loop_stop()
     assert sorted(int(p) for _, p in received) == list(range(MESSAGES))
+
+
+def test_qos0_messages_the_bridge_held_when_killed_come_again(broker: Server, tansu: Server, tmp_path: Path) -> None:
+    """Most meters publish with QoS 0. The broker delivers them to the bridge's QoS 1 subscription at QoS 1
+    (`upgrade_outgoing_qos`) and keeps each until the bridge acknowledges it, after Kafka has it: the
+    bridge SIGKILLed right after a burst of messages (so it holds some), three times at seeded moments,
+    and started again while the meter goes on publishing, leaves none of them out of Kafka."""
+    seed = random.SystemRandom().randrange(10**6)
+    rng = random.Random(seed)
+    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
+           "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_USERNAME": "wattstream",
+           "WATTSTREAM_MQTT_PASSWORD": PASSWORDS["wattstream"], "WATTSTREAM_MQTT_CLIENT_ID": "bridge-killed"}
+    bodies = [b'{"SN":"0A0A0A0A","Data":[230,1,%d,1,0,50,1]}' % i for i in range(KILL_MESSAGES)]
+    kills = sorted(rng.sample(range(100, KILL_MESSAGES - 100, BURST), 3))
+    meter = connect(broker.port, "meter")
+    bridge = Process("bridge-0", ["bridge", "mqtt"], env, tmp_path)
+    try:
+        bridge.wait_for("MQTT subscribed")
+        for i, body in enumerate(bodies):
+            meter.publish("device/0A0A0A0A/realtime", body, qos=0).wait_for_publish(10)
+            if i in kills:  # a burst, then the kill: the bridge holds messages Kafka has not confirmed
+                bridge.wait_for("MQTT subscribed")
+                for burst in bodies[i + 1:i + BURST]:
+                    meter.publish("device/0A0A0A0A/realtime", burst, qos=0)
+                bridge.proc.kill()
+                bridge.proc.wait()
+                bridge = Process(f"bridge-{kills.index(i) + 1}", ["bridge", "mqtt"], env, tmp_path)
+            elif i % BURST == 0:
+                time.sleep(0.1)  # the meters' pace (200 messages a second), not a wait for anything
+        values = asyncio.run(raw_values(tansu.address, KILL_MESSAGES, within=90))
+        assert not [b for b in bodies if b not in set(values)], (
+            f"seed {seed}: {len(set(bodies) - set(values))} of {KILL_MESSAGES} QoS 0 messages lost "
+            f"by SIGKILLs of the bridge at messages {kills}")
+        assert "came with QoS 0" not in "".join(p.read_text() for p in tmp_path.glob("bridge-*.log"))
+    finally:
+        bridge.stop()
+        meter.disconnect()
+        meter.loop_stop()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The MQTT bridge loses nothing while Kafka is away: the broker keeps the unacknowledged messages of
-our persistent session and the bridge sends them once Kafka is back."""
+our persistent session and the bridge sends them once Kafka is back. (Killed: test_mosquitto_conf.py.)"""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import paho.mqtt.publish as publish
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import envelope, topics
 from tests.conftest import Process
 from tests.mqtt import publish_all
-from wattstream.embedded.servers import Server, start_amqtt, start_tansu
+from wattstream.embedded.servers import Server, start_amqtt, start_mosquitto, start_tansu
 
 
 async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[bytes]:
@@ -55,6 +56,25 @@ def test_messages_published_while_kafka_is_down_arrive_after_it_returns(mosquitt
     finally:
         bridge.stop()
         kafka.stop()
+
+
+def test_the_bridge_says_when_the_broker_does_not_upgrade_qos0(tansu: Server, tmp_path: Path) -> None:
+    """A broker without `upgrade_outgoing_qos` hands a meter's QoS 0 message over at QoS 0: what the bridge
+    holds of those is lost when it is killed, and the bridge says so (once)."""
+    broker = start_mosquitto(tmp_path / "mosquitto", config="listener 1883\nallow_anonymous true\n")
+    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
+           "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_CLIENT_ID": "bridge-qos0"}
+    bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
+    try:
+        bridge.wait_for("MQTT subscribed")
+        for i in range(2):
+            publish.single("device/0C0C0C0C/realtime", body(i), qos=0, hostname="127.0.0.1", port=broker.port)
+        assert asyncio.run(raw_values(tansu.address, 2)) == [body(0), body(1)]
+        bridge.wait_for("came with QoS 0")
+        assert bridge.output().count("came with QoS 0") == 1
+    finally:
+        bridge.stop()
+        broker.stop()
 
 
 def test_python_broker_fallback_carries_qos1_with_manual_acks(tmp_path: Path) -> None:

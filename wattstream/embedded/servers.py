@@ -129,7 +129,8 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
     conf = workdir / "mosquitto.conf"
     if config is None:
         config = ("listener 1883\nallow_anonymous true\npersistence true\npersistence_location /data/\n"
-                  "max_queued_messages 100000\nqueue_qos0_messages true\nlog_dest stdout\n")
+                  "max_queued_messages 100000\nqueue_qos0_messages true\nupgrade_outgoing_qos true\n"
+                  "log_dest stdout\n")  # (the queue and QoS lines: mosquitto/mosquitto.conf says why)
     ports = {1883: port, **(listeners or {})}
     config = re.sub(r"^listener (\d+).*$", lambda m: f"listener {ports[int(m[1])]} 127.0.0.1", config, flags=re.M)
     config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)
