@@ -100,9 +100,11 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
         if not now and time.monotonic() - saved_at < settings.checkpoint_seconds:
             return
         saved_at = time.monotonic()
-        states, offsets = entries.changes(), progress.changes()
         try:
+            states, offsets = entries.changes(), progress.changes()
             await changelog.write(states)
+            if void:  # revoked meanwhile: states without their progress are safe (`Entry.at`), no more
+                return
             await changelog.write(offsets)  # only once Kafka has the states: a failed write may land in part
         except BaseException:
             entries.drop()
@@ -126,7 +128,7 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
         nonlocal void
         if busy:
             void = True
-            if not await changelog.settled(settings.rebalance_timeout / 2):
+            if not await outlet.table_writes.none(within=settings.rebalance_timeout / 2):
                 log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
                             "has started", name)
         else:

@@ -15,7 +15,6 @@ from them at the next start as from its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,6 @@ class Changelog:
     def __init__(self, table: Any, outlet: Outlet) -> None:
         self._table, self._outlet = table, outlet
         self._topic: str = table.changelog_topic.get_topic_name()
-        self._idle = asyncio.Event()  # no write under way
-        self._idle.set()
 
     async def write(self, writes: Sequence[Write]) -> None:
         """Send `writes` and wait until Kafka has every one; then the table holds them. A failed delivery
@@ -40,7 +37,7 @@ class Changelog:
         checkpoint writes its progress only once its entries are confirmed)."""
         if not writes:
             return
-        self._idle.clear()
+        await self._outlet.table_writes.started()
         try:
             producer = await self._outlet.producer()
             partitions = await producer.partitions_for(self._topic)
@@ -52,16 +49,7 @@ class Changelog:
                 await out.send(self._topic, key, value, partition=partition)
             await out.confirm()
         finally:
-            self._idle.set()
+            await self._outlet.table_writes.ended()
         data = self._table.data
         for _, key, value in writes:
             data[key] = value
-
-    async def settled(self, within: float) -> bool:
-        """Wait until a write under way is confirmed or has failed (at a rebalance: none may land after the
-        next owner has started); False when it is still under way after `within` seconds."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), within)
-        except TimeoutError:
-            return False
-        return True

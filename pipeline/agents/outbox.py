@@ -15,6 +15,7 @@ topic.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -27,9 +28,45 @@ from pipeline.kafka import KeyPartitions
 BATCH_BYTES = 256 * 1024  # a record batch per partition is sent when it reaches this (aiokafka: 16 KiB)
 
 
+class Underway:
+    """How many writes of the agents' tables (`agents.changelog`) are under way in this worker, so that a
+    rebalance waits until none is, once for all agents: their waits share one deadline."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Condition()
+        self._deadline = 0.0
+
+    async def started(self) -> None:
+        async with self._changed:
+            self.count += 1
+
+    async def ended(self) -> None:
+        async with self._changed:
+            self.count -= 1
+            self._changed.notify_all()
+
+    async def none(self, within: float) -> bool:
+        """Wait until no write is under way; False when one still is at the deadline: `within` seconds
+        from the first wait of a rebalance (a wait starting later than that is another rebalance's)."""
+        if self.count == 0:
+            return True
+        now = time.monotonic()
+        if now > self._deadline + within:
+            self._deadline = now + within
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.count == 0),
+                                       max(self._deadline - now, 0))
+        except TimeoutError:
+            return False
+        return True
+
+
 class Outlet:
-    """The worker's producer for agent outputs: started on first use, stopped with the app (a batch still
-    running then fails: it is applied again from the last checkpoint at the next start)."""
+    """The worker's producer for agent outputs and table writes: started on first use, stopped with the
+    app (a batch still running then fails: it is applied again from the last checkpoint at the next
+    start)."""
 
     def __init__(self, kafka: Connection) -> None:
         self._kafka = kafka
@@ -37,6 +74,7 @@ class Outlet:
         self._starting = asyncio.Lock()
         self._stopped = False
         self._partitions = KeyPartitions()
+        self.table_writes = Underway()
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is not None and not self._stopped:  # (asked for every record: no lock once started)

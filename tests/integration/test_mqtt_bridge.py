@@ -17,15 +17,16 @@ from tests.mqtt import publish_all
 from wattstream.embedded.servers import Server, start_amqtt, start_mosquitto, start_tansu
 
 
-async def raw_values(bootstrap: str, want: int, within: float = 60) -> list[bytes]:
-    """The payloads on the raw topic (of envelopes too), once `want` arrived."""
+async def raw_values(bootstrap: str, want: int, within: float = 60, distinct: bool = False) -> list[bytes]:
+    """The payloads on the raw topic (of envelopes too), once `want` arrived (`distinct`: `want` different
+    ones, copies sent again not counted)."""
     consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     values: list[bytes] = []
     try:
         deadline = time.monotonic() + within
-        while len(values) < want and time.monotonic() < deadline:
+        while len(set(values) if distinct else values) < want and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 values += [item.value for r in records for item in envelope.items(r.key, r.value, dict(r.headers))]
     finally:
@@ -64,8 +65,8 @@ def test_the_bridge_says_when_the_broker_does_not_upgrade_qos0(tansu: Server, tm
     broker = start_mosquitto(tmp_path / "mosquitto", config="listener 1883\nallow_anonymous true\n")
     env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
            "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_CLIENT_ID": "bridge-qos0"}
-    bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
     try:
+        bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
         bridge.wait_for("MQTT subscribed")
         for i in range(2):
             publish.single("device/0C0C0C0C/realtime", body(i), qos=0, hostname="127.0.0.1", port=broker.port)

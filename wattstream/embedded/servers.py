@@ -127,10 +127,10 @@ def start_mosquitto(workdir: Path, port: int | None = None, config: str | None =
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
-    if config is None:
+    if config is None:  # (the queue, QoS and in-flight lines: mosquitto/mosquitto.conf says why)
         config = ("listener 1883\nallow_anonymous true\npersistence true\npersistence_location /data/\n"
                   "max_queued_messages 100000\nqueue_qos0_messages true\nupgrade_outgoing_qos true\n"
-                  "log_dest stdout\n")  # (the queue and QoS lines: mosquitto/mosquitto.conf says why)
+                  "max_inflight_messages 1000\nlog_dest stdout\n")
     ports = {1883: port, **(listeners or {})}
     config = re.sub(r"^listener (\d+).*$", lambda m: f"listener {ports[int(m[1])]} 127.0.0.1", config, flags=re.M)
     config = re.sub(r"^persistence_location .*$", f"persistence_location {workdir}/", config, flags=re.M)
