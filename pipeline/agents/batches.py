@@ -88,24 +88,25 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
                         return
                     progress.advance(part)
                     RECORDS.labels(name).inc(len(part))
-                    await checkpoint()
+                    await checkpoint(in_batch=True)
         finally:
             busy = False
 
-    async def checkpoint(now: bool = False) -> None:
+    async def checkpoint(now: bool = False, in_batch: bool = False) -> None:
         """(Holding `turn`.) The entries changed since the last checkpoint, then the progress, when one is
-        due. When Kafka does not confirm them, what was applied since the last checkpoint is forgotten: it
-        is applied again, as after a kill."""
+        due (one span of table writes: a rebalance waits for both). When Kafka does not confirm them, what
+        was applied since the last checkpoint is forgotten: it is applied again, as after a kill."""
         nonlocal saved_at
         if not now and time.monotonic() - saved_at < settings.checkpoint_seconds:
             return
         saved_at = time.monotonic()
         try:
             states, offsets = entries.changes(), progress.changes()
-            await changelog.write(states)
-            if void:  # revoked meanwhile: states without their progress are safe (`Entry.at`), no more
-                return
-            await changelog.write(offsets)  # only once Kafka has the states: a failed write may land in part
+            with outlet.table_writes.span():
+                await changelog.write(states)
+                if in_batch and void:  # the batch is void: its states without their progress are safe (`Entry.at`)
+                    return
+                await changelog.write(offsets)  # only once Kafka has the states: a write may land in part
         except BaseException:
             entries.drop()
             progress.drop()
@@ -128,7 +129,7 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
         nonlocal void
         if busy:
             void = True
-            if not await outlet.table_writes.none(within=settings.rebalance_timeout / 2):
+            if not await outlet.table_writes.none(settings.rebalance_timeout / 2, app.rebalancing_count):
                 log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
                             "has started", name)
         else:

@@ -37,8 +37,7 @@ class Changelog:
         checkpoint writes its progress only once its entries are confirmed)."""
         if not writes:
             return
-        await self._outlet.table_writes.started()
-        try:
+        with self._outlet.table_writes.span():
             producer = await self._outlet.producer()
             partitions = await producer.partitions_for(self._topic)
             if missing := {partition for partition, _, _ in writes} - partitions:
@@ -48,8 +47,6 @@ class Changelog:
             for partition, key, value in writes:
                 await out.send(self._topic, key, value, partition=partition)
             await out.confirm()
-        finally:
-            await self._outlet.table_writes.ended()
         data = self._table.data
         for _, key, value in writes:
             data[key] = value

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -29,37 +30,42 @@ BATCH_BYTES = 256 * 1024  # a record batch per partition is sent when it reaches
 
 
 class Underway:
-    """How many writes of the agents' tables (`agents.changelog`) are under way in this worker, so that a
-    rebalance waits until none is, once for all agents: their waits share one deadline."""
+    """The agents' table writes under way in this worker (`agents.changelog`: a checkpoint's entries and
+    progress, a history), so that a rebalance waits until none is, once for all agents: the waits of
+    one rebalance share one deadline."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._changed = asyncio.Condition()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._rebalance: object = None
         self._deadline = 0.0
 
-    async def started(self) -> None:
-        async with self._changed:
-            self.count += 1
-
-    async def ended(self) -> None:
-        async with self._changed:
-            self.count -= 1
-            self._changed.notify_all()
-
-    async def none(self, within: float) -> bool:
-        """Wait until no write is under way; False when one still is at the deadline: `within` seconds
-        from the first wait of a rebalance (a wait starting later than that is another rebalance's)."""
-        if self.count == 0:
-            return True
-        now = time.monotonic()
-        if now > self._deadline + within:
-            self._deadline = now + within
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        self.count += 1
+        self._idle.clear()
         try:
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.count == 0),
-                                       max(self._deadline - now, 0))
-        except TimeoutError:
-            return False
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def none(self, within: float, rebalance: object) -> bool:
+        """Wait until no write is under way; False when one still is at the deadline: `within` seconds
+        after the first wait of `rebalance` (any value that tells one rebalance from the next)."""
+        now = time.monotonic()
+        if rebalance != self._rebalance:
+            self._rebalance, self._deadline = rebalance, now + within
+        while self.count:  # (another write may have started since the last one ended)
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), remaining)
+            except TimeoutError:
+                return False
         return True
 
 

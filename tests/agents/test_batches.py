@@ -25,19 +25,26 @@ def test_a_batch_is_cut_where_its_values_pass_the_bound() -> None:
 
 
 def test_a_rebalance_waits_for_table_writes_under_way_once_for_all_agents() -> None:
-    async def scenario() -> tuple[bool, bool, bool, float, bool]:
-        writes = Underway()
-        idle = await writes.none(within=10)  # nothing under way: no wait
-        await writes.started()
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.05, lambda: loop.create_task(writes.ended()))
-        settled = await writes.none(within=10)  # returns when the write ends, long before the deadline
-        await writes.started()  # one that does not end: the first agent waits until the deadline ...
-        first = await writes.none(within=0.2)
-        started = loop.time()
-        second = await writes.none(within=0.2)  # ... and the next agents of that rebalance no longer
-        return idle, settled, first, loop.time() - started, second
+    async def scenario() -> dict[str, Any]:
+        writes, loop, seen = Underway(), asyncio.get_running_loop(), {}
+        seen["idle"] = await writes.none(10, rebalance=1)  # nothing under way: no wait
+        span = writes.span()
+        span.__enter__()
+        loop.call_later(0.05, span.__exit__, None, None, None)
+        seen["settled"] = await writes.none(10, rebalance=1)  # returns when the write ends
+        with writes.span():  # one that does not end ...
+            started = loop.time()
+            seen["first"] = await writes.none(0.2, rebalance=2)  # ... the first agent waits until the deadline,
+            seen["first_waited"] = loop.time() - started
+            started = loop.time()
+            seen["second"] = await writes.none(0.2, rebalance=2)  # ... the next agents of that rebalance no longer
+            seen["second_waited"] = loop.time() - started
+            started = loop.time()
+            seen["next"] = await writes.none(0.2, rebalance=3)  # ... and the next rebalance waits again
+            seen["next_waited"] = loop.time() - started
+        return seen
 
-    idle, settled, first, waited, second = asyncio.run(scenario())
-    assert idle and settled and not first and not second
-    assert waited < 0.1
+    seen = asyncio.run(scenario())
+    assert seen["idle"] and seen["settled"]
+    assert not seen["first"] and not seen["second"] and not seen["next"]
+    assert 0.15 < seen["first_waited"] < 1.5 and seen["second_waited"] < 0.1 and 0.15 < seen["next_waited"] < 1.5

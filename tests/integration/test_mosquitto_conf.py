@@ -183,7 +183,7 @@ def test_qos0_messages_the_bridge_held_when_killed_come_again(broker: Server, ta
            "WATTSTREAM_MQTT_PASSWORD": PASSWORDS["wattstream"], "WATTSTREAM_MQTT_CLIENT_ID": "bridge-killed"}
     bodies = [b'{"SN":"0A0A0A0A","Data":[230,1,%d,1,0,50,1]}' % i for i in range(KILL_MESSAGES)]
     kills = sorted(rng.sample(range(BURST, KILL_MESSAGES - 2 * BURST, BURST), 3))  # where a burst starts
-    meter = connect(broker.port, "meter")
+    meter, bridge = connect(broker.port, "meter"), None
     try:
         bridge = Process("bridge-0", ["bridge", "mqtt"], env, tmp_path)
         bridge.wait_for("MQTT subscribed")
@@ -204,7 +204,8 @@ def test_qos0_messages_the_bridge_held_when_killed_come_again(broker: Server, ta
             f"by SIGKILLs of the bridge after the bursts at messages {kills}")
         assert "came with QoS 0" not in "".join(p.read_text() for p in tmp_path.glob("bridge-*.log"))
     finally:
-        bridge.stop()
+        if bridge is not None:
+            bridge.stop()
         meter.disconnect()
         meter.loop_stop()
 

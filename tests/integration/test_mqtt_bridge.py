@@ -65,6 +65,7 @@ def test_the_bridge_says_when_the_broker_does_not_upgrade_qos0(tansu: Server, tm
     broker = start_mosquitto(tmp_path / "mosquitto", config="listener 1883\nallow_anonymous true\n")
     env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
            "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_CLIENT_ID": "bridge-qos0"}
+    bridge = None
     try:
         bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
         bridge.wait_for("MQTT subscribed")
@@ -74,7 +75,8 @@ def test_the_bridge_says_when_the_broker_does_not_upgrade_qos0(tansu: Server, tm
         bridge.wait_for("came with QoS 0")
         assert bridge.output().count("came with QoS 0") == 1
     finally:
-        bridge.stop()
+        if bridge is not None:
+            bridge.stop()
         broker.stop()
 
 
