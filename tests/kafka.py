@@ -1,11 +1,12 @@
 """Reading what the pipeline left in Kafka."""
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from pipeline import topics
+from pipeline import envelope, topics
 
 
 async def deadletters(bootstrap: str, key: bytes, within: float = 30) -> list[tuple[bytes, dict[str, bytes]]]:
@@ -65,3 +66,20 @@ async def consume_records(bootstrap: str, topic: str, count: int, within: float 
     finally:
         await consumer.stop()
     return found
+
+
+async def raw_values(bootstrap: str, want: int, within: float = 60, distinct: bool = False) -> list[bytes]:
+    """The payloads on the raw topic (of envelopes too), once `want` arrived (`distinct`: `want` different
+    ones, copies sent again not counted)."""
+    consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(set(values) if distinct else values) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values += [item.value for r in records for item in envelope.items(r.key, r.value, dict(r.headers))]
+    finally:
+        await consumer.stop()
+    return values

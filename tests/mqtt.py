@@ -1,4 +1,5 @@
-"""Publishing to the test broker as a meter would; certificates for its TLS listener."""
+"""Publishing to the test broker as a meter would; the environment of a `bridge mqtt` process; certificates
+for its TLS listener."""
 
 import os
 import pwd
@@ -6,6 +7,13 @@ import subprocess
 from pathlib import Path
 
 import paho.mqtt.publish as publish
+
+
+def bridge_env(kafka: str, mqtt_port: int, client_id: str, **more: str) -> dict[str, str]:
+    """The environment of a `wattstream bridge mqtt` on Kafka `kafka` and the local MQTT broker on `mqtt_port`
+    (`more`: further WATTSTREAM_* settings)."""
+    return {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": kafka, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
+            "WATTSTREAM_MQTT_PORT": str(mqtt_port), "WATTSTREAM_MQTT_CLIENT_ID": client_id, **more}
 
 
 def publish_all(port: int, messages: list[tuple[str, bytes | str]]) -> None:

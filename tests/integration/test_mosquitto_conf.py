@@ -9,7 +9,6 @@ from `scripts/mqtt-certs`, wattstream's MQTT clients reach the broker over TLS."
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import shutil
@@ -29,8 +28,8 @@ import yaml
 from bridges.mqtt import new_client, publishing_client
 from pipeline.brokers import MqttSettings
 from tests.conftest import Process
-from tests.integration.test_mqtt_bridge import raw_values
-from tests.mqtt import certificates
+from tests.kafka import raw_values
+from tests.mqtt import bridge_env, certificates
 from wattstream.embedded.servers import Server, free_port, start_mosquitto
 
 ROOT = Path(__file__).parent.parent.parent
@@ -178,9 +177,8 @@ def test_qos0_messages_the_bridge_held_when_killed_come_again(broker: Server, ta
     and started again while the meter goes on publishing, leaves none of them out of Kafka."""
     seed = random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
-    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
-           "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_USERNAME": "wattstream",
-           "WATTSTREAM_MQTT_PASSWORD": PASSWORDS["wattstream"], "WATTSTREAM_MQTT_CLIENT_ID": "bridge-killed"}
+    env = bridge_env(tansu.address, broker.port, "bridge-killed", WATTSTREAM_MQTT_USERNAME="wattstream",
+                     WATTSTREAM_MQTT_PASSWORD=PASSWORDS["wattstream"])
     bodies = [b'{"SN":"0A0A0A0A","Data":[230,1,%d,1,0,50,1]}' % i for i in range(KILL_MESSAGES)]
     kills = sorted(rng.sample(range(BURST, KILL_MESSAGES - 2 * BURST, BURST), 3))  # where a burst starts
     meter, bridge = connect(broker.port, "meter"), None

@@ -4,34 +4,15 @@ our persistent session and the bridge sends them once Kafka is back. (Killed: te
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import paho.mqtt.publish as publish
-from aiokafka import AIOKafkaConsumer
 
-from pipeline import envelope, topics
 from tests.conftest import Process
-from tests.mqtt import publish_all
+from tests.kafka import raw_values
+from tests.mqtt import bridge_env, publish_all
 from wattstream.embedded.servers import Server, start_amqtt, start_mosquitto, start_tansu
-
-
-async def raw_values(bootstrap: str, want: int, within: float = 60, distinct: bool = False) -> list[bytes]:
-    """The payloads on the raw topic (of envelopes too), once `want` arrived (`distinct`: `want` different
-    ones, copies sent again not counted)."""
-    consumer = AIOKafkaConsumer(topics.raw_topic("iammeter"), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        deadline = time.monotonic() + within
-        while len(set(values) if distinct else values) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                values += [item.value for r in records for item in envelope.items(r.key, r.value, dict(r.headers))]
-    finally:
-        await consumer.stop()
-    return values
 
 
 def body(i: int) -> bytes:
@@ -40,8 +21,7 @@ def body(i: int) -> bytes:
 
 def test_messages_published_while_kafka_is_down_arrive_after_it_returns(mosquitto: Server, tmp_path: Path) -> None:
     kafka = start_tansu(tmp_path / "tansu")
-    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": kafka.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
-           "WATTSTREAM_MQTT_PORT": str(mosquitto.port), "WATTSTREAM_MQTT_CLIENT_ID": f"bridge-{kafka.port}"}
+    env = bridge_env(kafka.address, mosquitto.port, f"bridge-{kafka.port}")
     bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
     try:
         bridge.wait_for("MQTT subscribed")
@@ -63,8 +43,7 @@ def test_the_bridge_says_when_the_broker_does_not_upgrade_qos0(tansu: Server, tm
     """A broker without `upgrade_outgoing_qos` hands a meter's QoS 0 message over at QoS 0: what the bridge
     holds of those is lost when it is killed, and the bridge says so (once)."""
     broker = start_mosquitto(tmp_path / "mosquitto", config="listener 1883\nallow_anonymous true\n")
-    env = {**os.environ, "WATTSTREAM_KAFKA_BOOTSTRAP": tansu.address, "WATTSTREAM_MQTT_HOST": "127.0.0.1",
-           "WATTSTREAM_MQTT_PORT": str(broker.port), "WATTSTREAM_MQTT_CLIENT_ID": "bridge-qos0"}
+    env = bridge_env(tansu.address, broker.port, "bridge-qos0")
     bridge = None
     try:
         bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
