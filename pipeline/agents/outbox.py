@@ -113,9 +113,10 @@ class Outbox:
         self._pending: list[Awaitable[Any]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes,
-                   headers: Mapping[str, bytes] | None = None, *, partition: int | None = None) -> None:
+                   headers: Mapping[str, bytes] | None = None, *, partition: int | None = None,
+                   now: bool = False) -> None:
         """Add the record to its partition's batch (in call order per partition): `partition`, else the one
-        of `key`."""
+        of `key`. `now`: the batch is sent at once (a site reading: a charger waits for what it decides)."""
         place = (topic, await self._outlet.partition(topic, key) if partition is None else partition)
         listed = list(headers.items()) if headers else []
         batch = self._open.get(place)
@@ -124,6 +125,8 @@ class Outbox:
                 await self._ship(place, batch)
             batch = self._open[place] = (await self._outlet.producer()).create_batch()
             batch.append(timestamp=None, key=key, value=value, headers=listed)  # (an empty batch takes any)
+        if now:
+            await self._ship(place, self._open.pop(place))
 
     async def _ship(self, place: tuple[str, int], batch: Any) -> None:
         producer = await self._outlet.producer()
