@@ -197,7 +197,7 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
         out = Outbox(outlet)
         records: list[Record] = []
         has = SinkPositions(sink, batch)
-        turns = Turns()
+        turns, drops = Turns(), batch.drops
         for event in events:
             record_headers = header_map(event.headers)
             try:
@@ -209,6 +209,8 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
             in_envelope = topics.H_ENVELOPE in record_headers
             for item, (key, payload, item_headers) in enumerate(items):
                 await turns.share()
+                if batch.drops != drops:  # revoked meanwhile: the batch is void (`agents.batches`), and a
+                    return  # payload taken now would meet its key's state as of the last checkpoint
                 headers = dict(item_headers) if in_envelope else record_headers
                 entry = batch.take(key, event, item=item)
                 if entry is None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from pipeline.agents import turns
+from pipeline.agents.turns import Turns
 
 
-def test_the_loop_runs_others_once_per_slice_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loop_runs_others_once_per_slice_of_work() -> None:
     clock = [0.0]
-    monkeypatch.setattr(turns.time, "perf_counter", lambda: clock[0])
 
     async def scenario() -> list[float]:
         others_ran: list[float] = []  # the work done (clock) each time another task got the loop
@@ -24,7 +21,7 @@ def test_the_loop_runs_others_once_per_slice_of_work(monkeypatch: pytest.MonkeyP
         task = asyncio.create_task(other())
         await asyncio.sleep(0)  # (it starts)
         others_ran.clear()
-        sharing = turns.Turns(0.005)
+        sharing = Turns(0.005, clock=lambda: clock[0])
         for _ in range(23):  # 23 pieces of 1 ms of work
             clock[0] = round(clock[0] + 0.001, 3)
             await sharing.share()

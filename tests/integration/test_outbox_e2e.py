@@ -83,8 +83,10 @@ def test_a_record_sent_now_is_in_kafka_before_the_batch_is_confirmed(tansu: Serv
         try:
             out = Outbox(outlet)
             await out.send(topic, b"site", b"held", partition=1)
-            await out.send(topic, b"site", b"now", partition=2, now=True)
-            before = await read_until(b"now")
+            await out.send(topic, b"site", b"first", partition=2)
+            await out.send(topic, b"site", b"now", partition=2, now=True)  # after what the outbox holds for it
+            await out.send(topic, b"site", b"now too", partition=2, now=True)
+            before = await read_until(b"now too")
             await out.confirm()
             after = await read_until(b"held")
         finally:
@@ -93,5 +95,5 @@ def test_a_record_sent_now_is_in_kafka_before_the_batch_is_confirmed(tansu: Serv
         return before, after
 
     before, after = asyncio.run(scenario())
-    assert before == [b"now"]
+    assert before == [b"first", b"now", b"now too"]
     assert after == [b"held"]
