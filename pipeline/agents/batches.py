@@ -76,13 +76,17 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
                 if void:
                     return
                 for part in parts(admitted):
+                    drops = entries.drops
                     try:
                         await process(part, entries)
                     except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
                         entries.drop()
                         progress.drop()
                         raise
-                    if void:  # its outputs are out; the new owner applies it again from its checkpoint
+                    # revoked meanwhile: its outputs are out, the new owner applies it again from its checkpoint.
+                    # (A drop means that too: `on_revoked` drops after its wait, maybe within the next batch,
+                    # whose part then stops short and must not advance.)
+                    if void or entries.drops != drops:
                         entries.drop()
                         progress.drop()
                         return
