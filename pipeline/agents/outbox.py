@@ -3,14 +3,13 @@
 
 The records go through the worker's own aiokafka producer (`Outlet`), not Faust's: per partition they
 are appended to a record batch (`AIOKafkaProducer.create_batch`), which is sent when it is full and at
-`ship` (before the sink write) or `confirm`; a record sent `now` goes at once. Appending costs about 7 µs a record where
-`AIOKafkaProducer.send` costs about 30 (measured against Tansu; Faust's `topic.send` adds per-record
-bookkeeping on top, about 250 µs). A record goes to
-the partition its key would (Kafka's default partitioner), so `meter.readings` keeps each meter on one
-partition as before, and the batches of one partition leave in order (aiokafka sends one at a time:
-a record batch handed over waits until the partition's batch before it has left).
-The topics are declared before the first record (`app.Outlets`), so nothing is produced to a missing
-topic.
+`ship` (before the sink write) or `confirm`; a record sent `now` goes at once. Appending costs about
+7 µs a record where `AIOKafkaProducer.send` costs about 30 (measured against Tansu; Faust's
+`topic.send` adds per-record bookkeeping on top, about 250 µs). A record goes to the partition its key
+would (Kafka's default partitioner), so `meter.readings` keeps each meter on one partition as before,
+and the batches of one partition leave in order (aiokafka sends one at a time: a record batch handed
+over waits until the partition's batch before it has left). The topics are declared before the first
+record (`app.Outlets`), so nothing is produced to a missing topic.
 """
 
 from __future__ import annotations
@@ -119,7 +118,8 @@ class Outbox:
         """Add the record to its partition's batch (in call order per partition): `partition`, else the one
         of `key`. `now`: sent at once (a site reading: a charger waits for what it decides), appended to what
         the producer has queued for the partition (a record batch of its own would wait for the one before
-        it, a round trip to Kafka)."""
+        it, a round trip to Kafka). Meant for a topic always sent `now`: a batch shipped to the partition
+        after it waits the same way."""
         place = (topic, await self._outlet.partition(topic, key) if partition is None else partition)
         listed = list(headers.items()) if headers else []
         if now:
