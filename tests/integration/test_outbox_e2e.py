@@ -12,11 +12,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from pipeline import topics
 from pipeline.agents.outbox import BATCH_BYTES, Outbox, Outlet
 from pipeline.kafka import ensure_topics
 from wattstream.embedded.servers import Server
 
-TOPIC = "meter.readings"
+TOPIC = topics.READINGS
 
 
 def test_outputs_fill_record_batches_and_arrive_in_order_on_their_key_s_partition(tansu: Server) -> None:
@@ -64,7 +65,7 @@ def test_outputs_fill_record_batches_and_arrive_in_order_on_their_key_s_partitio
 
 def test_a_record_sent_now_is_in_kafka_before_the_batch_is_confirmed(tansu: Server) -> None:
     """A decode agent sends a site reading `now`: the surplus agent need not wait for the rest of the batch."""
-    topic = "meter.readings.site"
+    topic = topics.SITE_READINGS
 
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         await ensure_topics({"bootstrap_servers": tansu.address}, [topic], 4)
