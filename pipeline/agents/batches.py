@@ -60,11 +60,12 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
     entries = Batch(table, progress.history)
     busy = False  # applying a batch (which may hold the stream for long: a sink outage)
     void = False  # the partitions were revoked while the batch ran: what it did is not this worker's any more
+    revoking = 0  # rebalances under way (`on_revoked`)
     saved_at = time.monotonic()
 
     async def run(events: Sequence[EventT[bytes]]) -> None:
         nonlocal busy, void
-        busy, void = True, False
+        busy, void = True, revoking > 0  # one that starts while a rebalance is under way: void from the start
         try:
             async with turn:  # (the timer's checkpoint may be under way)
                 if void:  # revoked while it waited
@@ -76,25 +77,22 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
                 if void:
                     return
                 for part in parts(admitted):
-                    drops = entries.drops
                     try:
                         await process(part, entries)
                     except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
                         entries.drop()
                         progress.drop()
                         raise
-                    # revoked meanwhile: its outputs are out, the new owner applies it again from its checkpoint.
-                    # (A drop means that too: `on_revoked` drops after its wait, maybe within the next batch,
-                    # whose part then stops short and must not advance.)
-                    if void or entries.drops != drops:
-                        entries.drop()
-                        progress.drop()
+                    if void:  # its outputs are out; the new owner applies it again from its checkpoint
                         return
                     progress.advance(part)
                     RECORDS.labels(name).inc(len(part))
                     await checkpoint(in_batch=True)
         finally:
             busy = False
+            if void:  # what it applied is not this worker's any more (`on_revoked`): the last checkpoint stands
+                entries.drop()
+                progress.drop()
 
     async def checkpoint(now: bool = False, in_batch: bool = False) -> None:
         """(Holding `turn`.) The entries changed since the last checkpoint, then the progress, when one is
@@ -128,18 +126,23 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
     async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         """Before the partitions go elsewhere (a rebalance, a stop): what is applied is saved and sent, so
         the next owner goes on from there. A batch still running (Faust waited for it in vain: a long
-        sink outage) is void: its state is dropped when it ends, and the last checkpoint stands; a table
-        write it has under way is waited for, so that none lands after the next owner has started."""
-        nonlocal void
-        if busy:
-            void = True
-            if not await outlet.table_writes.none(settings.rebalance_timeout / 2, app.rebalancing_count):
-                log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
-                            "has started", name)
-        else:
-            await checkpoint_between_batches(now=True)
-        entries.drop()
-        progress.drop()
+        sink outage) is void: it drops its entries and progress when it ends, never under its own feet,
+        and the last checkpoint stands; a table write it has under way is waited for, so that none lands
+        after the next owner has started. A batch that starts before this returns is void too."""
+        nonlocal void, revoking
+        revoking += 1
+        try:
+            if busy:
+                void = True
+                if not await outlet.table_writes.none(settings.rebalance_timeout / 2, app.rebalancing_count):
+                    log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
+                                "has started", name)
+            else:
+                await checkpoint_between_batches(now=True)
+                entries.drop()
+                progress.drop()
+        finally:
+            revoking -= 1
 
     async def stopping(sender: Any, **_: Any) -> None:
         """A clean stop (its streams are drained by now): what is applied is saved, nothing repeats."""

@@ -32,7 +32,6 @@ from pipeline.agents.batches import dead_lettering, register_batches
 from pipeline.agents.deadletter import header_map, send_deadletter
 from pipeline.agents.outbox import Outbox, Outlet
 from pipeline.agents.state import Batch, position
-from pipeline.agents.turns import Turns
 from pipeline.drivers import Config, Driver, Received
 from pipeline.errors import Implausible, IngestError
 from pipeline.health import READINGS
@@ -191,13 +190,12 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
             log.info("late reading of %s at %s left out of its closed window (%d so far)",
                      meter, reading.ts, windows.late)
         if meter in feeds:
-            await out.send(topics.SITE_READINGS, feeds[meter].site.encode(), value, place, now=True)
+            await out.send(topics.SITE_READINGS, feeds[meter].site.encode(), value, place)
 
     async def process(events: Sequence[EventT[bytes]], batch: Batch) -> None:
         out = Outbox(outlet)
         records: list[Record] = []
         has = SinkPositions(sink, batch)
-        turns, drops = Turns(), batch.drops
         for event in events:
             record_headers = header_map(event.headers)
             try:
@@ -208,9 +206,6 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
             to_sink = None if has.written(event) else records
             in_envelope = topics.H_ENVELOPE in record_headers
             for item, (key, payload, item_headers) in enumerate(items):
-                await turns.share()
-                if batch.drops != drops:  # revoked meanwhile: the batch is void (`agents.batches`), and a
-                    return  # payload taken now would meet its key's state as of the last checkpoint
                 headers = dict(item_headers) if in_envelope else record_headers
                 entry = batch.take(key, event, item=item)
                 if entry is None:
@@ -230,7 +225,7 @@ def register_decode(app: faust.App, outlet: Outlet, raw: faust.TopicT, deadlette
                     place = {topics.H_POSITION: position(source, event.message.partition, event.message.offset,
                                                          index, item)}
                     await forward(out, reading, states.windows, place, to_sink)
-        await out.ship()  # the rest on its way while the sink writes (the site readings went at once)
+        await out.ship()  # the site readings to the surplus agent now, not after the sink write
         await write_all(sink, records, retry, rejected, has.through(events))
         await out.confirm()
 

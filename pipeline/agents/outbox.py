@@ -3,13 +3,13 @@
 
 The records go through the worker's own aiokafka producer (`Outlet`), not Faust's: per partition they
 are appended to a record batch (`AIOKafkaProducer.create_batch`), which is sent when it is full and at
-`ship` (before the sink write) or `confirm`; a record sent `now` goes at once. Appending costs about
-7 µs a record where `AIOKafkaProducer.send` costs about 30 (measured against Tansu; Faust's
-`topic.send` adds per-record bookkeeping on top, about 250 µs). A record goes to the partition its key
-would (Kafka's default partitioner), so `meter.readings` keeps each meter on one partition as before,
-and the batches of one partition leave in order (aiokafka sends one at a time: a record batch handed
-over waits until the partition's batch before it has left). The topics are declared before the first
-record (`app.Outlets`), so nothing is produced to a missing topic.
+`ship` (before the sink write) or `confirm`. Appending costs about 7 µs a record where
+`AIOKafkaProducer.send` costs about 30 (measured against Tansu; Faust's `topic.send` adds per-record
+bookkeeping on top, about 250 µs). A record goes to
+the partition its key would (Kafka's default partitioner), so `meter.readings` keeps each meter on one
+partition as before, and the batches of one partition leave in order (aiokafka sends one at a time).
+The topics are declared before the first record (`app.Outlets`), so nothing is produced to a missing
+topic.
 """
 
 from __future__ import annotations
@@ -113,21 +113,11 @@ class Outbox:
         self._pending: list[Awaitable[Any]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes,
-                   headers: Mapping[str, bytes] | None = None, *, partition: int | None = None,
-                   now: bool = False) -> None:
+                   headers: Mapping[str, bytes] | None = None, *, partition: int | None = None) -> None:
         """Add the record to its partition's batch (in call order per partition): `partition`, else the one
-        of `key`. `now`: sent at once (a site reading: a charger waits for what it decides), appended to what
-        the producer has queued for the partition (a record batch of its own would wait for the one before
-        it, a round trip to Kafka). Meant for a topic always sent `now`: a batch shipped to the partition
-        after it waits the same way."""
+        of `key`."""
         place = (topic, await self._outlet.partition(topic, key) if partition is None else partition)
         listed = list(headers.items()) if headers else []
-        if now:
-            if (held := self._open.pop(place, None)) is not None:  # what this outbox holds goes first
-                await self._ship(place, held)
-            producer = await self._outlet.producer()
-            self._pending.append(await producer.send(topic, value, key=key, partition=place[1], headers=listed))
-            return
         batch = self._open.get(place)
         if batch is None or batch.append(timestamp=None, key=key, value=value, headers=listed) is None:
             if batch is not None:  # full: on its way, the record starts the next one

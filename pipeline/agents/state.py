@@ -82,7 +82,6 @@ class Batch:
         self.history = history
         self.entries: dict[bytes, Entry] = {}
         self._last: dict[bytes, EventT[bytes]] = {}  # changed since the last checkpoint → its last event
-        self.drops = 0  # how often it forgot: a part of a batch stops when this changes under it (revoked)
 
     def take(self, key: bytes, event: EventT[bytes], headers: Mapping[str, bytes] | None = None,
              item: int = 0) -> Entry | None:
@@ -118,6 +117,5 @@ class Batch:
         """Forget what is not saved: the partitions went to another worker (or come back from one), which
         goes on from the table, or a batch or checkpoint failed (what came after the last one is applied
         again)."""
-        self.drops += 1
         self.entries.clear()
         self._last.clear()

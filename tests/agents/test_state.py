@@ -129,8 +129,6 @@ def test_entries_live_between_checkpoints_and_a_drop_goes_back_to_the_table() ->
     entry = entries.take(b"a", event(0, 3))
     assert entry is not None and entry.state.count == 3  # the live object, not the JSON
     entry.state.count += 1
-    assert entries.drops == 0
     entries.drop()  # revoked before the next checkpoint: forgotten
-    assert entries.drops == 1  # (a decode agent's part that is under way stops taking payloads)
     entry = entries.take(b"a", event(0, 3))
     assert entry is not None and entry.state == {"count": 3} and entry.at == (0, 3, 0)

@@ -62,39 +62,3 @@ def test_outputs_fill_record_batches_and_arrive_in_order_on_their_key_s_partitio
         expected[key].append(value)
     assert by_key == expected
 
-
-def test_a_record_sent_now_is_in_kafka_before_the_batch_is_confirmed(tansu: Server) -> None:
-    """A decode agent sends a site reading `now`: the surplus agent need not wait for the rest of the batch."""
-    topic = topics.SITE_READINGS
-
-    async def scenario() -> tuple[list[bytes], list[bytes]]:
-        await ensure_topics({"bootstrap_servers": tansu.address}, [topic], 4)
-        outlet = Outlet({"bootstrap_servers": tansu.address})
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=tansu.address, auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
-        await consumer.start()
-
-        async def read_until(value: bytes) -> list[bytes]:
-            seen: list[bytes] = []
-            deadline = time.monotonic() + 30
-            while value not in seen and time.monotonic() < deadline:
-                seen += [r.value for records in (await consumer.getmany(timeout_ms=200)).values() for r in records]
-            return seen
-
-        try:
-            out = Outbox(outlet)
-            await out.send(topic, b"site", b"held", partition=1)
-            await out.send(topic, b"site", b"first", partition=2)
-            await out.send(topic, b"site", b"now", partition=2, now=True)  # after what the outbox holds for it
-            await out.send(topic, b"site", b"now too", partition=2, now=True)
-            before = await read_until(b"now too")
-            await out.confirm()
-            after = await read_until(b"held")
-        finally:
-            await consumer.stop()
-            await outlet.stop()
-        return before, after
-
-    before, after = asyncio.run(scenario())
-    assert before == [b"first", b"now", b"now too"]
-    assert after == [b"held"]
