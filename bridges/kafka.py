@@ -5,6 +5,7 @@ headers `driver`, `origin` and `received_at` — several of them in one envelope
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
@@ -53,10 +54,11 @@ class RawProducer:
         self._failed: BaseException | None = None  # a round failed: every send fails until `start` (or `deliver`)
         self.sizes: Counter[int] = Counter()  # payloads per record → records sent
 
-    async def start(self, drivers: Iterable[str], retry_max: float = 30.0) -> None:
-        """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist."""
-        backoff = Backoff(1.0, retry_max)
-        while True:
+    async def start(self, drivers: Iterable[str], retry_max: float = 30.0, stop: asyncio.Event | None = None) -> bool:
+        """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist. False
+        when `stop` was set first."""
+        backoff, stop = Backoff(1.0, retry_max), stop or asyncio.Event()
+        while not stop.is_set():
             try:
                 await ensure_topics(self._kafka, [topics.raw_topic(d) for d in drivers], self._partitions)
                 producer = AIOKafkaProducer(**self._kafka, acks="all", linger_ms=5,
@@ -65,12 +67,14 @@ class RawProducer:
                 self._producer = producer
                 self._partitions_of.clear()
                 self._failed = None
-                return
+                return True
             except (KafkaError, OSError) as exc:
                 wait = backoff.next()
                 log.warning("waiting for Kafka at %s (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
                             wait)
-                await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        return False
 
     async def send(self, driver: str, key: str, value: bytes, origin: str,
                    received_at: datetime | None = None) -> asyncio.Future[None]:

@@ -147,7 +147,8 @@ class MqttBridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._producer.start(self._router.drivers)
+        if not await self._producer.start(self._router.drivers, stop=stop):
+            return
         self._connect()
         reported = asyncio.get_running_loop().time()
         try:
@@ -159,7 +160,8 @@ class MqttBridge:
                              sum(size * count for size, count in sizes.items()), sum(sizes.values()),
                              max(sizes, default=0))
                 if self._kafka_failed.is_set():
-                    await self._recover_kafka()
+                    await self._recover_kafka(stop)
+                    continue
                 try:
                     arrived = await asyncio.wait_for(self._queue.get(), timeout=0.5)
                 except TimeoutError:
@@ -174,8 +176,9 @@ class MqttBridge:
             self.client.loop_stop()
             await self._producer.stop()
 
-    async def _recover_kafka(self) -> None:
-        """Kafka refused a record: leave MQTT (the broker keeps our messages), wait for Kafka, rejoin."""
+    async def _recover_kafka(self, stop: asyncio.Event) -> None:
+        """Kafka refused a record: leave MQTT (the broker keeps our messages), wait for Kafka (or a stop),
+        rejoin."""
         log.warning("leaving MQTT until Kafka is back; the broker holds the messages")
         self.client.disconnect()
         self.client.loop_stop()
@@ -184,7 +187,8 @@ class MqttBridge:
         while not self._queue.empty():
             self._queue.get_nowait()
         await self._producer.stop()
-        await self._producer.start(self._router.drivers)
+        if not await self._producer.start(self._router.drivers, stop=stop):
+            return
         self._kafka_failed.clear()
         self._connect()
 

@@ -161,8 +161,8 @@ async def deliver_spool(spool: Spool, producer: RawProducer, drivers: list[str],
     """The sender side of a bridge: connect (waiting for Kafka as long as it takes), then drain.
     Cancel it to stop: what was not confirmed stays in the spool for the next start."""
     try:
-        await producer.start(drivers)
-        await spool.drain(producer, stop)
+        if await producer.start(drivers, stop=stop):
+            await spool.drain(producer, stop)
     finally:
         await producer.stop()
 

@@ -110,17 +110,19 @@ MAX_PENDING: Final = 2048  # an incomplete telegram is at most two long frames
 
 
 def decode_stream(payload: bytes, *, received_at: datetime, pending: bytes,
-                  keys: Mapping[str, bytes] | None = None) -> tuple[list[Reading], bytes]:
+                  keys: Mapping[str, bytes] | None = None) -> tuple[list[Reading], bytes, str | None]:
     """For readers that split telegrams over messages: `pending` (the bytes of an incomplete telegram
-    from earlier messages of the same origin) + this message → the complete telegrams' readings and
-    the new pending bytes. A message that starts a fresh frame replaces a stale incomplete one."""
+    from earlier messages of the same origin) + this message → the complete telegrams' readings, the
+    new pending bytes, and a notice when a message that starts a fresh frame replaced a stale
+    incomplete one (a lost message: the telegram it belonged to is gone)."""
     new = _bytes(payload)
     try:
-        return _telegrams(pending + new, received_at, keys)
-    except FrameError:
+        return *_telegrams(pending + new, received_at, keys), None
+    except FrameError as exc:
         if not pending:
             raise
-        return _telegrams(new, received_at, keys)  # the old part was stale or broken: start again
+        readings, rest = _telegrams(new, received_at, keys)  # the old part was stale or broken: start again
+        return readings, rest, f"an incomplete telegram of {len(pending)} bytes dropped ({exc})"
 
 
 def _telegrams(data: bytes, received_at: datetime, keys: Mapping[str, bytes] | None) -> tuple[list[Reading], bytes]:

@@ -27,13 +27,13 @@ MAX_LINE: Final = 1024
 
 
 class LineFramer:
-    """`feed(chunk)` → complete lines (without CR/LF); skips blank and `#` lines; a line longer than
-    `MAX_LINE` is dropped up to its end (and counted in `overlong`)."""
+    """`feed(chunk)` → complete lines (without CR/LF); skips blank and `#` lines; of a line longer than
+    `MAX_LINE` its first `MAX_LINE` + 1 bytes, once, and the rest is dropped up to its end (`decode` makes
+    it a dead letter that says so)."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._discarding = False
-        self.overlong = 0
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         self._buf += chunk
@@ -41,11 +41,12 @@ class LineFramer:
             end = self._buf.find(b"\n")
             if end < 0:
                 if len(self._buf) > MAX_LINE:
+                    if not self._discarding:
+                        yield bytes(self._buf[:MAX_LINE + 1])
                     self._buf.clear()
                     self._discarding = True
-                    self.overlong += 1
                 return
-            line = bytes(self._buf[:end]).strip(b"\r\t ")
+            line = bytes(self._buf[:end]).strip(b"\r\t ")[:MAX_LINE + 1]
             del self._buf[: end + 1]
             if self._discarding:
                 self._discarding = False
@@ -99,6 +100,9 @@ def _parse(line: str, device_id: str | None) -> tuple[str, dict[str, float]]:
 
 def decode(payload: bytes, *, received_at: datetime, device_id: str | None = None) -> list[Reading]:
     """One line → one `Reading`."""
+    if len(payload) > MAX_LINE:
+        raise FrameError(f"lines: a line longer than {MAX_LINE} bytes, cut there (a wrong baud rate, or no line "
+                         f"ends?): {shorten(payload)}")
     try:
         line = payload.decode("utf-8").strip()
     except UnicodeDecodeError as exc:

@@ -40,7 +40,7 @@ class App:
         self.on_partitions_revoked = SimpleNamespace(connect=self.revoked.append)
         self.on_before_shutdown = SimpleNamespace(connect=lambda handler: None)
 
-    def Table(self, *args: Any, **kwargs: Any) -> Table:  # noqa: N802 (Faust's name)
+    def Table(self, *args: Any, **kwargs: Any) -> Table:  # (Faust's name)
         return self.table
 
     def agent(self, topic: Any, **kwargs: Any) -> Callable[[Any], Any]:

@@ -191,22 +191,24 @@ def test_any_single_bit_flip_in_the_ciphertext_raises_only_ingest_errors_or_deco
 def test_telegrams_split_over_messages_at_every_offset() -> None:
     text = SAG["input"].upper()
     for cut in range(2, len(text) - 1, 2):  # whole hex bytes per message, as the ESP8266 sends them
-        first, pending = evn.decode_stream(text[:cut].encode(), received_at=AT, pending=b"", keys=keys(SAG))
-        second, rest = evn.decode_stream(text[cut:].encode(), received_at=AT, pending=pending, keys=keys(SAG))
-        assert first == [] and rest == b"", cut
+        first, pending, _ = evn.decode_stream(text[:cut].encode(), received_at=AT, pending=b"", keys=keys(SAG))
+        second, rest, notice = evn.decode_stream(text[cut:].encode(), received_at=AT, pending=pending,
+                                                 keys=keys(SAG))
+        assert first == [] and rest == b"" and notice is None, cut
         assert [r.total.energy_import_wh for r in second] == [6842204], cut
 
 
 def test_two_telegrams_in_one_message_and_a_stale_fragment_dropped() -> None:
     both = bytes.fromhex(SAG["input"]) + bytes.fromhex(SAG["input"])
-    readings, rest = evn.decode_stream(both.hex().encode(), received_at=AT, pending=b"", keys=keys(SAG))
+    readings, rest, _ = evn.decode_stream(both.hex().encode(), received_at=AT, pending=b"", keys=keys(SAG))
     assert len(readings) == 2 and rest == b""
-    _, stale = evn.decode_stream(SAG["input"][:100].encode(), received_at=AT, pending=b"", keys=keys(SAG))
+    _, stale, _ = evn.decode_stream(SAG["input"][:100].encode(), received_at=AT, pending=b"", keys=keys(SAG))
     assert stale
     # a lost piece: the next message holds the second frame only; nothing decodes yet (still incomplete)
-    readings, stale = evn.decode_stream(frames_of(SAG)[256:].hex().encode(), received_at=AT, pending=stale,
-                                        keys=keys(SAG))
-    assert readings == [] and stale
+    readings, stale, notice = evn.decode_stream(frames_of(SAG)[256:].hex().encode(), received_at=AT,
+                                                pending=stale, keys=keys(SAG))
+    assert readings == [] and stale and notice is None
     # the next whole telegram no longer fits the stale bytes (checksum): they are dropped, it decodes
-    readings, rest = evn.decode_stream(SAG["input"].encode(), received_at=AT, pending=stale, keys=keys(SAG))
+    readings, rest, notice = evn.decode_stream(SAG["input"].encode(), received_at=AT, pending=stale, keys=keys(SAG))
     assert [r.meter_id for r in readings] == ["evn:5341475905E990F3"] and rest == b""
+    assert notice is not None and notice.startswith(f"an incomplete telegram of {len(stale)} bytes dropped")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.drivers.lines import LineFramer, decode
+from pipeline.drivers.lines import MAX_LINE, LineFramer, decode
 from pipeline.errors import FrameError, IngestError
 from pipeline.models import Values
 
@@ -62,11 +62,15 @@ def test_framer_at_every_split_offset() -> None:
         assert [*framer.feed(stream[:split]), *framer.feed(stream[split:])] == expected
 
 
-def test_framer_drops_an_overlong_line_up_to_its_end() -> None:
+def test_an_overlong_line_is_cut_once_and_becomes_a_dead_letter_that_says_so() -> None:
     framer = LineFramer()
+    assert list(framer.feed(b"x" * 5000)) == [b"x" * (MAX_LINE + 1)]  # cut, once ...
     assert list(framer.feed(b"x" * 5000)) == []
-    assert list(framer.feed(b"tail\nu,t,1\n")) == [b"u,t,1"]
-    assert framer.overlong == 1
+    assert list(framer.feed(b"tail\nu,t,1\n")) == [b"u,t,1"]  # ... and the rest dropped up to its end
+    assert list(framer.feed(b"y" * 3000 + b"\n")) == [b"y" * (MAX_LINE + 1)]  # one chunk, one cut line
+    assert len(decode(b"u,t,1" + b" " * (MAX_LINE - 5), received_at=AT, device_id="d")) == 1  # up to the bound
+    with pytest.raises(FrameError, match=f"longer than {MAX_LINE} bytes"):
+        decode(b"x" * (MAX_LINE + 1), received_at=AT, device_id="d")
 
 
 @given(st.binary(max_size=200))

@@ -12,6 +12,7 @@ import paho.mqtt.publish as publish
 from tests.conftest import Process
 from tests.kafka import raw_values
 from tests.mqtt import bridge_env, publish_all
+from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server, start_amqtt, start_mosquitto, start_tansu
 
 
@@ -81,3 +82,20 @@ def test_python_broker_fallback_carries_qos1_with_manual_acks(tmp_path: Path) ->
         client.loop_stop()
         client.disconnect()
         broker.stop()
+
+
+def test_a_stop_ends_the_bridge_while_it_waits_for_kafka(mosquitto: Server, tmp_path: Path) -> None:
+    """Kafka went away: the bridge left MQTT and waits for Kafka; TERM (systemd, `docker stop`) ends it
+    cleanly, at once, not after Kafka is back or the KILL that follows."""
+    kafka = start_tansu(tmp_path / "tansu")
+    env = bridge_env(kafka.address, mosquitto.port, f"bridge-stop-{kafka.port}")
+    bridge = Process("bridge", ["bridge", "mqtt"], env, tmp_path)
+    try:
+        bridge.wait_for("MQTT subscribed")
+        kafka.stop()
+        publish_all(mosquitto.port, [("device/0D0D0D0D/realtime", body(1))])
+        bridge.wait_for("leaving MQTT until Kafka is back", timeout=60)
+        bridge.wait_for("waiting for Kafka at")
+        assert stop_child(bridge.proc, timeout=20) == 0, bridge.output()[-3000:]
+    finally:
+        bridge.stop()

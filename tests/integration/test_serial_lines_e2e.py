@@ -2,11 +2,15 @@
 Tansu → worker → InfluxDB, including an unplug/replug of the adapter (the port path is a symlink that
 moves to a new pty, as udev's /dev/serial/by-id links do)."""
 
+import asyncio
 import os
 import time
 from pathlib import Path
 
+from pipeline import topics
+from pipeline.drivers.lines import MAX_LINE
 from tests.conftest import Stack
+from tests.kafka import deadletters
 from wattstream.embedded.servers import start_tansu
 
 
@@ -41,6 +45,7 @@ def test_lines_reach_influxdb_and_survive_a_replug(stack: Stack) -> None:
     bridge.wait_for(f"reading {arduino.link} at")
     worker.wait_for("Worker]: Ready")
 
+    arduino.send("\x55" * 3000 + "\r\n")  # noise without line ends (a wrong baud rate): a dead letter
     arduino.send("# boot message\r\ngreenhouse,temperature_c,21")
     arduino.send(".5\r\n{\"unit\": \"shed\", \"humidity_pct\": 40.5, \"power_w\": 12}\r\nnot,a\r\n")
     influx = stack.influx
@@ -48,6 +53,9 @@ def test_lines_reach_influxdb_and_survive_a_replug(stack: Stack) -> None:
     by_meter = {row["meter"]: row for row in rows}
     assert by_meter["lines:greenhouse"]["temperature_c"] == 21.5
     assert by_meter["lines:shed"]["humidity_pct"] == 40.5 and by_meter["lines:shed"]["power_w"] == 12
+    (value, headers), *_ = asyncio.run(deadletters(stack.tansu.address, b"bench1"))
+    assert value == b"\x55" * (MAX_LINE + 1) and headers[topics.H_STAGE] == b"frame"
+    assert f"longer than {MAX_LINE} bytes".encode() in headers[topics.H_ERROR]
 
     arduino.unplug()
     bridge.wait_for("opening it again", timeout=30)
