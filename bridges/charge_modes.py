@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from bridges.homeassistant import ha_id
 from pipeline.models import MODES, ChargerDecision, ModeCommand
 from pipeline.sites import Charger
 
@@ -84,7 +84,7 @@ def states(charger: Charger, decision: ChargerDecision) -> list[tuple[str, bytes
 
 def discovery(charger: Charger, prefix: str) -> list[tuple[str, bytes]]:
     """Home Assistant MQTT discovery: the mode as a `select`, the kWh target as a `number`."""
-    node = re.sub(r"[^A-Za-z0-9_-]", "_", f"wattstream_{charger.site}_{charger.name}")  # HA's id characters
+    node = ha_id(f"wattstream_{charger.site}_{charger.name}")
     device = {"identifiers": [node], "name": f"wattstream charger {charger.name}", "manufacturer": "wattstream",
               "model": charger.format}
     select = {"name": "Charge mode", "unique_id": f"{node}_mode", "default_entity_id": f"select.{node}_mode",

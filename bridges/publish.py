@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bridges.follow import follow, following
+from bridges.homeassistant import ha_id
 from bridges.mqtt import publishing_client
 from pipeline import topics
 from pipeline.meters_file import MetersFile
@@ -41,10 +42,6 @@ _FIELDS: dict[str, tuple[str, str, str, str]] = {
     "reactive_energy_export_varh": ("QOut", "varh", "reactive_energy", "total_increasing"),
 }
 _POWER = ("W", "power", "measurement")
-
-
-def node_id(meter_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in meter_id)
 
 
 def _scope(values: Values, suffix: str) -> Iterator[tuple[str, float | int, tuple[str, str, str]]]:
@@ -80,12 +77,12 @@ def state(reading: Reading, before: dict[str, Any] | None = None,
 def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topic: str,
               prefix: str) -> tuple[str, bytes]:
     """The Home Assistant discovery topic and config of one sensor of a meter."""
-    node = node_id(reading.meter_id)
+    node, sensor = ha_id(reading.meter_id), ha_id(key)
     unit, device_class, state_class = meta
     config: dict[str, Any] = {
         "name": key,
-        "unique_id": f"wattstream_{node}_{key}",
-        "default_entity_id": f"sensor.wattstream_{node}_{key}",  # HA 2026.4 dropped `object_id`
+        "unique_id": f"wattstream_{node}_{sensor}",
+        "default_entity_id": f"sensor.wattstream_{node}_{sensor}",  # HA 2026.4 dropped `object_id`
         "state_topic": state_topic,
         "value_template": f"{{{{ value_json['{key}'].value }}}}",
         "state_class": state_class,
@@ -96,7 +93,7 @@ def discovery(reading: Reading, key: str, meta: tuple[str, str, str], state_topi
         config["unit_of_measurement"] = unit
     if device_class:
         config["device_class"] = device_class
-    return f"{prefix}/sensor/wattstream_{node}/{key}/config", json.dumps(config).encode()
+    return f"{prefix}/sensor/wattstream_{node}/{sensor}/config", json.dumps(config).encode()
 
 
 @dataclass
@@ -125,7 +122,7 @@ class Publisher:
         if last is not None and reading.ts <= last:
             return []
         self.latest[reading.meter_id] = reading.ts
-        node = node_id(reading.meter_id)
+        node = ha_id(reading.meter_id)
         state_topic = self.state_topics.get(reading.meter_id) or f"{self.base}/{node}/state"
         known = self.announced.setdefault(reading.meter_id, set())
         values = quantities(reading)

@@ -4,6 +4,7 @@ tests/integration/test_publish_e2e.py)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from bridges.publish import Publisher
@@ -80,3 +81,18 @@ def test_a_mqtt_json_meter_gets_the_same_state_and_discovery() -> None:
     configs = {topic.split("/")[3] for topic in messages
                if topic.startswith("homeassistant/sensor/wattstream_mqtt_json_shellypro3em/")}
     assert {"PIn", "POut", "U1", "I3", "WIn", "WOut3"} <= configs
+
+
+def test_discovery_ids_take_only_what_home_assistant_takes() -> None:
+    """Home Assistant ignores a discovery config whose topic's ids have other characters than ASCII letters,
+    digits, `_` and `-`: a meter id or a sensor name with others still gets a sensor (the state keeps the
+    name as it is, and the template reads it from there)."""
+    reading = nem_reading().model_copy(update={"meter_id": "mqtt_json:Zähler 1", "extra": {"temp.1": 21.5}})
+    messages = dict(Publisher().messages(reading))
+    ha = re.compile(r"homeassistant/sensor/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config")
+    configs = {topic: json.loads(body) for topic, body in messages.items() if topic.startswith("homeassistant/")}
+    assert configs and all(ha.fullmatch(topic) for topic in configs)
+    config = configs["homeassistant/sensor/wattstream_mqtt_json_Z_hler_1/temp_1/config"]
+    assert config["unique_id"] == "wattstream_mqtt_json_Z_hler_1_temp_1"
+    assert config["value_template"] == "{{ value_json['temp.1'].value }}"
+    assert json.loads(messages[config["state_topic"]])["temp.1"] == {"value": 21.5, "unit": ""}
