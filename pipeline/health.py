@@ -8,11 +8,6 @@ The metrics, their fields and labels: docs/operations.md, "Pipeline health".
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, cast
-
-from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "wattstream_"
@@ -29,25 +24,11 @@ LAG = Gauge(f"{PREFIX}consumer_lag", "Records of an input partition not yet appl
             ["agent", "partition"])
 
 
-class _Point(Protocol):
-    """What `lines` uses of influxdb-client's `Point`, typed: the client's methods have no annotations, and
-    mypy strict calls no untyped function. `_point` is `Point` seen so (the one cast)."""
-
-    def tag(self, key: str, value: str) -> _Point: ...
-
-    def field(self, field: str, value: float) -> _Point: ...
-
-    def time(self, time: int, write_precision: str) -> _Point: ...
-
-    def to_line_protocol(self) -> str: ...
-
-
-_point = cast("Callable[[str], _Point]", Point)
-
-
 def lines(worker: str, now_us: int, registry: CollectorRegistry = REGISTRY) -> list[str]:
     """The `wattstream_*` samples as line protocol of the measurement `pipeline`, microsecond time like
     every wattstream point (histogram buckets and `_created` stamps left out)."""
+    from pipeline.sinks.line_protocol import line, series  # (not at the top: `pipeline.sinks` imports this module)
+
     out = []
     for metric in registry.collect():
         if not metric.name.startswith(PREFIX):
@@ -55,9 +36,8 @@ def lines(worker: str, now_us: int, registry: CollectorRegistry = REGISTRY) -> l
         for sample in metric.samples:
             if sample.name.endswith(("_bucket", "_created")):
                 continue
-            point = _point(MEASUREMENT).tag("worker", worker)
-            for label, value in sorted(sample.labels.items()):
-                point.tag(label, value)
-            point.field(sample.name.removeprefix(PREFIX), float(sample.value)).time(now_us, WritePrecision.US)
-            out.append(point.to_line_protocol())
+            text = line(series(MEASUREMENT, {**sample.labels, "worker": worker}),
+                        {sample.name.removeprefix(PREFIX): float(sample.value)}, now_us)
+            if text is not None:  # (a NaN sample has none)
+                out.append(text)
     return out
