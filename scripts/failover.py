@@ -35,7 +35,6 @@ from scripts.failover_parts import (
     PARTITIONS,
     READY,
     ImportCrash,
-    Influx,
     Producer,
     Result,
     Worker,
@@ -43,9 +42,10 @@ from scripts.failover_parts import (
     create_raw_topic,
     log_offsets,
     partition,
+    readings_per_meter,
     watch_group,
 )
-from tests.influxdb import forwarder_url, start_influxdb
+from tests.influxdb import Influx, start_influxdb
 from wattstream.embedded.servers import Server, start_tansu
 
 
@@ -61,7 +61,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
         group = f"failover-{uuid.uuid4().hex[:8]}"
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")},
                "WATTSTREAM_KAFKA_BOOTSTRAP": bootstrap,
-               "WATTSTREAM_INFLUX_URL": forwarder_url(influxd),
+               "WATTSTREAM_INFLUX_URL": influx.url,
                "WATTSTREAM_INFLUX_TOKEN": "failover",
                "WATTSTREAM_INFLUX_BUCKET": influx.bucket,
                "WATTSTREAM_WORKER_APP_ID": group,
@@ -89,7 +89,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                 if split and not warm:
                     await feed.send_round(producer)
                     warm = True
-                if warm and len(await asyncio.to_thread(influx.counts)) == len(devices):
+                if warm and len(await asyncio.to_thread(readings_per_meter, influx)) == len(devices):
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not warm within 120 s: ready {ready}, assignments {assigned}")
@@ -124,7 +124,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                 if streaming.done():
                     streaming.result()
                 rows = await asyncio.to_thread(
-                    influx.rows, f"SELECT first(power_w) FROM readings WHERE phase = 'total' AND "
+                    influx.query, f"SELECT first(power_w) FROM readings WHERE phase = 'total' AND "
                                  f"time >= '{since_kill}' GROUP BY meter")
                 now = time.monotonic() - killed_mono
                 for row in rows:
@@ -147,7 +147,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
         missing: dict[str, int] = {}
         wait_until = time.monotonic() + 15
         while True:
-            counts = await asyncio.to_thread(influx.counts, killed_at)
+            counts = await asyncio.to_thread(readings_per_meter, influx, killed_at)
             missing = {d: len(sent_after) - counts.get(d, 0) for d in devices}
             if not any(missing.values()) or time.monotonic() > wait_until:
                 break

@@ -11,7 +11,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,9 +22,8 @@ from aiokafka.partitioner import murmur2
 from pipeline import topics
 from pipeline.brokers import KafkaSettings
 from pipeline.kafka import ensure_topics
-from tests.influxdb import influx_query, influx_rows
+from tests.influxdb import Influx
 from wattstream.embedded.children import stop_child
-from wattstream.embedded.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,24 +144,15 @@ class Result:
         return sorted(v for d, v in self.latency.items() if self.affected[d])
 
 
-class Influx:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.bucket = f"f{uuid.uuid4().hex[:12]}"
-        influx_query(server.port, f'CREATE DATABASE "{self.bucket}"')
-
-    def rows(self, q: str) -> list[dict[str, object]]:
-        return influx_rows(self.server.port, q, self.bucket)
-
-    def counts(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
-        """meter → readings (phase total) in [since, until)."""
-        where = ["phase = 'total'"]
-        if since is not None:
-            where.append(f"time >= '{since.isoformat().replace('+00:00', 'Z')}'")
-        if until is not None:
-            where.append(f"time < '{until.isoformat().replace('+00:00', 'Z')}'")
-        rows = self.rows(f"SELECT count(power_w) FROM readings WHERE {' AND '.join(where)} GROUP BY meter")
-        return {str(row["meter"]).removeprefix("iammeter:"): int(row["count"]) for row in rows}  # type: ignore[call-overload]
+def readings_per_meter(influx: Influx, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+    """meter → readings (phase total) in [since, until)."""
+    where = ["phase = 'total'"]
+    if since is not None:
+        where.append(f"time >= '{since.isoformat().replace('+00:00', 'Z')}'")
+    if until is not None:
+        where.append(f"time < '{until.isoformat().replace('+00:00', 'Z')}'")
+    rows = influx.query(f"SELECT count(power_w) FROM readings WHERE {' AND '.join(where)} GROUP BY meter")
+    return {str(row["meter"]).removeprefix("iammeter:"): int(row["count"]) for row in rows}
 
 
 async def create_raw_topic(bootstrap: str) -> None:

@@ -11,11 +11,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.influxdb import forwarder_url, influx_query, influx_rows, start_influxdb
+from tests.influxdb import Influx, start_influxdb
 from wattstream.embedded.children import stop_child
 from wattstream.embedded.servers import Server, ServerFailed, ServerMissing, free_port, start_mosquitto, start_tansu
 
@@ -47,28 +46,6 @@ def mosquitto(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 def influxdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _server(request, lambda: start_influxdb(tmp_path_factory.mktemp("influxdb"), "wattstream"))
-
-
-class Influx:
-    """One fresh database (= v2 bucket) on the session's influxd."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.bucket = f"t{uuid.uuid4().hex[:12]}"
-        self.url = forwarder_url(server)
-        influx_query(server.port, f'CREATE DATABASE "{self.bucket}"')
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        """InfluxQL → rows as dicts (all series concatenated)."""
-        return influx_rows(self.server.port, q, self.bucket)
-
-    def wait_rows(self, q: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = self.query(q)
-            if len(rows) >= count or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -157,3 +158,25 @@ def forwarder_url(server: Server) -> str:
     forwarder = server.extra[0]
     assert isinstance(forwarder, Forwarder)
     return f"http://127.0.0.1:{forwarder.http.server_address[1]}"
+
+
+class Influx:
+    """One fresh database (= v2 bucket) on the session's influxd."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.bucket = f"t{uuid.uuid4().hex[:12]}"
+        self.url = forwarder_url(server)
+        influx_query(server.port, f'CREATE DATABASE "{self.bucket}"')
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """InfluxQL → rows as dicts (all series concatenated)."""
+        return influx_rows(self.server.port, q, self.bucket)
+
+    def wait_rows(self, q: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.query(q)
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.5)
