@@ -125,7 +125,7 @@ async def measure(run: int, session_timeout: float | None, devices: list[str], i
                     streaming.result()
                 rows = await asyncio.to_thread(
                     influx.query, f"SELECT first(power_w) FROM readings WHERE phase = 'total' AND "
-                                 f"time >= '{since_kill}' GROUP BY meter")
+                                  f"time >= '{since_kill}' GROUP BY meter")
                 now = time.monotonic() - killed_mono
                 for row in rows:
                     latency.setdefault(str(row["meter"]).removeprefix("iammeter:"), now)

@@ -74,9 +74,9 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
                 if void:  # revoked while it waited for the broker
                     return
                 await changelog.write(progress.new_histories(admitted))  # in Kafka before any output
-                if void:
-                    return
                 for part in parts(admitted):
+                    if void:  # (revoked during the last part's checkpoint, too)
+                        return
                     try:
                         await process(part, entries)
                     except BaseException:  # applied in part, its outputs not confirmed: back to the last checkpoint
@@ -138,9 +138,11 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
                     log.warning("%s: a checkpoint still under way at a rebalance may land after the next owner "
                                 "has started", name)
             else:
-                await checkpoint_between_batches(now=True)
-                entries.drop()
-                progress.drop()
+                try:
+                    await checkpoint_between_batches(now=True)
+                finally:
+                    entries.drop()
+                    progress.drop()
         finally:
             revoking -= 1
 
@@ -155,9 +157,9 @@ def register_batches(app: faust.App, outlet: Outlet, topic: faust.TopicT, name: 
     app.on_before_shutdown.connect(stopping)  # type: ignore[arg-type]
 
     async def tick() -> None:
-        if not busy:
+        if not busy:  # (a batch's progress is its own while it runs: a void one drops it only when it ends)
             await checkpoint_between_batches()  # what the last batches changed, also when none follows (a quiet topic)
-        await progress.retry()
+            await progress.retry()
         for tp in app.consumer.assignment():
             if tp.topic == topic.get_topic_name():
                 highwater = app.consumer.highwater(tp)

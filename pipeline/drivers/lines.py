@@ -28,8 +28,8 @@ MAX_LINE: Final = 1024
 
 class LineFramer:
     """`feed(chunk)` → complete lines (without CR/LF); skips blank and `#` lines; of a line longer than
-    `MAX_LINE` its first `MAX_LINE` + 1 bytes, once, and the rest is dropped up to its end (`decode` makes
-    it a dead letter that says so)."""
+    `MAX_LINE` (its line end aside) its first `MAX_LINE` + 1 bytes, once, and the rest is dropped up to
+    its end (`decode` makes it a dead letter that says so)."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -40,8 +40,8 @@ class LineFramer:
         while True:
             end = self._buf.find(b"\n")
             if end < 0:
-                if len(self._buf) > MAX_LINE:
-                    if not self._discarding:
+                if len(self._buf) > MAX_LINE + 1:  # (+1: a line's CR may come before its LF)
+                    if not self._discarding and not self._buf.lstrip(b"\r\t ").startswith(b"#"):
                         yield bytes(self._buf[:MAX_LINE + 1])
                     self._buf.clear()
                     self._discarding = True
@@ -101,8 +101,8 @@ def _parse(line: str, device_id: str | None) -> tuple[str, dict[str, float]]:
 def decode(payload: bytes, *, received_at: datetime, device_id: str | None = None) -> list[Reading]:
     """One line → one `Reading`."""
     if len(payload) > MAX_LINE:
-        raise FrameError(f"lines: a line longer than {MAX_LINE} bytes, cut there (a wrong baud rate, or no line "
-                         f"ends?): {shorten(payload)}")
+        raise FrameError(f"lines: a line longer than {MAX_LINE} bytes, cut after {MAX_LINE + 1} (a wrong baud rate, "
+                         f"or no line ends?): {shorten(payload)}")
     try:
         line = payload.decode("utf-8").strip()
     except UnicodeDecodeError as exc:

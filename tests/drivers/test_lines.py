@@ -68,6 +68,9 @@ def test_an_overlong_line_is_cut_once_and_becomes_a_dead_letter_that_says_so() -
     assert list(framer.feed(b"x" * 5000)) == []
     assert list(framer.feed(b"tail\nu,t,1\n")) == [b"u,t,1"]  # ... and the rest dropped up to its end
     assert list(framer.feed(b"y" * 3000 + b"\n")) == [b"y" * (MAX_LINE + 1)]  # one chunk, one cut line
+    assert list(framer.feed(b"#" * 3000)) == []  # a comment, however long, is no dead letter
+    assert list(framer.feed(b"\nu,t," + b"1" * (MAX_LINE - 4) + b"\r")) == []  # exactly the bound, CR ...
+    assert list(framer.feed(b"\n")) == [b"u,t," + b"1" * (MAX_LINE - 4)]  # ... then LF: the line, whole
     assert len(decode(b"u,t,1" + b" " * (MAX_LINE - 5), received_at=AT, device_id="d")) == 1  # up to the bound
     with pytest.raises(FrameError, match=f"longer than {MAX_LINE} bytes"):
         decode(b"x" * (MAX_LINE + 1), received_at=AT, device_id="d")

@@ -99,3 +99,4 @@ def test_a_stop_ends_the_bridge_while_it_waits_for_kafka(mosquitto: Server, tmp_
         assert stop_child(bridge.proc, timeout=20) == 0, bridge.output()[-3000:]
     finally:
         bridge.stop()
+        kafka.stop()  # (stopped already, unless the test failed before)
