@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from wattstream.bench.latency import run_latency
+from wattstream.bench.latency import _per_minute, run_latency
 
 
 def test_every_grid_publish_reaches_the_charger_and_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,3 +27,12 @@ def test_every_grid_publish_reaches_the_charger_and_is_reported(capsys: pytest.C
     assert all(p50 >= -1 for p50, _ in spans), report  # a hop backwards: the wrong records (stamps: whole ms)
     loaded = re.search(r"load: ([\d,]+) payloads of the other meters", report)
     assert loaded and int(loaded[1].replace(",", "")) >= 20 * 4, report  # 20 meters, for more than 4 s
+
+
+def test_a_run_of_more_than_a_minute_is_also_reported_minute_by_minute() -> None:
+    """(Pure.) A system that does not keep up shows as figures that grow from minute to minute."""
+    assert _per_minute({0: 10.0, 1: 20.0, 59: 30.0}, rate=1) is None  # one minute: the totals say it all
+    assert _per_minute({0: 10.0, 1: 20.0, 120: 30.0, 121: 50.0}, rate=1) == \
+        "  per minute, p50 / p99 (ms): 1: 15 / 20, 3: 40 / 50"
+    assert _per_minute({0: 10.0, 239: 20.0, 240: 30.0}, rate=4) == \
+        "  per minute, p50 / p99 (ms): 1: 15 / 20, 2: 30 / 30"  # four publishes a second

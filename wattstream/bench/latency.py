@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -130,8 +131,11 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
         deadline = time.monotonic() + 10
         while len(set(sent) & set(answers.at)) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.1)
-        latencies = sorted((answers.at[w] - t) * 1000 for w, t in sent.items() if w in answers.at)
+        by_index = {-2000 - w: (answers.at[w] - t) * 1000 for w, t in sent.items() if w in answers.at}
+        latencies = sorted(by_index.values())
         _report(latencies, len(sent), rate, others)
+        if (minutes := _per_minute(by_index, rate)) is not None:
+            print(minutes)
         stamps, loaded = asyncio.run(_kafka_stamps(tansu.address))
         print(_hops({w: sent_wall[w] for w in sent}, stamps, answers.wall))
         print(f"load: {loaded:,} payloads of the other meters reached {topics.raw_topic('iammeter')}")
@@ -159,6 +163,19 @@ def run_latency(seconds: float, rate: float, others: int, profile: bool = False)
 def _quantile(ordered: list[float], p: float) -> float:
     """The value at rank ⌊p·n⌋ of the sorted values (so with 100 values or fewer, p99 is the largest)."""
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def _per_minute(latency: dict[int, float], rate: float) -> str | None:
+    """p50 / p99 of each minute of the run (publish `i` falls in minute `i / rate // 60`), when it ran for
+    more than one: figures that grow from minute to minute tell a system that does not keep up."""
+    minutes: dict[int, list[float]] = defaultdict(list)
+    for i, ms in latency.items():
+        minutes[int(i / rate // 60)].append(ms)
+    if len(minutes) < 2:
+        return None
+    return "  per minute, p50 / p99 (ms): " + ", ".join(
+        f"{minute + 1}: {statistics.median(values):.0f} / {_quantile(sorted(values), 0.99):.0f}"
+        for minute, values in sorted(minutes.items()))
 
 
 def _report(latencies: list[float], published: int, rate: float, others: int) -> None:
