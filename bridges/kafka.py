@@ -5,7 +5,6 @@ headers `driver`, `origin` and `received_at` — several of them in one envelope
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from pipeline.brokers import Connection
 from pipeline.envelope import Item
 from pipeline.kafka import KeyPartitions, ensure_topics
 from pipeline.models import format_ts
-from pipeline.retry import Backoff
+from pipeline.retry import Backoff, first_of
 
 log = logging.getLogger(__name__)
 ENVELOPE_BYTES = 512 * 1024  # at most this much in one envelope (Kafka's default request limit is 1 MiB)
@@ -56,25 +55,34 @@ class RawProducer:
 
     async def start(self, drivers: Iterable[str], retry_max: float = 30.0, stop: asyncio.Event | None = None) -> bool:
         """Connect (retrying with back-off until Kafka answers) and make sure the raw topics exist. False
-        when `stop` was set first."""
+        when `stop` was set first (also during a try: one against a host that does not answer takes the
+        client's timeout, up to 40 s)."""
         backoff, stop = Backoff(1.0, retry_max), stop or asyncio.Event()
         while not stop.is_set():
-            try:
-                await ensure_topics(self._kafka, [topics.raw_topic(d) for d in drivers], self._partitions)
-                producer = AIOKafkaProducer(**self._kafka, acks="all", linger_ms=5,
-                                            request_timeout_ms=self._request_timeout_ms)
-                await producer.start()
-                self._producer = producer
-                self._partitions_of.clear()
-                self._failed = None
+            attempt = asyncio.ensure_future(self._connect(drivers))
+            await first_of(attempt, stop.wait())
+            if attempt.cancelled():
+                return False
+            if (exc := attempt.exception()) is None:
                 return True
-            except (KafkaError, OSError) as exc:
-                wait = backoff.next()
-                log.warning("waiting for Kafka at %s (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc,
-                            wait)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+            if not isinstance(exc, KafkaError | OSError):
+                raise exc
+            wait = backoff.next()
+            log.warning("waiting for Kafka at %s (%s), retry in %.0fs", self._kafka["bootstrap_servers"], exc, wait)
+            await first_of(stop.wait(), within=wait)
         return False
+
+    async def _connect(self, drivers: Iterable[str]) -> None:
+        await ensure_topics(self._kafka, [topics.raw_topic(d) for d in drivers], self._partitions)
+        producer = AIOKafkaProducer(**self._kafka, acks="all", linger_ms=5, request_timeout_ms=self._request_timeout_ms)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # (its connections: a failed start leaves them open)
+            raise
+        self._producer = producer
+        self._partitions_of.clear()
+        self._failed = None
 
     async def send(self, driver: str, key: str, value: bytes, origin: str,
                    received_at: datetime | None = None) -> asyncio.Future[None]:

@@ -1,8 +1,12 @@
 """The one back-off of wattstream: waits that double from `first` up to `ceiling` seconds, back to
 `first` after a success. Used wherever something is tried again until it works: a sink that is down, a
-Kafka that does not answer, a serial port or a B-route session that was lost."""
+Kafka that does not answer, a serial port or a B-route session that was lost. And `first_of`, the wait
+that a stop cuts short (a try that hangs, or the back-off between two)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
 
 
 class Backoff:
@@ -19,3 +23,13 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first
+
+
+async def first_of(*waits: Awaitable[object], within: float | None = None) -> None:
+    """Until the first of `waits` is done, at most `within` seconds; the others are cancelled (a stop
+    beside what a command waits for)."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

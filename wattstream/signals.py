@@ -74,13 +74,3 @@ def _after() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-
-
-async def first_of(*waits: Awaitable[object], within: float | None = None) -> None:
-    """Until the first of `waits` is done, at most `within` seconds; the others are cancelled (a stop
-    beside what a command waits for)."""
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

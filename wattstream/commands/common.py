@@ -15,8 +15,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import to_json
 
 from pipeline.brokers import KafkaSettings
+from pipeline.retry import first_of
 from pipeline.settings import Settings
-from wattstream.signals import first_of, run_until_signal
+from wattstream.signals import run_until_signal
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from pipeline.brokers import Connection, KafkaSettings
 from pipeline.logs import toggle_debug
+from pipeline.retry import first_of
 from pipeline.settings import Settings
 from simulators.meters import demo_meters_toml, run_line_sensor
 from simulators.rl7023 import SimulatedRl7023
@@ -38,7 +39,7 @@ from wattstream.embedded import snapshot
 from wattstream.embedded.children import Children
 from wattstream.embedded.servers import Server, free_port, port_is_free, rss_mb, start_mqtt_broker, start_tansu
 from wattstream.embedded.view import LiveView, show, watch
-from wattstream.signals import first_of, run_until_signal
+from wattstream.signals import run_until_signal
 
 DEMO_BROUTE_ID = "00000000000000000000000000000000"  # the simulated dongle's; real ones come from the utility
 DEMO_BROUTE_PASSWORD = "DEMOPASSWORD"
